@@ -1,0 +1,658 @@
+//! Command-line interface. Each subcommand is a thin layer over the library modules; errors
+//! come back here and leave as one line with an exit code from [`ExitKind`].
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::assets::{self, AssetKind, AssetSpec, Fetched};
+use crate::config::{CameraConfig, Config, DetectorConfig};
+use crate::detect::{self, Detector, DetectorSettings};
+use crate::exit::{ExitKind, one_line};
+use crate::model::{self, ModelManifest};
+use crate::replay::{ReplayIncomplete, ReplayOptions};
+use crate::source::{self, Letterboxer, ModelInput, OpenOptions, VideoSource};
+
+const ABOUT: &str = "gridwatch: camera streams in, grid incidents out.
+
+Decodes camera streams (RTSP or files), runs an ONNX object detector on sampled frames, and \
+turns what it sees into grid-management incidents (illegal parking, fly-wire e-bike \
+charging, crowding).";
+
+const AFTER_HELP: &str = "Getting started on a new box:
+  1. gridwatch models fetch            find or download the model, verify its sha256
+  2. cp agent/config.example.toml /etc/gridwatch/config.toml and edit site and cameras
+  3. gridwatch check --config /etc/gridwatch/config.toml
+  4. gridwatch replay --config ... --input some-recording.mp4   see what the model sees
+
+Environment:
+  GRIDWATCH_MODEL_DIR   directory searched first for model files
+  GRIDWATCH_MEDIA_DIR   directory searched first for sample media
+  GRIDWATCH_CACHE_DIR   where downloads go (default ~/.cache/gridwatch)
+  ORT_DYLIB_PATH        libonnxruntime.so to load when the config names none
+  GRIDWATCH_LOG         log filter, e.g. `info` or `gridwatch=debug`
+
+Exit codes: 0 ok, 1 other error, 2 bad config or usage, 3 model or ONNX Runtime problem,
+4 input media problem.";
+
+#[derive(Parser, Debug)]
+#[command(name = "gridwatch", version, about = ABOUT, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Log filter (error, warn, info, debug, trace, or a tracing directive).
+    #[arg(long, global = true, env = "GRIDWATCH_LOG", default_value = "info")]
+    pub log_level: String,
+    /// Log line format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (journald adds its own timestamps).
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Detect objects in one image and print them as JSON.
+    Detect(DetectArgs),
+    /// Run the pipeline over a recorded file as fast as possible and write JSON Lines.
+    Replay(ReplayArgs),
+    /// Validate a config file, the model and the ONNX Runtime library, and print a summary.
+    Check(CheckArgs),
+    /// List, find, download and verify model files.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+    /// Find or download the sample media used by the demo and the tests.
+    #[command(subcommand)]
+    Media(MediaCommand),
+    /// Measure decode, inference and the full pipeline on a clip, and print a table.
+    Bench(crate::bench::BenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DetectorArgs {
+    /// Config file whose [detector] section to use (defaults apply without one).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Model: a built-in name or a manifest .toml (overrides the config).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Minimum detection score (overrides the config).
+    #[arg(long)]
+    pub confidence: Option<f32>,
+    /// ONNX Runtime intra-op threads (overrides the config).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct DetectArgs {
+    /// Image file (JPEG, PNG, ... anything FFmpeg decodes; a video's first frame works too).
+    pub image: PathBuf,
+    /// Also write a copy of the image with boxes and labels drawn.
+    #[arg(long, value_name = "OUT.jpg")]
+    pub annotate: Option<PathBuf>,
+    #[command(flatten)]
+    pub detector: DetectorArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    /// Config file (site, detector, cameras).
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// Recorded video to replay (file path or URL).
+    #[arg(long, short)]
+    pub input: String,
+    /// Camera whose settings (detect_fps, ...) apply; default: the first configured camera.
+    #[arg(long)]
+    pub camera: Option<String>,
+    /// Write JSON Lines here instead of standard output.
+    #[arg(long, short, value_name = "events.jsonl")]
+    pub out: Option<PathBuf>,
+    /// Wall-clock time of the first frame (RFC 3339, e.g. 2026-11-24T22:30:00+08:00);
+    /// default: now. Schedules and event times follow from it.
+    #[arg(long)]
+    pub start_time: Option<String>,
+    /// Detection rate override, frames per second of stream time.
+    #[arg(long)]
+    pub detect_fps: Option<f64>,
+    /// Never show the progress bar (it is shown only on a terminal anyway).
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Print the summary as JSON on stderr instead of text.
+    #[arg(long)]
+    pub summary_json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Config file to validate.
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// Also open every camera's stream and report its codec and resolution.
+    #[arg(long)]
+    pub probe_cameras: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ModelsCommand {
+    /// List the built-in model manifests and whether their files are present.
+    List,
+    /// Find each model file locally or download it from its manifest URL; verify sha256.
+    Fetch(FetchModelsArgs),
+    /// Verify the model file of a manifest (exit 3 when missing or corrupt).
+    Verify {
+        /// Built-in model name or manifest path.
+        #[arg(default_value = "yolox_nano")]
+        model: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct FetchModelsArgs {
+    /// Built-in model names or manifest paths.
+    pub models: Vec<String>,
+    /// Every built-in model.
+    #[arg(long)]
+    pub all: bool,
+    /// Where downloads go (default: $GRIDWATCH_CACHE_DIR/models).
+    #[arg(long)]
+    pub dest: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MediaCommand {
+    /// List the sample media and where each file is found.
+    List,
+    /// Find every sample file locally or download it; verify sha256.
+    Fetch {
+        /// Where downloads go (default: $GRIDWATCH_CACHE_DIR/media).
+        #[arg(long)]
+        dest: Option<PathBuf>,
+    },
+    /// Print the verified path of one sample file.
+    Path { name: String },
+}
+
+pub fn main() -> ExitCode {
+    // A panic is a bug, but it must still leave as one line, never a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown".into());
+        eprintln!("gridwatch: internal error{location}: {message} (please report this)");
+    }));
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let code = if err.use_stderr() {
+                ExitKind::Usage.code()
+            } else {
+                0
+            };
+            let _ = err.print();
+            return ExitCode::from(code);
+        }
+    };
+    init_logging(&cli.log_level, cli.log_format);
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("gridwatch: error: {}", one_line(&err));
+            ExitCode::from(ExitKind::of(&err).code())
+        }
+    }
+}
+
+fn init_logging(filter: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Detect(args) => cmd_detect(args),
+        Command::Replay(args) => cmd_replay(args),
+        Command::Check(args) => cmd_check(args),
+        Command::Models(cmd) => cmd_models(cmd),
+        Command::Media(cmd) => cmd_media(cmd),
+        Command::Bench(args) => crate::bench::run(args),
+    }
+}
+
+/// The detector section from `--config` (or defaults) with command-line overrides applied.
+fn detector_config(args: &DetectorArgs) -> anyhow::Result<(DetectorConfig, PathBuf)> {
+    let (mut detector, base) = match &args.config {
+        Some(path) => {
+            let config = Config::load(path)?;
+            (config.detector.clone(), config.base_dir())
+        }
+        None => (DetectorConfig::default(), PathBuf::from(".")),
+    };
+    if let Some(model) = &args.model {
+        detector.model = model.clone();
+    }
+    if let Some(c) = args.confidence {
+        if !(c > 0.0 && c < 1.0) {
+            return Err(crate::config::ConfigError(format!(
+                "--confidence must be in (0, 1), got {c}"
+            ))
+            .into());
+        }
+        detector.confidence = c;
+    }
+    if let Some(t) = args.threads {
+        detector.threads = t.clamp(1, 64);
+    }
+    Ok((detector, base))
+}
+
+/// Loads the model and ONNX Runtime and builds a detector.
+pub fn build_detector(config: &DetectorConfig, base_dir: &Path) -> anyhow::Result<Detector> {
+    let loaded = detect::prepare(config, base_dir)?;
+    let detector = Detector::new(
+        &loaded.runtime,
+        loaded.manifest,
+        &loaded.model_path,
+        DetectorSettings::from(config),
+    )?;
+    Ok(detector)
+}
+
+fn cmd_detect(args: DetectArgs) -> anyhow::Result<()> {
+    let (config, base) = detector_config(&args.detector)?;
+    let mut detector = build_detector(&config, &base)?;
+    let url = args.image.to_string_lossy().to_string();
+    let mut source = VideoSource::open(&url, &OpenOptions::default(), Default::default())?;
+    let mut letterboxer = Letterboxer::new(&detector.manifest().input);
+    let mut input = ModelInput::new(&detector.manifest().input);
+    let mut scaled = None;
+    let stats = source.run(|frame, _| {
+        scaled = Some(letterboxer.run(frame, &mut input));
+        std::ops::ControlFlow::Break(())
+    })?;
+    let geometry =
+        match scaled {
+            Some(result) => result.map_err(|e| source::SourceError::Scaler {
+                url: url.clone(),
+                width: e.width,
+                height: e.height,
+                format: e.format,
+            })?,
+            None => stats.check_complete(&url, source.info()).and(Err(
+                source::SourceError::NoFrames {
+                    url: url.clone(),
+                    errors: stats.decode_errors,
+                    first: "no picture in the file".into(),
+                },
+            ))?,
+        };
+    let mut detections = Vec::new();
+    detector.detect(&input, &mut detections)?;
+    #[derive(serde::Serialize)]
+    struct Report<'a> {
+        image: &'a str,
+        width: u32,
+        height: u32,
+        model: &'a str,
+        detections: &'a [crate::frame::Detection],
+    }
+    let report = Report {
+        image: &url,
+        width: geometry.src_width,
+        height: geometry.src_height,
+        model: &detector.manifest().name,
+        detections: &detections,
+    };
+    let mut stdout = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut stdout, &report)?;
+    writeln!(stdout)?;
+    if let Some(out) = &args.annotate {
+        let mut img = image::open(&args.image)
+            .with_context(|| format!("reading {} for annotation", args.image.display()))?
+            .to_rgb8();
+        crate::annotate::draw_detections(&mut img, &detections);
+        img.save(out)
+            .with_context(|| format!("writing the annotated image {}", out.display()))?;
+        tracing::info!(path = %out.display(), "annotated image written");
+    }
+    Ok(())
+}
+
+/// Parses an RFC 3339 time into Unix microseconds.
+pub fn parse_start_time(text: &str) -> anyhow::Result<i64> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.timestamp_micros())
+        .map_err(|e| {
+            crate::config::ConfigError(format!(
+                "--start-time `{text}`: {e}; expected RFC 3339 like 2026-11-24T22:30:00+08:00"
+            ))
+            .into()
+        })
+}
+
+fn cmd_replay(args: ReplayArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args.config)?;
+    let mut camera = match &args.camera {
+        Some(id) => config.camera(id).cloned().ok_or_else(|| {
+            let known: Vec<&str> = config.cameras.iter().map(|c| c.id.as_str()).collect();
+            crate::config::ConfigError(format!(
+                "--camera {id}: no such camera in {} (configured: {})",
+                args.config.display(),
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ))
+        })?,
+        None => config
+            .cameras
+            .first()
+            .cloned()
+            .unwrap_or_else(|| CameraConfig::adhoc("replay", &args.input)),
+    };
+    if let Some(fps) = args.detect_fps {
+        if !(fps > 0.0 && fps <= 60.0) {
+            return Err(crate::config::ConfigError(format!(
+                "--detect-fps must be in (0, 60], got {fps}"
+            ))
+            .into());
+        }
+        camera.detect_fps = fps;
+    }
+    let start_at_us = match &args.start_time {
+        Some(text) => parse_start_time(text)?,
+        None => chrono::Utc::now().timestamp_micros(),
+    };
+    let mut detector = build_detector(&config.detector, &config.base_dir())?;
+    let options = ReplayOptions {
+        camera,
+        input: args.input.clone(),
+        start_at_us,
+        offset: config.site.timezone,
+        queue_depth: 4,
+        progress: !args.no_progress,
+    };
+    let result = match &args.out {
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("cannot create the output file {}", path.display()))?;
+            crate::replay::replay(&mut detector, &options, file)
+        }
+        None => crate::replay::replay(&mut detector, &options, std::io::stdout().lock()),
+    };
+    let print_summary = |summary: &crate::replay::ReplaySummary| {
+        if args.summary_json {
+            eprintln!("{}", serde_json::to_string(summary).unwrap_or_default());
+        } else {
+            eprint!("{summary}");
+        }
+    };
+    match result {
+        Ok(summary) => {
+            print_summary(&summary);
+            Ok(())
+        }
+        Err(err) => {
+            if let Some(incomplete) = err.downcast_ref::<ReplayIncomplete>() {
+                print_summary(&incomplete.summary);
+            }
+            Err(err)
+        }
+    }
+}
+
+fn cmd_check(args: CheckArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args.config)?;
+    println!("config      {}: ok", args.config.display());
+    println!(
+        "site        {} ({}), grid {}, UTC{}",
+        config.site.id,
+        if config.site.name.is_empty() {
+            "unnamed"
+        } else {
+            &config.site.name
+        },
+        config.site.grid_code,
+        config.site.timezone
+    );
+    println!("data dir    {}", config.storage.data_dir.display());
+    let loaded = detect::prepare(&config.detector, &config.base_dir())?;
+    let detector = Detector::new(
+        &loaded.runtime,
+        loaded.manifest.clone(),
+        &loaded.model_path,
+        DetectorSettings::from(&config.detector),
+    )?;
+    let m = detector.manifest();
+    println!(
+        "model       {} ({}): {} verified, {} classes, input {}x{}",
+        m.name,
+        m.origin,
+        loaded.model_path.display(),
+        m.classes.len(),
+        m.input.width(),
+        m.input.height()
+    );
+    println!(
+        "runtime     ONNX Runtime {} from {} ({})",
+        loaded.runtime.version,
+        loaded.runtime.path.display(),
+        loaded.runtime.origin
+    );
+    println!(
+        "detector    threads {}, confidence {}, nms iou {}",
+        config.detector.threads, config.detector.confidence, config.detector.nms_iou
+    );
+    if config.cameras.is_empty() {
+        println!("cameras     none configured");
+    }
+    let mut failed = 0;
+    for cam in &config.cameras {
+        let detect_note = cam
+            .detect_url
+            .as_deref()
+            .map(|u| format!(", detect on {}", source::redact_url(u)))
+            .unwrap_or_default();
+        println!(
+            "camera      {} \"{}\": {}{}, {} detect fps{}",
+            cam.id,
+            cam.name,
+            source::redact_url(&cam.url),
+            detect_note,
+            cam.detect_fps,
+            if cam.enabled { "" } else { " (disabled)" }
+        );
+        if args.probe_cameras && cam.enabled {
+            match VideoSource::open(
+                cam.detection_url(),
+                &OpenOptions::for_camera(cam),
+                Default::default(),
+            ) {
+                Ok(src) => {
+                    let i = src.info();
+                    println!(
+                        "            stream ok: {} {}x{}",
+                        i.codec, i.width, i.height
+                    );
+                }
+                Err(err) => {
+                    failed += 1;
+                    println!("            stream FAILED: {err}");
+                }
+            }
+        }
+    }
+    if failed > 0 {
+        bail!(source::SourceError::Open {
+            url: format!("{failed} camera(s)"),
+            reason: "see the lines above".into()
+        });
+    }
+    Ok(())
+}
+
+fn fetch_one(
+    spec: &AssetSpec<'_>,
+    kind: AssetKind,
+    explicit_dir: Option<&Path>,
+    dest: &Path,
+) -> anyhow::Result<()> {
+    let dirs = kind.search_dirs(explicit_dir);
+    match assets::fetch(spec, kind, &dirs, dest)? {
+        Fetched::Found(path) => println!("{}: verified at {}", spec.file, path.display()),
+        Fetched::Downloaded(path) => {
+            println!(
+                "{}: downloaded and verified to {}",
+                spec.file,
+                path.display()
+            )
+        }
+    }
+    Ok(())
+}
+
+fn cmd_models(cmd: ModelsCommand) -> anyhow::Result<()> {
+    let base = PathBuf::from(".");
+    match cmd {
+        ModelsCommand::List => {
+            let dirs = AssetKind::Models.search_dirs(None);
+            for name in model::built_in_names() {
+                let m = ModelManifest::resolve(name, &base)?;
+                let state = match assets::locate(&m.asset(), AssetKind::Models, &dirs) {
+                    Ok(path) => format!("present at {}", path.display()),
+                    Err(err) => format!("not ready: {err}"),
+                };
+                println!("{name:<12} {} [{}] {state}", m.description, m.license);
+            }
+            Ok(())
+        }
+        ModelsCommand::Fetch(args) => {
+            let mut names = args.models.clone();
+            if args.all || names.is_empty() {
+                names.extend(model::built_in_names().iter().map(|s| s.to_string()));
+            }
+            names.dedup();
+            let dest = args
+                .dest
+                .clone()
+                .unwrap_or_else(|| assets::cache_dir().join("models"));
+            for name in names {
+                let m = ModelManifest::resolve(&name, &base)?;
+                fetch_one(&m.asset(), AssetKind::Models, None, &dest)?;
+            }
+            Ok(())
+        }
+        ModelsCommand::Verify { model } => {
+            let m = ModelManifest::resolve(&model, &base)?;
+            let dirs = AssetKind::Models.search_dirs(None);
+            let path = assets::locate(&m.asset(), AssetKind::Models, &dirs)?;
+            println!("{}: sha256 ok ({})", path.display(), m.file);
+            Ok(())
+        }
+    }
+}
+
+/// The sample media manifest (media/manifest.toml), compiled in.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MediaManifest {
+    file: Vec<MediaFile>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MediaFile {
+    name: String,
+    sha256: String,
+    url: String,
+    license: String,
+}
+
+fn media_manifest() -> anyhow::Result<Vec<(MediaFile, Vec<String>)>> {
+    let text = include_str!("../../media/manifest.toml");
+    let manifest: MediaManifest = toml::from_str(text).map_err(|e| {
+        anyhow::anyhow!(crate::config::toml_error_at(
+            "media/manifest.toml",
+            text,
+            &e
+        ))
+    })?;
+    Ok(manifest
+        .file
+        .into_iter()
+        .map(|f| {
+            let sums = vec![f.sha256.to_ascii_lowercase()];
+            (f, sums)
+        })
+        .collect())
+}
+
+fn cmd_media(cmd: MediaCommand) -> anyhow::Result<()> {
+    let files = media_manifest()?;
+    fn spec(f: &(MediaFile, Vec<String>)) -> AssetSpec<'_> {
+        AssetSpec {
+            file: &f.0.name,
+            sha256: &f.1,
+            url: &f.0.url,
+        }
+    }
+    let dirs = AssetKind::Media.search_dirs(None);
+    match cmd {
+        MediaCommand::List => {
+            for f in &files {
+                let state = match assets::locate(&spec(f), AssetKind::Media, &dirs) {
+                    Ok(path) => path.display().to_string(),
+                    Err(err) => format!("not ready: {err}"),
+                };
+                println!("{:<34} {:<48} {state}", f.0.name, f.0.license);
+            }
+            Ok(())
+        }
+        MediaCommand::Fetch { dest } => {
+            let dest = dest.unwrap_or_else(|| assets::cache_dir().join("media"));
+            for f in &files {
+                fetch_one(&spec(f), AssetKind::Media, None, &dest)?;
+            }
+            Ok(())
+        }
+        MediaCommand::Path { name } => {
+            let f = files.iter().find(|f| f.0.name == name).ok_or_else(|| {
+                let names: Vec<&str> = files.iter().map(|f| f.0.name.as_str()).collect();
+                crate::config::ConfigError(format!(
+                    "no sample file named {name} (known: {})",
+                    names.join(", ")
+                ))
+            })?;
+            let path = assets::locate(&spec(f), AssetKind::Media, &dirs)?;
+            println!("{}", path.display());
+            Ok(())
+        }
+    }
+}

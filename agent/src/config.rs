@@ -1,0 +1,585 @@
+//! The agent's configuration: one TOML file, read strictly.
+//!
+//! Unknown keys are errors (a typo must not silently fall back to a default), and every error
+//! names the file, line and column and the dotted path of the field, so an installer editing
+//! the file over SSH can fix it without guessing. `gridwatch check` runs exactly this code.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::FixedOffset;
+use serde::Deserialize;
+use serde_path_to_error::Segment;
+
+/// A config problem, already formatted as `file:line:col: field: what is wrong`.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Path of the file this was read from; set by [`Config::load`].
+    #[serde(skip)]
+    pub source_path: PathBuf,
+    pub site: SiteConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    #[serde(default)]
+    pub detector: DetectorConfig,
+    #[serde(default)]
+    pub cameras: Vec<CameraConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteConfig {
+    /// Stable identifier of this box's site (compound), used in topics and event ids.
+    pub id: String,
+    /// Human name of the site, e.g. the compound's name.
+    #[serde(default)]
+    pub name: String,
+    /// The grid code (网格编码) the platform files this site's incidents under.
+    pub grid_code: String,
+    /// UTC offset of the site's local time, e.g. "+08:00". Used for schedules and for the
+    /// offset written in event times.
+    #[serde(default = "default_timezone", deserialize_with = "de_offset")]
+    pub timezone: FixedOffset,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Where the database, evidence and downloaded models live. Relative paths are taken
+    /// from the config file's directory.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            data_dir: default_data_dir(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectorConfig {
+    /// A built-in model name (`yolox_nano`) or the path of a model manifest (.toml).
+    #[serde(default = "default_model")]
+    pub model: String,
+    /// Directory searched first for the model file named by the manifest.
+    pub model_dir: Option<PathBuf>,
+    /// Path of `libonnxruntime.so`. When unset: `$ORT_DYLIB_PATH`, then the project-local
+    /// install (`.local/lib` of the checkout, `$GRIDWATCH_LOCAL/lib`), then the system path.
+    pub runtime_library: Option<PathBuf>,
+    /// ONNX Runtime intra-op threads for one inference.
+    #[serde(default = "default_threads")]
+    pub threads: usize,
+    /// Minimum score (objectness x class probability) for a detection to be kept.
+    #[serde(default = "default_confidence")]
+    pub confidence: f32,
+    /// IoU above which NMS suppresses the weaker of two boxes of the same class.
+    #[serde(default = "default_nms_iou")]
+    pub nms_iou: f32,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        DetectorConfig {
+            model: default_model(),
+            model_dir: None,
+            runtime_library: None,
+            threads: default_threads(),
+            confidence: default_confidence(),
+            nms_iou: default_nms_iou(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RtspTransport {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraConfig {
+    /// Short identifier: letters, digits, `-` and `_` (it appears in topics and file names).
+    pub id: String,
+    /// Human name, e.g. "3号楼东侧消防通道".
+    #[serde(default)]
+    pub name: String,
+    /// Main stream: `rtsp://...` or a file path. Clips are recorded from this stream.
+    pub url: String,
+    /// Optional low-resolution sub-stream used for detection instead of `url`.
+    pub detect_url: Option<String>,
+    /// Frames per second of stream time sent to the detector (sampled by timestamp).
+    #[serde(default = "default_detect_fps")]
+    pub detect_fps: f64,
+    /// FFmpeg decoder threads for this camera.
+    #[serde(default = "default_decode_threads")]
+    pub decode_threads: usize,
+    /// RTSP transport: "tcp" (default, survives lossy links) or "udp".
+    #[serde(default)]
+    pub rtsp_transport: RtspTransport,
+    /// How long opening or reading the stream may block before it counts as a failure.
+    #[serde(default = "default_io_timeout", with = "humantime_serde")]
+    pub io_timeout: Duration,
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+impl CameraConfig {
+    /// A camera for ad-hoc use (replay of a file without a configured camera).
+    pub fn adhoc(id: &str, url: &str) -> CameraConfig {
+        CameraConfig {
+            id: id.to_string(),
+            name: String::new(),
+            url: url.to_string(),
+            detect_url: None,
+            detect_fps: default_detect_fps(),
+            decode_threads: default_decode_threads(),
+            rtsp_transport: RtspTransport::default(),
+            io_timeout: default_io_timeout(),
+            enabled: true,
+        }
+    }
+
+    /// The stream detection reads: the sub-stream when there is one.
+    pub fn detection_url(&self) -> &str {
+        self.detect_url.as_deref().unwrap_or(&self.url)
+    }
+}
+
+fn default_timezone() -> FixedOffset {
+    // China Standard Time; every city the product targets is on it.
+    FixedOffset::east_opt(8 * 3600).expect("constant offset is in range")
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("/var/lib/gridwatch")
+}
+fn default_model() -> String {
+    "yolox_nano".into()
+}
+fn default_threads() -> usize {
+    1
+}
+fn default_confidence() -> f32 {
+    0.3
+}
+fn default_nms_iou() -> f32 {
+    0.45
+}
+fn default_detect_fps() -> f64 {
+    5.0
+}
+fn default_decode_threads() -> usize {
+    1
+}
+fn default_io_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_true() -> bool {
+    true
+}
+
+fn de_offset<'de, D: serde::Deserializer<'de>>(de: D) -> Result<FixedOffset, D::Error> {
+    let text = String::deserialize(de)?;
+    parse_offset(&text).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "`{text}` is not a UTC offset like \"+08:00\" or \"-03:30\""
+        ))
+    })
+}
+
+/// Parses "+08:00", "-0330", "Z" or "UTC".
+pub fn parse_offset(text: &str) -> Option<FixedOffset> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("z") || text.eq_ignore_ascii_case("utc") {
+        return FixedOffset::east_opt(0);
+    }
+    let (sign, rest) = match text.as_bytes().first()? {
+        b'+' => (1, &text[1..]),
+        b'-' => (-1, &text[1..]),
+        _ => return None,
+    };
+    let digits: String = rest.chars().filter(|c| *c != ':').collect();
+    if digits.len() != 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let hours: i32 = digits[..2].parse().ok()?;
+    let minutes: i32 = digits[2..].parse().ok()?;
+    if hours > 14 || minutes > 59 {
+        return None;
+    }
+    FixedOffset::east_opt(sign * (hours * 3600 + minutes * 60))
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|err| {
+            ConfigError(format!(
+                "cannot read config {}: {err}{}",
+                path.display(),
+                if err.kind() == std::io::ErrorKind::NotFound {
+                    " (agent/config.example.toml documents every key)"
+                } else {
+                    ""
+                }
+            ))
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates config text; `path` is used for messages and relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let origin = path.display().to_string();
+        let deserializer = toml::Deserializer::parse(text)
+            .map_err(|err| ConfigError(toml_error_at(&origin, text, &err)))?;
+        let mut config: Config = serde_path_to_error::deserialize(deserializer).map_err(|err| {
+            let field = dotted_path(err.path());
+            let inner = err.inner();
+            let position = inner
+                .span()
+                .map(|span| line_col(text, span.start))
+                .map(|(l, c)| format!(":{l}:{c}"))
+                .unwrap_or_default();
+            let field = if field.is_empty() || field == "?" {
+                String::new()
+            } else {
+                format!(" {field}:")
+            };
+            ConfigError(format!("{origin}{position}:{field} {}", inner.message()))
+        })?;
+        config.source_path = path.to_path_buf();
+        if let Err((field, message)) = config.validate() {
+            let position = span_of_path(text, &field)
+                .map(|offset| {
+                    let (l, c) = line_col(text, offset);
+                    format!(":{l}:{c}")
+                })
+                .unwrap_or_default();
+            return Err(ConfigError(format!(
+                "{origin}{position}: {}: {message}",
+                display_path(&field)
+            )));
+        }
+        config.resolve_paths();
+        Ok(config)
+    }
+
+    /// The directory relative paths in the file are taken from.
+    pub fn base_dir(&self) -> PathBuf {
+        self.source_path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."))
+    }
+
+    fn resolve_paths(&mut self) {
+        let base = self.base_dir();
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        resolve(&mut self.storage.data_dir);
+        if let Some(dir) = self.detector.model_dir.as_mut() {
+            resolve(dir);
+        }
+        if let Some(lib) = self.detector.runtime_library.as_mut() {
+            resolve(lib);
+        }
+    }
+
+    /// Checks what types alone cannot. Returns the offending field's path (as TOML keys and
+    /// array indices, for locating it in the text) and the message.
+    fn validate(&self) -> Result<(), (Vec<String>, String)> {
+        let fail = |path: &[&str], message: String| {
+            Err((path.iter().map(|s| s.to_string()).collect(), message))
+        };
+        if !is_identifier(&self.site.id) {
+            return fail(
+                &["site", "id"],
+                format!(
+                    "`{}` must be letters, digits, `-` or `_` (it is used in MQTT topics)",
+                    self.site.id
+                ),
+            );
+        }
+        let d = &self.detector;
+        if d.threads == 0 || d.threads > 64 {
+            return fail(
+                &["detector", "threads"],
+                format!("must be 1..=64, got {}", d.threads),
+            );
+        }
+        if !(d.confidence > 0.0 && d.confidence < 1.0) {
+            return fail(
+                &["detector", "confidence"],
+                format!("must be in (0, 1), got {}", d.confidence),
+            );
+        }
+        if !(d.nms_iou > 0.0 && d.nms_iou <= 1.0) {
+            return fail(
+                &["detector", "nms_iou"],
+                format!("must be in (0, 1], got {}", d.nms_iou),
+            );
+        }
+        for (i, cam) in self.cameras.iter().enumerate() {
+            let index = i.to_string();
+            let at = |field: &'static str| ["cameras", index.as_str(), field];
+            if !is_identifier(&cam.id) {
+                return fail(
+                    &at("id"),
+                    format!(
+                        "`{}` must be letters, digits, `-` or `_` (it is used in topics and file names)",
+                        cam.id
+                    ),
+                );
+            }
+            if let Some(first) = self.cameras[..i].iter().position(|c| c.id == cam.id) {
+                return fail(
+                    &at("id"),
+                    format!("`{}` is already used by cameras[{first}]", cam.id),
+                );
+            }
+            if cam.url.trim().is_empty() {
+                return fail(&at("url"), "is empty".into());
+            }
+            if !(cam.detect_fps > 0.0 && cam.detect_fps <= 60.0) {
+                return fail(
+                    &at("detect_fps"),
+                    format!("must be in (0, 60], got {}", cam.detect_fps),
+                );
+            }
+            if cam.decode_threads == 0 || cam.decode_threads > 16 {
+                return fail(
+                    &at("decode_threads"),
+                    format!("must be 1..=16, got {}", cam.decode_threads),
+                );
+            }
+            if cam.io_timeout < Duration::from_millis(100) {
+                return fail(&at("io_timeout"), "must be at least 100ms".into());
+            }
+        }
+        Ok(())
+    }
+
+    pub fn camera(&self, id: &str) -> Option<&CameraConfig> {
+        self.cameras.iter().find(|c| c.id == id)
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// `["cameras", "0", "url"]` as `cameras[0].url`, the way serde's errors name fields.
+fn display_path(path: &[String]) -> String {
+    let mut out = String::new();
+    for segment in path {
+        if segment.parse::<usize>().is_ok() {
+            out.push_str(&format!("[{segment}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(segment);
+        }
+    }
+    out
+}
+
+fn dotted_path(path: &serde_path_to_error::Path) -> String {
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Segment::Enum { variant } => {
+                out.push('.');
+                out.push_str(variant);
+            }
+            Segment::Unknown => out.push_str(".?"),
+        }
+    }
+    out
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..text.floor_char_boundary(offset)];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let col = before[line_start..].chars().count() + 1;
+    (line, col)
+}
+
+/// Formats a TOML syntax or type error as `origin:line:col: message`, on one line.
+pub fn toml_error_at(origin: &str, text: &str, err: &toml::de::Error) -> String {
+    let position = err
+        .span()
+        .map(|span| {
+            let (l, c) = line_col(text, span.start);
+            format!(":{l}:{c}")
+        })
+        .unwrap_or_default();
+    let message = err
+        .message()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    format!("{origin}{position}: {message}")
+}
+
+/// Byte offset of the value at `path` (table keys and array indices) in the TOML text.
+fn span_of_path(text: &str, path: &[String]) -> Option<usize> {
+    let root = toml::de::DeTable::parse(text).ok()?;
+    let mut value = toml::de::DeValue::Table(root.into_inner());
+    let mut span = None;
+    for segment in path {
+        let next = match segment.parse::<usize>() {
+            Ok(index) => value.get(index)?,
+            Err(_) => value.get(segment.as_str())?,
+        };
+        span = Some(next.span().start);
+        value = next.get_ref().clone();
+    }
+    span
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[site]
+id = "demo"
+grid_code = "440305001001"
+
+[[cameras]]
+id = "gate"
+url = "rtsp://10.0.0.2/stream1"
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/gridwatch/config.toml"))
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let cfg = parse(MINIMAL).unwrap();
+        assert_eq!(cfg.detector.model, "yolox_nano");
+        assert_eq!(cfg.detector.confidence, 0.3);
+        assert_eq!(cfg.cameras[0].detect_fps, 5.0);
+        assert_eq!(cfg.cameras[0].rtsp_transport, RtspTransport::Tcp);
+        assert_eq!(cfg.site.timezone.local_minus_utc(), 8 * 3600);
+        assert_eq!(cfg.storage.data_dir, PathBuf::from("/var/lib/gridwatch"));
+    }
+
+    #[test]
+    fn relative_paths_follow_the_config_file() {
+        let text = format!("{MINIMAL}\n[storage]\ndata_dir = \"data\"\n");
+        let cfg = parse(&text).unwrap();
+        assert_eq!(cfg.storage.data_dir, PathBuf::from("/etc/gridwatch/data"));
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_column_and_field() {
+        let text = MINIMAL.replace("url = ", "detct_fps = 3\nurl = ");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(
+            err.starts_with("/etc/gridwatch/config.toml:8:1:"),
+            "got: {err}"
+        );
+        assert!(err.contains("unknown field `detct_fps`"), "got: {err}");
+        assert!(err.contains("cameras[0]"), "got: {err}");
+    }
+
+    #[test]
+    fn wrong_type_points_at_the_value() {
+        let text = MINIMAL.replace("url = ", "detect_fps = \"fast\"\nurl = ");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains(":8:14:"), "got: {err}");
+        assert!(err.contains("cameras[0].detect_fps"), "got: {err}");
+    }
+
+    #[test]
+    fn syntax_error_has_position() {
+        let err = parse("[site\nid = 1").unwrap_err().to_string();
+        assert!(
+            err.starts_with("/etc/gridwatch/config.toml:1:"),
+            "got: {err}"
+        );
+        assert!(!err.contains('\n'));
+    }
+
+    #[test]
+    fn missing_required_field_is_named() {
+        let err = parse("[site]\nid = \"x\"\n").unwrap_err().to_string();
+        assert!(err.contains("missing field `grid_code`"), "got: {err}");
+    }
+
+    #[test]
+    fn validation_error_points_at_the_field() {
+        let text = MINIMAL.replace("url = ", "detect_fps = 0.0\nurl = ");
+        let err = parse(&text).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "/etc/gridwatch/config.toml:8:14: cameras[0].detect_fps: must be in (0, 60], got 0"
+        );
+    }
+
+    #[test]
+    fn duplicate_camera_ids_are_rejected() {
+        let text = format!("{MINIMAL}\n[[cameras]]\nid = \"gate\"\nurl = \"x.mp4\"\n");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("already used by cameras[0]"), "got: {err}");
+        assert!(err.contains(":11:6:"), "got: {err}");
+    }
+
+    #[test]
+    fn offsets_parse() {
+        assert_eq!(parse_offset("+08:00").unwrap().local_minus_utc(), 28800);
+        assert_eq!(parse_offset("-0330").unwrap().local_minus_utc(), -12600);
+        assert_eq!(parse_offset("Z").unwrap().local_minus_utc(), 0);
+        assert!(parse_offset("Asia/Shanghai").is_none());
+        assert!(parse_offset("+25:00").is_none());
+    }
+
+    #[test]
+    fn bad_timezone_is_explained() {
+        let text = MINIMAL.replace("grid_code", "timezone = \"CST\"\ngrid_code");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("site.timezone"), "got: {err}");
+        assert!(err.contains("not a UTC offset"), "got: {err}");
+    }
+
+    #[test]
+    fn line_col_counts_characters() {
+        let text = "a = \"网格\"\nb = 1";
+        assert_eq!(line_col(text, 0), (1, 1));
+        let b = text.find('b').unwrap();
+        assert_eq!(line_col(text, b), (2, 1));
+        let one = text.find('1').unwrap();
+        assert_eq!(line_col(text, one), (2, 5));
+    }
+}

@@ -1,0 +1,130 @@
+//! Plain data that flows between the stages. No stage reaches into another's internals: the
+//! source produces [`FrameMeta`], the detector [`Detection`]s, and later stages consume them.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+/// One sampled frame, as the rest of the pipeline knows it.
+#[derive(Debug, Clone)]
+pub struct FrameMeta {
+    pub camera: Arc<str>,
+    /// Counts sampled frames of this camera from 0.
+    pub seq: u64,
+    /// Stream time in microseconds since the first frame of the stream.
+    pub pts_us: i64,
+    /// Wall-clock time of the frame, Unix microseconds (replay: start time + pts).
+    pub at_us: i64,
+    pub width: u32,
+    pub height: u32,
+    pub keyframe: bool,
+}
+
+/// An axis-aligned box: left, top, right, bottom.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+#[serde(into = "[f32; 4]")]
+pub struct BBox {
+    pub x1: f32,
+    pub y1: f32,
+    pub x2: f32,
+    pub y2: f32,
+}
+
+impl From<BBox> for [f32; 4] {
+    fn from(b: BBox) -> Self {
+        [b.x1, b.y1, b.x2, b.y2]
+    }
+}
+
+impl BBox {
+    pub fn width(&self) -> f32 {
+        (self.x2 - self.x1).max(0.0)
+    }
+    pub fn height(&self) -> f32 {
+        (self.y2 - self.y1).max(0.0)
+    }
+    pub fn area(&self) -> f32 {
+        self.width() * self.height()
+    }
+
+    pub fn iou(&self, other: &BBox) -> f32 {
+        let w = (self.x2.min(other.x2) - self.x1.max(other.x1)).max(0.0);
+        let h = (self.y2.min(other.y2) - self.y1.max(other.y1)).max(0.0);
+        let inter = w * h;
+        let union = self.area() + other.area() - inter;
+        if union <= 0.0 { 0.0 } else { inter / union }
+    }
+
+    pub fn clamp_to(&self, width: f32, height: f32) -> BBox {
+        BBox {
+            x1: self.x1.clamp(0.0, width),
+            y1: self.y1.clamp(0.0, height),
+            x2: self.x2.clamp(0.0, width),
+            y2: self.y2.clamp(0.0, height),
+        }
+    }
+
+    pub fn scaled(&self, sx: f32, sy: f32) -> BBox {
+        BBox {
+            x1: self.x1 * sx,
+            y1: self.y1 * sy,
+            x2: self.x2 * sx,
+            y2: self.y2 * sy,
+        }
+    }
+}
+
+/// One object the detector found in one frame.
+#[derive(Debug, Clone, Serialize)]
+pub struct Detection {
+    pub label: Arc<str>,
+    pub class_id: u16,
+    pub score: f32,
+    /// In source pixels.
+    #[serde(rename = "box")]
+    pub bbox: BBox,
+    /// In [0, 1] of the source width and height, so it survives a resolution change.
+    #[serde(rename = "box_norm")]
+    pub norm: BBox,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iou_of_identical_disjoint_and_half_overlapping_boxes() {
+        let a = BBox {
+            x1: 0.0,
+            y1: 0.0,
+            x2: 10.0,
+            y2: 10.0,
+        };
+        assert_eq!(a.iou(&a), 1.0);
+        let far = BBox {
+            x1: 20.0,
+            y1: 20.0,
+            x2: 30.0,
+            y2: 30.0,
+        };
+        assert_eq!(a.iou(&far), 0.0);
+        let half = BBox {
+            x1: 5.0,
+            y1: 0.0,
+            x2: 15.0,
+            y2: 10.0,
+        };
+        assert!((a.iou(&half) - 1.0 / 3.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn bbox_serialises_as_array() {
+        let b = BBox {
+            x1: 1.0,
+            y1: 2.0,
+            x2: 3.0,
+            y2: 4.0,
+        };
+        assert_eq!(serde_json::to_string(&b).unwrap(), "[1.0,2.0,3.0,4.0]");
+    }
+}

@@ -1,0 +1,24 @@
+//! gridwatch: an edge video-analytics agent for grid-management (网格化管理) platforms.
+//!
+//! Data flows one way through stages, each in its own module:
+//!
+//! ```text
+//! source (decode) -> detect -> [track -> zones/rules -> incidents -> store -> publish/web]
+//! ```
+//!
+//! Stages exchange the plain types of [`frame`]; [`pipeline`] wires them into threads and
+//! bounded queues. ARCHITECTURE.md at the repository root draws the whole picture.
+
+pub mod annotate;
+pub mod assets;
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod detect;
+pub mod exit;
+pub mod frame;
+pub mod model;
+pub mod output;
+pub mod pipeline;
+pub mod replay;
+pub mod source;

@@ -1,0 +1,278 @@
+//! Wiring of the stages into threads and bounded queues.
+//!
+//! ```text
+//! decode thread (per camera)            inference (caller's thread)         sinks
+//!   source -> sampler -> letterbox  ──►  detector -> FrameSink::on_frame ──► JSONL, ...
+//!        ▲  slots from the pool            │
+//!        └──────── slot returned ──────────┘
+//! ```
+//!
+//! Frames travel in pooled [`FrameSlot`]s: the letterboxed input, the metadata and the
+//! detections vector are all reused, so the steady state allocates nothing per frame. The
+//! pool bounds the queue. In [`Backpressure::Wait`] (replay) decode waits for a free slot so
+//! no frame is lost and runs are deterministic; in [`Backpressure::DropOldest`] (live
+//! cameras) decode never waits: it takes back the oldest frame still waiting for inference
+//! and counts it as dropped.
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded};
+
+use crate::config::CameraConfig;
+use crate::detect::Detector;
+use crate::frame::{Detection, FrameMeta};
+use crate::model::InputSpec;
+use crate::source::{
+    DecodeStats, FrameSampler, Letterboxer, ModelInput, OpenOptions, SourceError, StreamInfo,
+    VideoSource,
+};
+
+/// A reusable unit of work moving from decode to inference to the sinks.
+#[derive(Debug)]
+pub struct FrameSlot {
+    pub meta: FrameMeta,
+    pub input: ModelInput,
+    pub detections: Vec<Detection>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backpressure {
+    /// Decode waits for inference: nothing is dropped (replay, tests).
+    Wait,
+    /// Decode never waits: the oldest waiting frame is dropped and counted (live cameras).
+    DropOldest,
+}
+
+/// Creates the pool of `depth` slots and the bounded queue between decode and inference.
+/// Dropping the producer ends the consumer's loop once the queue is drained; dropping the
+/// consumer makes the producer stop at its next frame.
+pub fn frame_queue(
+    camera: &Arc<str>,
+    spec: &InputSpec,
+    depth: usize,
+    backpressure: Backpressure,
+) -> (FrameProducer, FrameConsumer) {
+    let depth = depth.max(2);
+    let (free_tx, free_rx) = bounded(depth);
+    let (ready_tx, ready_rx) = bounded(depth);
+    for _ in 0..depth {
+        let slot = Box::new(FrameSlot {
+            meta: FrameMeta {
+                camera: Arc::clone(camera),
+                seq: 0,
+                pts_us: 0,
+                at_us: 0,
+                width: 0,
+                height: 0,
+                keyframe: false,
+            },
+            input: ModelInput::new(spec),
+            detections: Vec::with_capacity(64),
+        });
+        // Cannot fail: the channel holds `depth` and exactly that many are sent.
+        let _ = free_tx.try_send(slot);
+    }
+    let dropped = Arc::new(AtomicU64::new(0));
+    let producer = FrameProducer {
+        free_rx,
+        ready_tx,
+        stale_rx: ready_rx.clone(),
+        backpressure,
+        dropped: Arc::clone(&dropped),
+    };
+    let consumer = FrameConsumer {
+        free_tx,
+        ready_rx,
+        dropped,
+    };
+    (producer, consumer)
+}
+
+/// The decode side of the queue.
+pub struct FrameProducer {
+    free_rx: Receiver<Box<FrameSlot>>,
+    ready_tx: Sender<Box<FrameSlot>>,
+    /// Lets the producer take back the oldest waiting frame under `DropOldest`.
+    stale_rx: Receiver<Box<FrameSlot>>,
+    backpressure: Backpressure,
+    dropped: Arc<AtomicU64>,
+}
+
+impl FrameProducer {
+    /// A slot to fill, or `None` when the consumer has gone away.
+    fn acquire(&self) -> Option<Box<FrameSlot>> {
+        match self.backpressure {
+            Backpressure::Wait => self.free_rx.recv().ok(),
+            Backpressure::DropOldest => {
+                match self.free_rx.try_recv() {
+                    Ok(slot) => return Some(slot),
+                    Err(TryRecvError::Disconnected) => return None,
+                    Err(TryRecvError::Empty) => {}
+                }
+                if let Ok(stale) = self.stale_rx.try_recv() {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                    return Some(stale);
+                }
+                // Every slot is in inference or a sink: wait for the first to come back
+                // (at most one inference) rather than spin.
+                self.free_rx.recv().ok()
+            }
+        }
+    }
+
+    fn submit(&self, slot: Box<FrameSlot>) -> bool {
+        self.ready_tx.send(slot).is_ok()
+    }
+}
+
+/// The inference side of the queue.
+pub struct FrameConsumer {
+    free_tx: Sender<Box<FrameSlot>>,
+    ready_rx: Receiver<Box<FrameSlot>>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl FrameConsumer {
+    /// The next filled slot; `None` once the producer is gone and the queue is empty.
+    pub fn next(&self) -> Option<Box<FrameSlot>> {
+        self.ready_rx.recv().ok()
+    }
+
+    /// Gives a processed slot back to the pool.
+    pub fn release(&self, slot: Box<FrameSlot>) {
+        let _ = self.free_tx.try_send(slot);
+    }
+
+    /// Frames dropped under [`Backpressure::DropOldest`] so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// What the decode side reports when it ends.
+#[derive(Debug, Clone)]
+pub struct DecodeReport {
+    pub info: StreamInfo,
+    pub stats: DecodeStats,
+    pub sampled: u64,
+    pub url: String,
+}
+
+/// Options of one camera's decode thread.
+#[derive(Debug, Clone)]
+pub struct DecodeOptions {
+    pub camera: Arc<str>,
+    pub url: String,
+    pub open: OpenOptions,
+    pub detect_fps: f64,
+    /// Wall-clock time of the stream's first frame, Unix microseconds (replay).
+    pub start_at_us: i64,
+}
+
+impl DecodeOptions {
+    pub fn for_camera(camera: &CameraConfig, url: &str, start_at_us: i64) -> DecodeOptions {
+        DecodeOptions {
+            camera: Arc::from(camera.id.as_str()),
+            url: url.to_string(),
+            open: OpenOptions::for_camera(camera),
+            detect_fps: camera.detect_fps,
+            start_at_us,
+        }
+    }
+}
+
+/// Opens the stream, reports its facts through `on_open`, then decodes, samples and
+/// letterboxes frames into slots until the stream ends, `stop` is raised or the consumer
+/// goes away. Runs on the camera's own thread.
+pub fn decode_into_queue(
+    options: &DecodeOptions,
+    spec: &InputSpec,
+    queue: FrameProducer,
+    stop: Arc<AtomicBool>,
+    on_open: impl FnOnce(&StreamInfo),
+) -> Result<DecodeReport, SourceError> {
+    let mut source = VideoSource::open(&options.url, &options.open, stop)?;
+    let info = source.info().clone();
+    on_open(&info);
+    let mut sampler = FrameSampler::new(options.detect_fps);
+    let mut letterboxer = Letterboxer::new(spec);
+    let mut sampled = 0u64;
+    let mut scaler_error = None;
+    let url = source.display_url().to_string();
+    let stats = source.run(|frame, time| {
+        if !sampler.accept(time.pts_us) {
+            return ControlFlow::Continue(());
+        }
+        let Some(mut slot) = queue.acquire() else {
+            return ControlFlow::Break(());
+        };
+        match letterboxer.run(frame, &mut slot.input) {
+            Ok(geometry) => {
+                slot.meta.seq = sampled;
+                slot.meta.pts_us = time.pts_us;
+                slot.meta.at_us = options.start_at_us + time.pts_us;
+                slot.meta.width = geometry.src_width;
+                slot.meta.height = geometry.src_height;
+                slot.meta.keyframe = time.keyframe;
+                sampled += 1;
+                if queue.submit(slot) {
+                    ControlFlow::Continue(())
+                } else {
+                    ControlFlow::Break(())
+                }
+            }
+            Err(err) => {
+                // Decoding stops here, so the slot need not go back to the pool.
+                drop(slot);
+                scaler_error = Some(err);
+                ControlFlow::Break(())
+            }
+        }
+    })?;
+    if let Some(err) = scaler_error {
+        return Err(SourceError::Scaler {
+            url,
+            width: err.width,
+            height: err.height,
+            format: err.format,
+        });
+    }
+    Ok(DecodeReport {
+        info,
+        stats,
+        sampled,
+        url,
+    })
+}
+
+/// Consumes detected frames; the replay output, and later tracking and rules, are sinks.
+pub trait FrameSink {
+    fn on_frame(&mut self, meta: &FrameMeta, detections: &[Detection]) -> anyhow::Result<()>;
+}
+
+/// Runs inference on every queued slot until the decode side hangs up, feeding `sink`.
+/// Returns the number of frames inferred.
+pub fn infer_from_queue(
+    queue: &FrameConsumer,
+    detector: &mut Detector,
+    sink: &mut dyn FrameSink,
+) -> anyhow::Result<u64> {
+    let mut frames = 0;
+    while let Some(mut slot) = queue.next() {
+        let FrameSlot {
+            meta,
+            input,
+            detections,
+        } = &mut *slot;
+        let result = detector
+            .detect(input, detections)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| sink.on_frame(meta, detections));
+        queue.release(slot);
+        result?;
+        frames += 1;
+    }
+    Ok(frames)
+}

@@ -1,0 +1,244 @@
+//! `gridwatch replay`: the whole pipeline over a recorded file, as fast as the machine
+//! allows, on virtual time taken from the stream's timestamps. Same input, same output.
+
+use std::collections::BTreeMap;
+use std::io::{BufWriter, Write};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use chrono::FixedOffset;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use crate::config::CameraConfig;
+use crate::detect::Detector;
+use crate::frame::{Detection, FrameMeta};
+use crate::output::JsonlWriter;
+use crate::pipeline::{
+    Backpressure, DecodeOptions, FrameSink, decode_into_queue, frame_queue, infer_from_queue,
+};
+
+#[derive(Debug, Clone)]
+pub struct ReplayOptions {
+    pub camera: CameraConfig,
+    /// The file (or URL) to read instead of the camera's own URL.
+    pub input: String,
+    /// Wall-clock time of the first frame, Unix microseconds.
+    pub start_at_us: i64,
+    pub offset: FixedOffset,
+    pub queue_depth: usize,
+    pub progress: bool,
+}
+
+/// Per-label totals for the summary.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LabelSummary {
+    /// Frames in which the label was detected at least once.
+    pub frames: u64,
+    pub detections: u64,
+    pub max_score: f32,
+    pub first_seen_s: f64,
+    pub last_seen_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplaySummary {
+    pub camera: String,
+    pub input: String,
+    pub codec: String,
+    pub width: u32,
+    pub height: u32,
+    pub media_seconds: f64,
+    pub frames_decoded: u64,
+    pub frames_detected: u64,
+    pub decode_errors: u64,
+    pub wall_seconds: f64,
+    pub realtime_factor: f64,
+    pub labels: BTreeMap<String, LabelSummary>,
+}
+
+impl std::fmt::Display for ReplaySummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{}: {} {}x{}, {:.1} s of video, {} frames decoded, {} detected in {:.2} s ({:.1}x realtime)",
+            self.input,
+            self.codec,
+            self.width,
+            self.height,
+            self.media_seconds,
+            self.frames_decoded,
+            self.frames_detected,
+            self.wall_seconds,
+            self.realtime_factor
+        )?;
+        if self.labels.is_empty() {
+            writeln!(f, "  nothing detected")?;
+        }
+        let mut labels: Vec<_> = self.labels.iter().collect();
+        labels.sort_by(|a, b| b.1.frames.cmp(&a.1.frames).then(a.0.cmp(b.0)));
+        for (label, s) in labels {
+            writeln!(
+                f,
+                "  {label:<14} in {:>4} frames ({:>5.1}%), max score {:.2}, seen {:.1}-{:.1} s",
+                s.frames,
+                100.0 * s.frames as f64 / self.frames_detected.max(1) as f64,
+                s.max_score,
+                s.first_seen_s,
+                s.last_seen_s
+            )?;
+        }
+        Ok(())
+    }
+}
+
+struct ReplaySink<W: Write> {
+    writer: JsonlWriter<BufWriter<W>>,
+    labels: BTreeMap<String, LabelSummary>,
+    progress: ProgressBar,
+    /// Per-frame scratch to count each label once per frame, reused.
+    seen: Vec<u16>,
+}
+
+impl<W: Write> FrameSink for ReplaySink<W> {
+    fn on_frame(&mut self, meta: &FrameMeta, detections: &[Detection]) -> anyhow::Result<()> {
+        self.writer
+            .write_frame(meta, detections)
+            .context("writing the detections output")?;
+        let t = meta.pts_us as f64 / 1e6;
+        self.seen.clear();
+        for d in detections {
+            // Labels are few; the map only allocates the first time a label shows up.
+            let entry = match self.labels.get_mut(&*d.label) {
+                Some(entry) => entry,
+                None => self
+                    .labels
+                    .entry(d.label.to_string())
+                    .or_insert(LabelSummary {
+                        first_seen_s: t,
+                        ..Default::default()
+                    }),
+            };
+            entry.detections += 1;
+            entry.max_score = entry.max_score.max(d.score);
+            entry.last_seen_s = t;
+            if !self.seen.contains(&d.class_id) {
+                self.seen.push(d.class_id);
+                entry.frames += 1;
+            }
+        }
+        self.progress
+            .set_position((meta.pts_us / 1000).max(0) as u64);
+        Ok(())
+    }
+}
+
+/// Replays `options.input` through decode and detection, writing JSON Lines to `out`.
+/// The output is flushed before any input problem (corrupt packets, truncation) is
+/// returned, so whatever could be processed is kept.
+pub fn replay<W: Write>(
+    detector: &mut Detector,
+    options: &ReplayOptions,
+    out: W,
+) -> anyhow::Result<ReplaySummary> {
+    let started = Instant::now();
+    let camera: Arc<str> = Arc::from(options.camera.id.as_str());
+    let spec = detector.manifest().input.clone();
+    let (producer, consumer) = frame_queue(&camera, &spec, options.queue_depth, Backpressure::Wait);
+    let decode_options = DecodeOptions {
+        detect_fps: options.camera.detect_fps,
+        ..DecodeOptions::for_camera(&options.camera, &options.input, options.start_at_us)
+    };
+    let progress = if options.progress {
+        ProgressBar::new(0).with_style(
+            ProgressStyle::with_template(
+                "{spinner} {elapsed_precise} [{wide_bar}] {msg} {percent}% ({eta} left)",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        )
+    } else {
+        ProgressBar::hidden()
+    };
+    progress.set_message(options.input.clone());
+    let mut sink = ReplaySink {
+        writer: JsonlWriter::new(BufWriter::with_capacity(1 << 16, out), options.offset),
+        labels: BTreeMap::new(),
+        progress: progress.clone(),
+        seen: Vec::with_capacity(16),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+
+    let (inferred, decoded) = std::thread::scope(|scope| {
+        let decode_progress = progress.clone();
+        let (decode_options, spec, decode_stop) = (&decode_options, &spec, Arc::clone(&stop));
+        let decode = std::thread::Builder::new()
+            .name(format!("decode-{camera}"))
+            .spawn_scoped(scope, move || {
+                decode_into_queue(decode_options, spec, producer, decode_stop, |info| {
+                    if let Some(d) = info.duration_s {
+                        decode_progress.set_length((d * 1000.0) as u64);
+                    }
+                })
+            });
+        let decode = match decode {
+            Ok(handle) => handle,
+            Err(err) => return (Err(anyhow::Error::from(err)), None),
+        };
+        let inferred = infer_from_queue(&consumer, detector, &mut sink);
+        // On an inference error, make the decoder stop at its next frame.
+        drop(consumer);
+        if inferred.is_err() {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        let decoded = decode.join();
+        (inferred, Some(decoded))
+    });
+    progress.finish_and_clear();
+    sink.writer
+        .flush()
+        .context("writing the detections output")?;
+    let inferred = inferred?;
+    let report = match decoded {
+        Some(Ok(report)) => report?,
+        Some(Err(_)) => anyhow::bail!("the decode thread stopped unexpectedly"),
+        None => anyhow::bail!("could not start the decode thread"),
+    };
+    let wall_seconds = started.elapsed().as_secs_f64();
+    let media_seconds = report
+        .info
+        .duration_s
+        .unwrap_or(report.stats.last_pts_us as f64 / 1e6);
+    let summary = ReplaySummary {
+        camera: camera.to_string(),
+        input: report.url.clone(),
+        codec: report.info.codec.clone(),
+        width: report.info.width,
+        height: report.info.height,
+        media_seconds,
+        frames_decoded: report.stats.frames,
+        frames_detected: inferred,
+        decode_errors: report.stats.decode_errors,
+        wall_seconds,
+        realtime_factor: media_seconds / wall_seconds.max(1e-9),
+        labels: sink.labels,
+    };
+    report
+        .stats
+        .check_complete(&report.url, &report.info)
+        .map_err(|err| ReplayIncomplete {
+            summary: Box::new(summary.clone()),
+            source: err,
+        })?;
+    Ok(summary)
+}
+
+/// The input had problems after part of it was processed: carries what was done.
+#[derive(Debug, thiserror::Error)]
+#[error("{source}")]
+pub struct ReplayIncomplete {
+    pub summary: Box<ReplaySummary>,
+    #[source]
+    pub source: crate::source::SourceError,
+}

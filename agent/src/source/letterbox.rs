@@ -1,0 +1,363 @@
+//! One swscale pass from a decoded frame (any pixel format, full resolution) into the
+//! model's letterboxed, planar, 8-bit colour buffer.
+//!
+//! The scaler writes straight into the image area of a reusable buffer whose padding was
+//! filled once; there is no full-resolution RGB copy and no per-frame allocation. The three
+//! output planes land in the channel order the model wants (BGR or RGB) by pointing
+//! swscale's planar-GBR output at the right offsets.
+
+use std::ptr;
+
+use ffmpeg_next as ffmpeg;
+use ffmpeg_next::ffi;
+
+use crate::model::{ColorOrder, InputSpec, LetterboxAnchor};
+
+/// The resampling filter, by its FFmpeg name. The parity test feeds the same name to the
+/// ffmpeg CLI's `scale` filter so the Python reference sees bit-identical pixels.
+pub const SCALER_FLAGS_NAME: &str = "bilinear";
+const SCALER_FLAGS: i32 = ffi::SWS_BILINEAR;
+
+/// Where the source image sits inside the model input, and how to map boxes back.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Geometry {
+    pub src_width: u32,
+    pub src_height: u32,
+    pub scaled_width: u32,
+    pub scaled_height: u32,
+    pub offset_x: u32,
+    pub offset_y: u32,
+    /// Model pixels per source pixel (YOLOX's `r`).
+    pub ratio: f64,
+}
+
+impl Geometry {
+    /// The letterbox for a source size, the way YOLOX's `preproc` computes it:
+    /// `r = min(H / h, W / w)`, scaled size `int(w * r) x int(h * r)`.
+    pub fn compute(src_width: u32, src_height: u32, spec: &InputSpec) -> Geometry {
+        let (dst_w, dst_h) = (spec.width() as f64, spec.height() as f64);
+        let ratio = (dst_h / f64::from(src_height)).min(dst_w / f64::from(src_width));
+        let scaled_width = ((f64::from(src_width) * ratio) as u32).clamp(1, spec.width() as u32);
+        let scaled_height = ((f64::from(src_height) * ratio) as u32).clamp(1, spec.height() as u32);
+        let (offset_x, offset_y) = match spec.letterbox {
+            LetterboxAnchor::TopLeft => (0, 0),
+            LetterboxAnchor::Center => (
+                (spec.width() as u32 - scaled_width) / 2,
+                (spec.height() as u32 - scaled_height) / 2,
+            ),
+        };
+        Geometry {
+            src_width,
+            src_height,
+            scaled_width,
+            scaled_height,
+            offset_x,
+            offset_y,
+            ratio,
+        }
+    }
+}
+
+/// A model input image: three planes of `width x height` bytes in the model's channel order.
+/// Lives in a pool and is reused; `geometry` says what the last fill looked like so padding
+/// is only rewritten when the layout changes.
+#[derive(Debug, Clone)]
+pub struct ModelInput {
+    pub width: usize,
+    pub height: usize,
+    pub planes: Vec<u8>,
+    pub geometry: Option<Geometry>,
+}
+
+impl ModelInput {
+    pub fn new(spec: &InputSpec) -> ModelInput {
+        ModelInput {
+            width: spec.width(),
+            height: spec.height(),
+            planes: vec![spec.pad_value; 3 * spec.width() * spec.height()],
+            geometry: None,
+        }
+    }
+
+    pub fn plane(&self, channel: usize) -> &[u8] {
+        let size = self.width * self.height;
+        &self.planes[channel * size..(channel + 1) * size]
+    }
+}
+
+/// Identifies what a scaler context was made for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ScalerKey {
+    width: u32,
+    height: u32,
+    format: i32,
+    colorspace: i32,
+    range: i32,
+}
+
+/// Owns the swscale context; rebuilt only when the source size or format changes (a camera
+/// switching resolution mid-stream).
+pub struct Letterboxer {
+    spec: InputSpec,
+    context: *mut ffi::SwsContext,
+    key: Option<ScalerKey>,
+    geometry: Option<Geometry>,
+    /// Output plane index of swscale's GBRP planes (G, B, R) in the model's channel order.
+    plane_channels: [usize; 3],
+}
+
+// SAFETY: the SwsContext is owned exclusively by this value and used from one thread at a
+// time (`&mut self`); swscale contexts have no thread affinity.
+unsafe impl Send for Letterboxer {}
+
+impl Drop for Letterboxer {
+    fn drop(&mut self) {
+        if !self.context.is_null() {
+            // SAFETY: the pointer came from sws_getContext and is freed once.
+            unsafe { ffi::sws_freeContext(self.context) };
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot convert {width}x{height} {format} frames for the model")]
+pub struct ScalerError {
+    pub width: u32,
+    pub height: u32,
+    pub format: String,
+}
+
+impl Letterboxer {
+    pub fn new(spec: &InputSpec) -> Letterboxer {
+        // GBRP plane order is G, B, R.
+        let plane_channels = match spec.color {
+            ColorOrder::Bgr => [1, 0, 2],
+            ColorOrder::Rgb => [1, 2, 0],
+        };
+        Letterboxer {
+            spec: spec.clone(),
+            context: ptr::null_mut(),
+            key: None,
+            geometry: None,
+            plane_channels,
+        }
+    }
+
+    /// Scales `frame` into `out`, returning where the image landed.
+    pub fn run(
+        &mut self,
+        frame: &ffmpeg::frame::Video,
+        out: &mut ModelInput,
+    ) -> Result<Geometry, ScalerError> {
+        // SAFETY: reading plain fields of a valid decoded AVFrame.
+        let key = unsafe {
+            let raw = frame.as_ptr();
+            ScalerKey {
+                width: (*raw).width as u32,
+                height: (*raw).height as u32,
+                format: (*raw).format,
+                colorspace: (*raw).colorspace as i32,
+                range: (*raw).color_range as i32,
+            }
+        };
+        if self.key != Some(key) || self.context.is_null() {
+            self.rebuild(key, frame)?;
+        }
+        let geometry = self.geometry.ok_or_else(|| self.error(key, frame))?;
+        if out.geometry != Some(geometry) {
+            out.planes.fill(self.spec.pad_value);
+        }
+        let plane_size = out.width * out.height;
+        let origin = geometry.offset_y as usize * out.width + geometry.offset_x as usize;
+        let base = out.planes.as_mut_ptr();
+        let mut dst: [*mut u8; 4] = [ptr::null_mut(); 4];
+        for (plane, channel) in self.plane_channels.iter().enumerate() {
+            // SAFETY: channel < 3 and origin + the scaled area lie inside the plane, because
+            // the geometry's offset plus scaled size never exceeds the input size.
+            dst[plane] = unsafe { base.add(channel * plane_size + origin) };
+        }
+        let dst_stride = [out.width as i32; 4];
+        // SAFETY: source pointers and strides come from the decoded frame; destination
+        // pointers address `out.planes`, which outlives the call, with the right strides.
+        let rows = unsafe {
+            let raw = frame.as_ptr();
+            ffi::sws_scale(
+                self.context,
+                (*raw).data.as_ptr() as *const *const u8,
+                (*raw).linesize.as_ptr(),
+                0,
+                (*raw).height,
+                dst.as_ptr(),
+                dst_stride.as_ptr(),
+            )
+        };
+        if rows <= 0 {
+            return Err(self.error(key, frame));
+        }
+        out.geometry = Some(geometry);
+        Ok(geometry)
+    }
+
+    fn error(&self, key: ScalerKey, frame: &ffmpeg::frame::Video) -> ScalerError {
+        ScalerError {
+            width: key.width,
+            height: key.height,
+            format: format!("{:?}", frame.format()).to_lowercase(),
+        }
+    }
+
+    fn rebuild(&mut self, key: ScalerKey, frame: &ffmpeg::frame::Video) -> Result<(), ScalerError> {
+        if !self.context.is_null() {
+            // SAFETY: freeing the context we own before replacing it.
+            unsafe { ffi::sws_freeContext(self.context) };
+            self.context = ptr::null_mut();
+        }
+        if key.width == 0 || key.height == 0 {
+            return Err(self.error(key, frame));
+        }
+        let geometry = Geometry::compute(key.width, key.height, &self.spec);
+        // SAFETY: plain constructor call; a null return is handled below. The format value
+        // comes from FFmpeg's own decoder output.
+        let context = unsafe {
+            ffi::sws_getContext(
+                key.width as i32,
+                key.height as i32,
+                std::mem::transmute::<i32, ffi::AVPixelFormat>(key.format),
+                geometry.scaled_width as i32,
+                geometry.scaled_height as i32,
+                ffi::AVPixelFormat::AV_PIX_FMT_GBRP,
+                SCALER_FLAGS,
+                ptr::null_mut(),
+                ptr::null_mut(),
+                ptr::null(),
+            )
+        };
+        if context.is_null() {
+            return Err(self.error(key, frame));
+        }
+        // Take the YUV matrix and range from the frame, as FFmpeg's scale filter does, so a
+        // BT.709 or full-range camera is not read with BT.601 limited-range coefficients.
+        // SAFETY: context is valid; the out-pointers point at locals of the right types.
+        unsafe {
+            let mut inv_table: *mut i32 = ptr::null_mut();
+            let mut table: *mut i32 = ptr::null_mut();
+            let (mut src_range, mut dst_range) = (0, 0);
+            let (mut brightness, mut contrast, mut saturation) = (0, 0, 0);
+            if ffi::sws_getColorspaceDetails(
+                context,
+                &mut inv_table,
+                &mut src_range,
+                &mut table,
+                &mut dst_range,
+                &mut brightness,
+                &mut contrast,
+                &mut saturation,
+            ) >= 0
+            {
+                let coefficients = ffi::sws_getCoefficients(key.colorspace);
+                if key.range == ffi::AVColorRange::AVCOL_RANGE_JPEG as i32 {
+                    src_range = 1;
+                } else if key.range == ffi::AVColorRange::AVCOL_RANGE_MPEG as i32 {
+                    src_range = 0;
+                }
+                ffi::sws_setColorspaceDetails(
+                    context,
+                    coefficients,
+                    src_range,
+                    table,
+                    dst_range,
+                    brightness,
+                    contrast,
+                    saturation,
+                );
+            }
+        }
+        self.context = context;
+        self.key = Some(key);
+        self.geometry = Some(geometry);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ModelManifest;
+    use std::path::Path;
+
+    fn spec() -> InputSpec {
+        ModelManifest::resolve("yolox_nano", Path::new("."))
+            .unwrap()
+            .input
+    }
+
+    #[test]
+    fn geometry_follows_yolox_preproc() {
+        // 432 * (416 / 768) is 233.99...: truncated like Python's int(), as YOLOX does.
+        let g = Geometry::compute(768, 432, &spec());
+        assert_eq!((g.scaled_width, g.scaled_height), (416, 233));
+        assert_eq!((g.offset_x, g.offset_y), (0, 0));
+        let g = Geometry::compute(768, 576, &spec());
+        assert_eq!((g.scaled_width, g.scaled_height), (416, 312));
+        let g = Geometry::compute(1080, 1920, &spec());
+        assert_eq!((g.scaled_width, g.scaled_height), (234, 416));
+        let g = Geometry::compute(1920, 1080, &spec());
+        assert_eq!((g.scaled_width, g.scaled_height), (416, 234));
+    }
+
+    #[test]
+    fn centred_letterbox_splits_the_padding() {
+        let mut s = spec();
+        s.letterbox = LetterboxAnchor::Center;
+        let g = Geometry::compute(768, 432, &s);
+        assert_eq!((g.offset_x, g.offset_y), (0, 91));
+    }
+
+    fn solid_frame(width: u32, height: u32, y: u8) -> ffmpeg::frame::Video {
+        crate::source::init_ffmpeg();
+        let mut frame = ffmpeg::frame::Video::new(ffmpeg::format::Pixel::YUV420P, width, height);
+        frame.data_mut(0).fill(y);
+        frame.data_mut(1).fill(128);
+        frame.data_mut(2).fill(128);
+        frame
+    }
+
+    #[test]
+    fn scales_into_image_area_and_keeps_padding() {
+        let s = spec();
+        let mut boxer = Letterboxer::new(&s);
+        let mut input = ModelInput::new(&s);
+        let g = boxer.run(&solid_frame(768, 432, 235), &mut input).unwrap();
+        assert_eq!(g.scaled_height, 233);
+        for channel in 0..3 {
+            let plane = input.plane(channel);
+            // Limited-range white (Y=235) becomes 255 in every channel.
+            assert_eq!(plane[0], 255);
+            assert_eq!(plane[232 * 416 + 415], 255);
+            // Below the image: untouched padding.
+            assert_eq!(plane[233 * 416], 114);
+            assert_eq!(plane[415 * 416 + 415], 114);
+        }
+    }
+
+    #[test]
+    fn resolution_change_rebuilds_and_repads() {
+        let s = spec();
+        let mut boxer = Letterboxer::new(&s);
+        let mut input = ModelInput::new(&s);
+        boxer.run(&solid_frame(416, 416, 235), &mut input).unwrap();
+        assert_eq!(
+            input.plane(0)[415 * 416],
+            255,
+            "square frame fills everything"
+        );
+        let g = boxer.run(&solid_frame(768, 432, 16), &mut input).unwrap();
+        assert_eq!(g.scaled_height, 233);
+        assert_eq!(input.plane(0)[0], 0, "black image area");
+        assert_eq!(
+            input.plane(0)[415 * 416],
+            114,
+            "old pixels replaced by padding"
+        );
+    }
+}

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# One idempotent setup used by README's two commands and by CI:
+#   1. Debian packages (FFmpeg dev libraries for ffmpeg-next, clang for bindgen, the ffmpeg
+#      CLI that tests use to derive clips, Python for the reference implementation);
+#   2. ONNX Runtime's shared library from the PyPI wheel, into a project-local venv;
+#   3. a release build of gridwatch;
+#   4. the model and the sample media, found locally or downloaded, always sha256-verified.
+# Running it again only checks what is already there.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+# shellcheck source=scripts/env.sh
+. "$root/scripts/env.sh"
+
+say() { printf '\033[1msetup:\033[0m %s\n' "$*" >&2; }
+
+# --- 1. Debian packages -------------------------------------------------------------------
+apt_packages=(
+  pkg-config clang
+  libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libavfilter-dev libavdevice-dev
+  ffmpeg
+  python3 python3-venv python3-pip
+  ca-certificates
+)
+missing=()
+for pkg in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  say "installing Debian packages: ${missing[*]}"
+  sudo_cmd=()
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "setup: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+    sudo_cmd=(sudo)
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo_cmd[@]}" apt-get update -qq
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  say "Debian packages present"
+fi
+
+# --- 2. ONNX Runtime from the PyPI wheel ---------------------------------------------------
+# The ort crate is built with `load-dynamic`; its version and this wheel's version are a pair
+# (README lists it). The venv also carries numpy and OpenCV for the Python reference detector
+# that the parity test compares against.
+venv="$GRIDWATCH_LOCAL/venv"
+want="onnxruntime==$ORT_WHEEL_VERSION numpy==$NUMPY_VERSION opencv-python-headless==$OPENCV_VERSION"
+stamp="$venv/.gridwatch-requirements"
+if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  say "creating Python venv with $want"
+  python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --upgrade $want
+  echo "$want" >"$stamp"
+else
+  say "Python venv present ($want)"
+fi
+ort_lib=$(ls "$venv"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -n1 || true)
+[ -n "$ort_lib" ] || { echo "setup: the onnxruntime wheel holds no libonnxruntime.so" >&2; exit 1; }
+mkdir -p "$GRIDWATCH_LOCAL/lib"
+ln -sfn "$ort_lib" "$GRIDWATCH_LOCAL/lib/libonnxruntime.so"
+say "ONNX Runtime library: $GRIDWATCH_LOCAL/lib/libonnxruntime.so -> ${ort_lib#"$root"/}"
+
+# --- 3. build ------------------------------------------------------------------------------
+say "building gridwatch (release)"
+cargo build --release --locked -q -p gridwatch
+
+# --- 4. model and sample media -------------------------------------------------------------
+"$root/target/release/gridwatch" models fetch --all
+"$root/target/release/gridwatch" media fetch
+say "done"
