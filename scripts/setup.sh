@@ -63,10 +63,19 @@ ln -sfn "$ort_lib" "$GRIDWATCH_LOCAL/lib/libonnxruntime.so"
 say "ONNX Runtime library: $GRIDWATCH_LOCAL/lib/libonnxruntime.so -> ${ort_lib#"$root"/}"
 
 # --- 3. build ------------------------------------------------------------------------------
-say "building gridwatch (release)"
-cargo build --release --locked -q -p gridwatch
+# GRIDWATCH_PROFILE=dev (the test command) builds the dev profile the tests use; the demo
+# builds release.
+profile="${GRIDWATCH_PROFILE:-release}"
+case "$profile" in
+  release) profile_dir=release ;;
+  dev) profile_dir=debug ;;
+  *) echo "setup: GRIDWATCH_PROFILE must be release or dev, not $profile" >&2; exit 2 ;;
+esac
+say "building gridwatch ($profile profile)"
+cargo build --profile "$profile" --locked -p gridwatch
+bin="$root/target/$profile_dir/gridwatch"
 
 # --- 4. model and sample media -------------------------------------------------------------
-"$root/target/release/gridwatch" models fetch --all
-"$root/target/release/gridwatch" media fetch
-say "done"
+"$bin" models fetch --all
+"$bin" media fetch
+say "ready: $bin"

@@ -1,1 +1,194 @@
-//! placeholder
+//! Helpers for gridwatch's end-to-end tests: where the binary, the shared data and the
+//! project-local Python are, and running the CLI with its output captured.
+//!
+//! The tests use real components only: the real `gridwatch` binary, FFmpeg (library and
+//! CLI), ONNX Runtime with the real model, and the shared sample media.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root (this package lives in `<root>/tests`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+fn dir_from_env(var: &str, default_sub: &str) -> PathBuf {
+    match std::env::var_os(var).filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => repo_root().join("../shared").join(default_sub),
+    }
+}
+
+/// `$GRIDWATCH_MEDIA_DIR`, else `../shared/media` beside the checkout.
+pub fn media_dir() -> PathBuf {
+    dir_from_env("GRIDWATCH_MEDIA_DIR", "media")
+}
+
+/// A sample media file; panics with a hint when it is missing.
+pub fn media(name: &str) -> PathBuf {
+    let path = media_dir().join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/setup.sh (it fetches the sample media)",
+        path.display()
+    );
+    path
+}
+
+/// `$GRIDWATCH_MODEL_DIR`, else `../shared/models` beside the checkout.
+pub fn model_dir() -> PathBuf {
+    dir_from_env("GRIDWATCH_MODEL_DIR", "models")
+}
+
+pub fn model_path() -> PathBuf {
+    model_dir().join("yolox_nano.onnx")
+}
+
+/// The `gridwatch` binary of the same profile as the running test (`GRIDWATCH_BIN`
+/// overrides). scripts/test.sh builds it before running the tests.
+pub fn gridwatch_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("GRIDWATCH_BIN").filter(|v| !v.is_empty()) {
+        return PathBuf::from(bin);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/gridwatch
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps");
+    let bin = profile_dir.join("gridwatch");
+    assert!(
+        bin.is_file(),
+        "{} not built: run `cargo build -p gridwatch` (scripts/test.sh does) before the tests",
+        bin.display()
+    );
+    bin
+}
+
+/// The project-local Python with onnxruntime, numpy and OpenCV (from scripts/setup.sh).
+pub fn python() -> PathBuf {
+    let local = std::env::var_os("GRIDWATCH_LOCAL")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".local"));
+    let python = local.join("venv/bin/python");
+    assert!(
+        python.is_file(),
+        "{} missing: run scripts/setup.sh",
+        python.display()
+    );
+    python
+}
+
+/// A `gridwatch` command with a clean, predictable environment: logs at warn so stderr
+/// holds only what matters to the test.
+pub fn gridwatch() -> Command {
+    let mut cmd = Command::new(gridwatch_bin());
+    cmd.env("GRIDWATCH_LOG", "warn");
+    cmd.env_remove("ORT_DYLIB_PATH");
+    cmd
+}
+
+/// Output of a finished command, with helpers for assertions.
+pub struct Run {
+    pub output: Output,
+}
+
+impl Run {
+    pub fn code(&self) -> i32 {
+        self.output.status.code().unwrap_or(-1)
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+    /// The `gridwatch: error: ...` line; asserts there is exactly one and nothing that
+    /// looks like a panic or backtrace.
+    pub fn error_line(&self) -> String {
+        let stderr = self.stderr();
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
+            "panic output: {stderr}"
+        );
+        let lines: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("gridwatch: error:"))
+            .collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "expected one error line, stderr was:\n{stderr}"
+        );
+        lines[0].to_string()
+    }
+}
+
+pub fn run(cmd: &mut Command) -> Run {
+    let output = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    Run { output }
+}
+
+/// Runs a command that must succeed; returns its output.
+pub fn run_ok(cmd: &mut Command) -> Run {
+    let run = run(cmd);
+    assert!(
+        run.output.status.success(),
+        "{cmd:?} failed with {}:\n{}",
+        run.output.status,
+        run.stderr()
+    );
+    run
+}
+
+/// A minimal valid config in `dir`; `extra` is appended (more tables or camera keys).
+pub fn write_config(dir: &Path, extra: &str) -> PathBuf {
+    let path = dir.join("config.toml");
+    let text = format!(
+        "[site]\nid = \"test-site\"\ngrid_code = \"440305001001\"\n\n[storage]\ndata_dir = \"data\"\n\n{extra}\n"
+    );
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// Parses JSON Lines.
+pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l}: {e}")))
+        .collect()
+}
+
+/// Runs the ffmpeg CLI with the given arguments (quiet, overwrite), asserting success.
+pub fn ffmpeg(args: &[&str]) {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-v", "error", "-y"]).args(args);
+    run_ok(&mut cmd);
+}
+
+/// IoU of two `[x1, y1, x2, y2]` boxes.
+pub fn iou(a: &[f64], b: &[f64]) -> f64 {
+    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = w * h;
+    let area = |r: &[f64]| (r[2] - r[0]).max(0.0) * (r[3] - r[1]).max(0.0);
+    let union = area(a) + area(b) - inter;
+    if union <= 0.0 { 0.0 } else { inter / union }
+}
+
+/// A JSON box `[x1, y1, x2, y2]` as floats.
+pub fn json_box(value: &serde_json::Value) -> Vec<f64> {
+    value
+        .as_array()
+        .expect("box is an array")
+        .iter()
+        .map(|v| v.as_f64().expect("box coordinate is a number"))
+        .collect()
+}

@@ -100,8 +100,14 @@ pub fn load(configured: Option<&Path>) -> Result<RuntimeInfo, DetectError> {
     }
     let mut tried = Vec::new();
     for (path, origin) in candidates(configured) {
-        let exists = path.is_file();
-        if origin != RuntimeOrigin::SystemPath && !exists {
+        let explicit = matches!(origin, RuntimeOrigin::Config | RuntimeOrigin::Environment);
+        if origin != RuntimeOrigin::SystemPath && !path.is_file() {
+            if explicit {
+                return Err(DetectError::Runtime(format!(
+                    "cannot load ONNX Runtime from {} (set by {origin}): no such file",
+                    path.display()
+                )));
+            }
             tried.push(format!("{} (missing)", path.display()));
             continue;
         }
@@ -139,7 +145,7 @@ pub fn load(configured: Option<&Path>) -> Result<RuntimeInfo, DetectError> {
                     .split_whitespace()
                     .collect::<Vec<_>>()
                     .join(" ");
-                if matches!(origin, RuntimeOrigin::Config | RuntimeOrigin::Environment) {
+                if explicit {
                     return Err(DetectError::Runtime(format!(
                         "cannot load ONNX Runtime from {} (set by {origin}): {reason}",
                         path.display()

@@ -276,7 +276,17 @@ impl VideoSource {
         let time_base = stream.time_base();
         let params = stream.parameters();
         let codec_id = params.id();
-        let codec_name = format!("{codec_id:?}").to_lowercase();
+        let codec_name = if codec_id == ffmpeg::codec::Id::None {
+            // SAFETY: reading a plain field of the stream's codec parameters.
+            let tag = unsafe { (*params.as_ptr()).codec_tag }.to_le_bytes();
+            let fourcc: String = tag
+                .iter()
+                .map(|&b| if b.is_ascii_graphic() { b as char } else { '?' })
+                .collect();
+            format!("unknown, tag '{fourcc}'")
+        } else {
+            format!("{codec_id:?}").to_lowercase()
+        };
         if ffmpeg::decoder::find(codec_id).is_none() {
             return Err(SourceError::UnsupportedCodec {
                 url: shown,

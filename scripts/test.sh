@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# README's second command, and what CI runs (.ci/run): set everything up, then run every
+# test (unit, end-to-end against real FFmpeg, ONNX Runtime and the real model, the Python
+# parity reference), plus the formatting and lint gates.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+GRIDWATCH_PROFILE=dev "$root/scripts/setup.sh"
+. "$root/scripts/env.sh"
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -q -- -D warnings
+echo "== cargo test"
+cargo test --workspace --locked
+echo "== all tests passed"

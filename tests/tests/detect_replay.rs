@@ -1,0 +1,321 @@
+//! `gridwatch detect` and `gridwatch replay` on the real sample media with the real model.
+
+use std::path::Path;
+
+use gridwatch_e2e::*;
+use serde_json::Value;
+
+fn replay_to(config: &Path, input: &Path, out: &Path, extra: &[&str]) -> Run {
+    run_ok(
+        gridwatch()
+            .arg("replay")
+            .arg("--config")
+            .arg(config)
+            .arg("--input")
+            .arg(input)
+            .arg("--no-progress")
+            .arg("--out")
+            .arg(out)
+            .args(extra),
+    )
+}
+
+fn best(detections: &[Value], label: &str) -> Option<(f64, Vec<f64>)> {
+    detections
+        .iter()
+        .filter(|d| d["label"] == label)
+        .map(|d| (d["score"].as_f64().unwrap(), json_box(&d["box"])))
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+}
+
+#[test]
+fn detect_finds_the_dog_the_bicycle_and_the_truck_as_car() {
+    let dir = tempfile::tempdir().unwrap();
+    let annotated = dir.path().join("dog-annotated.png");
+    let r = run_ok(
+        gridwatch()
+            .arg("detect")
+            .arg(media("dog.jpg"))
+            .arg("--annotate")
+            .arg(&annotated),
+    );
+    let report: Value = serde_json::from_str(&r.stdout()).unwrap();
+    assert_eq!(report["width"], 768);
+    assert_eq!(report["height"], 576);
+    let detections = report["detections"].as_array().unwrap();
+    // Boxes drawn by hand around the objects of YOLOX's demo image.
+    for (label, expected) in [
+        ("dog", [130.0, 210.0, 325.0, 542.0]),
+        ("bicycle", [55.0, 130.0, 570.0, 430.0]),
+        ("car", [465.0, 78.0, 692.0, 172.0]),
+    ] {
+        let (score, bbox) = best(detections, label).unwrap_or_else(|| panic!("no {label}"));
+        assert!(score > 0.7, "{label} score {score}");
+        assert!(iou(&bbox, &expected) > 0.9, "{label} box {bbox:?}");
+    }
+    for d in detections {
+        let n = json_box(&d["box_norm"]);
+        assert!(
+            n.iter().all(|v| (0.0..=1.0).contains(v)),
+            "normalised box {n:?}"
+        );
+    }
+
+    // The annotated copy has the dog's box outline drawn in its class colour.
+    let img = image::open(&annotated).unwrap().to_rgb8();
+    assert_eq!(img.dimensions(), (768, 576));
+    let (_, dog) = best(detections, "dog").unwrap();
+    let colour = gridwatch::annotate::class_colour(16);
+    let left_edge = img.get_pixel(dog[0].round() as u32, ((dog[1] + dog[3]) / 2.0) as u32);
+    assert_eq!(*left_edge, colour, "box outline on the dog's left edge");
+    let original = image::open(media("dog.jpg")).unwrap().to_rgb8();
+    let centre = ((dog[0] + dog[2]) / 2.0) as u32;
+    let middle = ((dog[1] + dog[3]) / 2.0) as u32;
+    let diff = |a: u8, b: u8| (i16::from(a) - i16::from(b)).abs();
+    let (p, q) = (
+        img.get_pixel(centre, middle),
+        original.get_pixel(centre, middle),
+    );
+    assert!(
+        (0..3).all(|c| diff(p[c], q[c]) < 12),
+        "inside of the box left as it was: {p:?} vs {q:?}"
+    );
+}
+
+#[test]
+fn replay_finds_the_persons_when_they_are_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let out = dir.path().join("persons.jsonl");
+    let r = replay_to(
+        &config,
+        &media("one-by-one-person-detection.mp4"),
+        &out,
+        &["--start-time", "2026-11-24T10:00:00+08:00"],
+    );
+    assert!(
+        r.stderr().contains("person"),
+        "summary names persons: {}",
+        r.stderr()
+    );
+    let frames = read_jsonl(&out);
+    assert_eq!(frames.len(), 697, "139.4 s at 5 detect fps");
+    let person_at = |from: f64, to: f64| -> (usize, usize) {
+        let window: Vec<&Value> = frames
+            .iter()
+            .filter(|f| (from..to).contains(&f["pts"].as_f64().unwrap()))
+            .collect();
+        let with = window
+            .iter()
+            .filter(|f| {
+                f["detections"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|d| d["label"] == "person" && d["score"].as_f64().unwrap() >= 0.5)
+            })
+            .count();
+        (with, window.len())
+    };
+    // ../shared/README.md: one person at a time, present roughly 8-18, 24-46, 52-70, 76-86,
+    // 96-118 and 124-134 s. Inside each stay (a second or two in from the edges) the person
+    // must be found in nearly every frame; in the gaps between stays, in none.
+    for (from, to) in [
+        (10.0, 17.0),
+        (26.0, 43.0),
+        (53.0, 69.0),
+        (77.0, 85.0),
+        (97.0, 117.0),
+        (125.0, 133.0),
+    ] {
+        let (with, total) = person_at(from, to);
+        assert!(
+            with * 10 >= total * 9,
+            "{from}-{to} s: person in {with} of {total} frames"
+        );
+    }
+    for (from, to) in [
+        (0.0, 5.0),
+        (20.0, 22.0),
+        (46.0, 49.0),
+        (71.0, 73.0),
+        (88.0, 92.0),
+        (120.0, 122.0),
+        (137.0, 140.0),
+    ] {
+        let (with, total) = person_at(from, to);
+        assert_eq!(
+            with, 0,
+            "{from}-{to} s: nobody there, yet a person in {with} of {total} frames"
+        );
+    }
+}
+
+#[test]
+fn replay_samples_by_presentation_time_and_keys_times_to_start_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "[[cameras]]\nid = \"lot\"\nurl = \"unused\"\ndetect_fps = 5\n",
+    );
+    let out = dir.path().join("car.jsonl");
+    replay_to(
+        &config,
+        &media("car-detection.mp4"),
+        &out,
+        &["--start-time", "2026-11-24T22:00:00+08:00"],
+    );
+    let frames = read_jsonl(&out);
+    // 377 frames at 12.5 fps = 30.2 s; 5 detect fps takes the first frame at or after each
+    // 0.2 s mark: 151 frames, 0.16 or 0.24 s apart.
+    assert_eq!(frames.len(), 151);
+    let pts: Vec<f64> = frames.iter().map(|f| f["pts"].as_f64().unwrap()).collect();
+    for pair in pts.windows(2) {
+        let gap = ((pair[1] - pair[0]) * 1000.0).round();
+        assert!(
+            gap == 160.0 || gap == 240.0,
+            "gap {gap} ms between {pair:?}"
+        );
+    }
+    for (i, f) in frames.iter().enumerate() {
+        assert_eq!(f["type"], "detections");
+        assert_eq!(f["camera"], "lot");
+        assert_eq!(f["seq"], i as u64);
+        assert_eq!(f["width"], 768);
+    }
+    assert_eq!(frames[0]["at"], "2026-11-24T22:00:00.000+08:00");
+    assert_eq!(frames[1]["pts"], 0.24);
+    assert_eq!(frames[1]["at"], "2026-11-24T22:00:00.240+08:00");
+    assert_eq!(frames[150]["at"], "2026-11-24T22:00:30.000+08:00");
+    assert_eq!(frames[0]["keyframe"], true);
+}
+
+#[test]
+fn replay_is_deterministic() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let a = dir.path().join("a.jsonl");
+    let b = dir.path().join("b.jsonl");
+    let start = ["--start-time", "2026-01-01T00:00:00Z"];
+    replay_to(&config, &media("car-detection.mp4"), &a, &start);
+    replay_to(&config, &media("car-detection.mp4"), &b, &start);
+    let (a, b) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    assert!(!a.is_empty());
+    assert!(a == b, "two replays of the same input differ");
+}
+
+#[test]
+fn replay_reads_a_gif_and_finds_the_car_once_it_is_in_the_aisle() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let out = dir.path().join("gif.jsonl");
+    replay_to(
+        &config,
+        &media("person-bicycle-car-detection.gif"),
+        &out,
+        &["--detect-fps", "60"],
+    );
+    let frames = read_jsonl(&out);
+    assert_eq!(frames.len(), 41);
+    let car_score =
+        |f: &Value| best(f["detections"].as_array().unwrap(), "car").map_or(0.0, |b| b.0);
+    // ../shared/README.md: the car is found as `car` (0.4-0.8) from about frame 24.
+    let late: Vec<f64> = frames[30..].iter().map(car_score).collect();
+    assert!(
+        late.iter().all(|s| *s >= 0.5),
+        "car in every late frame: {late:?}"
+    );
+    let early: Vec<f64> = frames[..20].iter().map(car_score).collect();
+    assert!(
+        early.iter().all(|s| *s < 0.4),
+        "at most a faint car before it arrives: {early:?}"
+    );
+}
+
+#[test]
+fn replay_writes_json_lines_to_stdout_without_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let r = run_ok(
+        gridwatch()
+            .arg("replay")
+            .arg("--config")
+            .arg(&config)
+            .arg("--input")
+            .arg(media("person-bicycle-car-detection.gif"))
+            .args(["--no-progress", "--summary-json"]),
+    );
+    let lines: Vec<Value> = r
+        .stdout()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 17, "3.4 s at 5 fps");
+    let summary: Value = serde_json::from_str(r.stderr().trim().lines().last().unwrap()).unwrap();
+    assert_eq!(summary["frames_detected"], 17);
+    assert_eq!(summary["frames_decoded"], 41);
+    assert!(summary["labels"]["car"]["frames"].as_u64().unwrap() >= 4);
+}
+
+#[test]
+fn check_summarises_a_valid_config() {
+    let r = run_ok(
+        gridwatch()
+            .arg("check")
+            .arg("--config")
+            .arg(repo_root().join("agent/config.example.toml")),
+    );
+    let out = r.stdout();
+    assert!(out.contains("config "), "{out}");
+    assert!(out.contains("yolox_nano"), "{out}");
+    assert!(out.contains("verified"), "{out}");
+    assert!(out.contains("ONNX Runtime 1.32"), "{out}");
+    assert!(
+        out.contains("rtsp://***@192.168.1.64"),
+        "credentials redacted: {out}"
+    );
+    assert!(!out.contains("password"), "credentials redacted: {out}");
+}
+
+#[test]
+fn check_probes_camera_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = media("car-detection.mp4");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[[cameras]]\nid = \"good\"\nurl = \"{}\"\n\n[[cameras]]\nid = \"gone\"\nurl = \"/nonexistent.mp4\"\n",
+            clip.display()
+        ),
+    );
+    let r = run(gridwatch()
+        .arg("check")
+        .arg("--probe-cameras")
+        .arg("--config")
+        .arg(&config));
+    assert_eq!(r.code(), 4, "{}", r.stderr());
+    assert!(
+        r.stdout().contains("stream ok: h264 768x432"),
+        "{}",
+        r.stdout()
+    );
+    assert!(r.stdout().contains("stream FAILED"), "{}", r.stdout());
+}
+
+#[test]
+fn help_explains_commands_and_exit_codes() {
+    let r = run_ok(gridwatch().arg("--help"));
+    let help = r.stdout();
+    for needle in [
+        "detect",
+        "replay",
+        "check",
+        "models",
+        "Exit codes",
+        "GRIDWATCH_MODEL_DIR",
+    ] {
+        assert!(help.contains(needle), "`{needle}` missing from --help");
+    }
+    let r = run_ok(gridwatch().args(["replay", "--help"]));
+    assert!(r.stdout().contains("--start-time"));
+}
