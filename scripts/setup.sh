@@ -15,6 +15,19 @@ cd "$root"
 
 say() { printf '\033[1msetup:\033[0m %s\n' "$*" >&2; }
 
+# --- 0. Rust ------------------------------------------------------------------------------
+# Debian's own rustc is too old for this workspace (edition 2024), and rustup's servers are
+# not a package registry, so the toolchain is a prerequisite rather than something to fetch.
+if ! command -v cargo >/dev/null; then
+  echo "setup: cargo not found: install Rust 1.92+ with rustup (https://rustup.rs), then rerun" >&2
+  exit 1
+fi
+rust_minor=$(rustc --version | sed -E 's/^rustc 1\.([0-9]+).*/\1/')
+if [ "${rust_minor:-0}" -lt 92 ]; then
+  echo "setup: $(rustc --version) is too old: gridwatch needs Rust 1.92+ (rustup update)" >&2
+  exit 1
+fi
+
 # --- 1. Debian packages -------------------------------------------------------------------
 apt_packages=(
   pkg-config clang
