@@ -92,6 +92,21 @@ pub fn gridwatch() -> Command {
     cmd
 }
 
+/// `gridwatch replay --config C --input I --no-progress --out O [extra...]`, not yet run.
+pub fn replay_command(config: &Path, input: &Path, out: &Path, extra: &[&str]) -> Command {
+    let mut cmd = gridwatch();
+    cmd.arg("replay")
+        .arg("--config")
+        .arg(config)
+        .arg("--input")
+        .arg(input)
+        .arg("--no-progress")
+        .arg("--out")
+        .arg(out)
+        .args(extra);
+    cmd
+}
+
 /// Output of a finished command, with helpers for assertions.
 pub struct Run {
     pub output: Output,

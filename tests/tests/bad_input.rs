@@ -10,15 +10,7 @@ const MODEL: i32 = 3;
 const INPUT: i32 = 4;
 
 fn replay(config: &Path, input: &Path, out: &Path) -> Run {
-    run(gridwatch()
-        .arg("replay")
-        .arg("--config")
-        .arg(config)
-        .arg("--input")
-        .arg(input)
-        .arg("--no-progress")
-        .arg("--out")
-        .arg(out))
+    run(&mut replay_command(config, input, out, &[]))
 }
 
 fn assert_fails(run: &Run, code: i32, needles: &[&str]) {

@@ -6,18 +6,7 @@ use gridwatch_e2e::*;
 use serde_json::Value;
 
 fn replay_to(config: &Path, input: &Path, out: &Path, extra: &[&str]) -> Run {
-    run_ok(
-        gridwatch()
-            .arg("replay")
-            .arg("--config")
-            .arg(config)
-            .arg("--input")
-            .arg(input)
-            .arg("--no-progress")
-            .arg("--out")
-            .arg(out)
-            .args(extra),
-    )
+    run_ok(&mut replay_command(config, input, out, extra))
 }
 
 fn best(detections: &[Value], label: &str) -> Option<(f64, Vec<f64>)> {
@@ -318,4 +307,17 @@ fn help_explains_commands_and_exit_codes() {
     }
     let r = run_ok(gridwatch().args(["replay", "--help"]));
     assert!(r.stdout().contains("--start-time"));
+}
+
+#[test]
+fn runs_without_a_writable_home() {
+    // A daemon user may have no home directory; ONNX Runtime must not need one.
+    let r = run_ok(
+        gridwatch()
+            .arg("detect")
+            .arg(media("dog.jpg"))
+            .env("HOME", "/nonexistent/home")
+            .env_remove("XDG_CACHE_HOME"),
+    );
+    assert!(r.stdout().contains("\"dog\""));
 }

@@ -288,62 +288,65 @@ fn build_session(
 
 /// Compares the graph's declared input and output with the manifest.
 fn check_contract(session: &Session, manifest: &ModelManifest) -> Result<(), String> {
-    let input = session
-        .inputs()
-        .iter()
-        .find(|i| i.name() == manifest.input.name)
-        .ok_or_else(|| {
-            let names: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
-            format!(
-                "no input named `{}` (the model has: {})",
-                manifest.input.name,
-                names.join(", ")
-            )
-        })?;
-    let shape: Vec<i64> = input
-        .dtype()
-        .tensor_shape()
-        .map(|s| s.iter().copied().collect())
-        .unwrap_or_default();
-    let expected: Vec<i64> = manifest.input.shape.iter().map(|&d| d as i64).collect();
-    let matches =
-        shape.len() == expected.len() && shape.iter().zip(&expected).all(|(a, b)| *a < 0 || a == b);
-    if !matches {
-        return Err(format!(
-            "input `{}` has shape {shape:?}, the manifest says {expected:?}",
-            manifest.input.name
-        ));
-    }
-    let output = session
-        .outputs()
-        .iter()
-        .find(|o| o.name() == manifest.output.name)
-        .ok_or_else(|| {
-            let names: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
-            format!(
-                "no output named `{}` (the model has: {})",
-                manifest.output.name,
-                names.join(", ")
-            )
-        })?;
-    let shape: Vec<i64> = output
-        .dtype()
-        .tensor_shape()
-        .map(|s| s.iter().copied().collect())
-        .unwrap_or_default();
-    let expected = [
+    let input_expected: Vec<i64> = manifest.input.shape.iter().map(|&d| d as i64).collect();
+    check_outlet(
+        session.inputs(),
+        "input",
+        &manifest.input.name,
+        &input_expected,
+        "",
+    )?;
+    let output_expected = [
         1,
         manifest.output_rows() as i64,
         manifest.output_cols() as i64,
     ];
-    let matches = shape.len() == 3 && shape.iter().zip(&expected).all(|(a, b)| *a < 0 || a == b);
-    if !matches {
-        return Err(format!(
-            "output `{}` has shape {shape:?}; with {} classes and strides {:?} the manifest implies {expected:?}",
-            manifest.output.name,
-            manifest.classes.len(),
-            manifest.output.strides
-        ));
+    let why = format!(
+        "; with {} classes and strides {:?} the manifest implies",
+        manifest.classes.len(),
+        manifest.output.strides
+    );
+    check_outlet(
+        session.outputs(),
+        "output",
+        &manifest.output.name,
+        &output_expected,
+        &why,
+    )
+}
+
+/// Finds the named input or output and checks its shape (dynamic dimensions match anything).
+fn check_outlet(
+    outlets: &[ort::value::Outlet],
+    kind: &str,
+    name: &str,
+    expected: &[i64],
+    why: &str,
+) -> Result<(), String> {
+    let outlet = outlets.iter().find(|o| o.name() == name).ok_or_else(|| {
+        let names: Vec<&str> = outlets.iter().map(|o| o.name()).collect();
+        format!(
+            "no {kind} named `{name}` (the model has: {})",
+            names.join(", ")
+        )
+    })?;
+    let shape: Vec<i64> = outlet
+        .dtype()
+        .tensor_shape()
+        .map(|s| s.iter().copied().collect())
+        .unwrap_or_default();
+    let matches =
+        shape.len() == expected.len() && shape.iter().zip(expected).all(|(a, b)| *a < 0 || a == b);
+    if matches {
+        Ok(())
+    } else {
+        let says = if why.is_empty() {
+            ", the manifest says"
+        } else {
+            why
+        };
+        Err(format!(
+            "{kind} `{name}` has shape {shape:?}{says} {expected:?}"
+        ))
     }
-    Ok(())
 }
