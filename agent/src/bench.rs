@@ -150,6 +150,20 @@ fn inference_latencies(
     Ok(latencies)
 }
 
+/// Analytics for a camera with no zones: tracking runs, no rule fires.
+fn empty_analytics(
+    camera: &CameraConfig,
+    manifest: &crate::model::ModelManifest,
+) -> anyhow::Result<crate::analytics::CameraAnalytics> {
+    let config = Config::parse(
+        "[site]\nid = \"bench\"\ngrid_code = \"0\"\n",
+        std::path::Path::new("bench.toml"),
+    )?;
+    Ok(crate::analytics::CameraAnalytics::new(
+        &config, camera, manifest,
+    )?)
+}
+
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let repeat = args.repeat.max(1);
     let (detector_config, base) = match &args.config {
@@ -214,9 +228,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             offset: chrono::FixedOffset::east_opt(0).unwrap_or_else(|| chrono::Utc.fix()),
             queue_depth: 4,
             progress: false,
+            report_confidence: detector_config.confidence,
         };
-        let (sample, summary) =
-            measure(false, || replay(&mut detector, &options, std::io::sink()))?;
+        let (sample, summary) = measure(false, || {
+            let analytics = empty_analytics(&options.camera, detector.manifest())?;
+            replay(&mut detector, analytics, &options, std::io::sink())
+        })?;
         inferred = summary.frames_detected;
         full.push(sample);
     }

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::analytics::CameraAnalytics;
 use crate::assets::{self, AssetKind, AssetSpec, Fetched};
 use crate::config::{CameraConfig, Config, DetectorConfig};
 use crate::detect::{self, Detector, DetectorSettings};
@@ -390,7 +391,14 @@ fn cmd_replay(args: ReplayArgs) -> anyhow::Result<()> {
         Some(text) => parse_start_time(text)?,
         None => chrono::Utc::now().timestamp_micros(),
     };
-    let mut detector = build_detector(&config.detector, &config.base_dir())?;
+    // The tracker keeps weak detections to hold on to half-hidden objects, so the detector
+    // reports down to the tracker's low score; the output lists only confident ones.
+    let detector_config = DetectorConfig {
+        confidence: config.detector.confidence.min(config.tracker.low_score),
+        ..config.detector.clone()
+    };
+    let mut detector = build_detector(&detector_config, &config.base_dir())?;
+    let analytics = CameraAnalytics::new(&config, &camera, detector.manifest())?;
     let options = ReplayOptions {
         camera,
         input: args.input.clone(),
@@ -398,14 +406,15 @@ fn cmd_replay(args: ReplayArgs) -> anyhow::Result<()> {
         offset: config.site.timezone,
         queue_depth: 4,
         progress: !args.no_progress,
+        report_confidence: config.detector.confidence,
     };
     let result = match &args.out {
         Some(path) => {
             let file = std::fs::File::create(path)
                 .with_context(|| format!("cannot create the output file {}", path.display()))?;
-            crate::replay::replay(&mut detector, &options, file)
+            crate::replay::replay(&mut detector, analytics, &options, file)
         }
-        None => crate::replay::replay(&mut detector, &options, std::io::stdout().lock()),
+        None => crate::replay::replay(&mut detector, analytics, &options, std::io::stdout().lock()),
     };
     let print_summary = |summary: &crate::replay::ReplaySummary| {
         if args.summary_json {

@@ -22,13 +22,239 @@ pub struct Config {
     /// Path of the file this was read from; set by [`Config::load`].
     #[serde(skip)]
     pub source_path: PathBuf,
+    /// The file's text, so errors found later (against the model) can point into it.
+    #[serde(skip)]
+    pub source_text: String,
     pub site: SiteConfig,
     #[serde(default)]
     pub storage: StorageConfig,
     #[serde(default)]
     pub detector: DetectorConfig,
     #[serde(default)]
+    pub tracker: TrackerConfig,
+    #[serde(default)]
+    pub incidents: IncidentsConfig,
+    /// Platform categories (大类/中类/小类) per incident kind; defaults by name.
+    #[serde(default)]
+    pub categories: CategoriesConfig,
+    #[serde(default)]
     pub cameras: Vec<CameraConfig>,
+}
+
+/// Multi-object tracking (ByteTrack-style). See `track` for what each knob does.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrackerConfig {
+    /// Detections at or above this score can start tracks and match in the first stage.
+    pub high_score: f32,
+    /// Detections between `low_score` and `high_score` only keep existing tracks alive
+    /// (second stage): a partly hidden object keeps its track instead of losing it.
+    pub low_score: f32,
+    /// Minimum IoU between a track's predicted box and a high-score detection.
+    pub match_iou: f32,
+    /// Minimum IoU for the second stage with low-score detections.
+    pub low_match_iou: f32,
+    /// Matched detections before a track is confirmed (reported to the rules).
+    pub birth_hits: u32,
+    /// A moving track is dropped after this long without a matching detection.
+    #[serde(with = "humantime_serde")]
+    pub lost_after: Duration,
+    /// A stationary track survives longer gaps: parked things are missed for a while by
+    /// the detector (a person walking past, headlights) without having gone anywhere.
+    #[serde(with = "humantime_serde")]
+    pub stationary_lost_after: Duration,
+    /// How long a box must stay near its anchor position to count as stationary.
+    #[serde(with = "humantime_serde")]
+    pub stationary_after: Duration,
+    /// Minimum IoU with the anchor box to count as "not moved".
+    pub stationary_iou: f32,
+    /// Maximum centre shift from the anchor, as a fraction of the anchor box's diagonal.
+    pub stationary_shift: f32,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        TrackerConfig {
+            high_score: 0.45,
+            low_score: 0.1,
+            match_iou: 0.2,
+            low_match_iou: 0.4,
+            birth_hits: 3,
+            lost_after: Duration::from_secs(3),
+            stationary_lost_after: Duration::from_secs(60),
+            stationary_after: Duration::from_secs(10),
+            stationary_iou: 0.6,
+            stationary_shift: 0.15,
+        }
+    }
+}
+
+/// Incident lifecycle settings shared by all rules.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IncidentsConfig {
+    /// An open incident sends an `updated` event at most this often (and on state changes).
+    #[serde(with = "humantime_serde")]
+    pub update_every: Duration,
+    /// After an incident closes, the same zone and kind (at the same place, for objects)
+    /// raise no new incident for this long: one car coming and going is not ten incidents.
+    #[serde(with = "humantime_serde")]
+    pub cooldown: Duration,
+}
+
+impl Default for IncidentsConfig {
+    fn default() -> Self {
+        IncidentsConfig {
+            update_every: Duration::from_secs(60),
+            cooldown: Duration::from_secs(120),
+        }
+    }
+}
+
+/// One level of the platform's category tree: its name and, when the platform has given
+/// one, its code. gridwatch never invents codes.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CategoryLevel {
+    pub name: String,
+    #[serde(default)]
+    pub code: Option<String>,
+}
+
+/// 大类 / 中类 / 小类 of one incident kind.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Category {
+    pub major: CategoryLevel,
+    pub minor: CategoryLevel,
+    #[serde(default)]
+    pub sub: Option<CategoryLevel>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CategoriesConfig {
+    pub illegal_parking: Option<Category>,
+    pub fly_wire_charging: Option<Category>,
+    pub crowding: Option<Category>,
+    pub camera_offline: Option<Category>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Location {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+/// A named area of a camera's picture, in normalised [0, 1] coordinates.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneConfig {
+    /// Letters, digits, `-` and `_`.
+    pub id: String,
+    /// Shown to staff and in descriptions, e.g. "3号楼东侧消防通道".
+    #[serde(default)]
+    pub name: String,
+    /// At least three [x, y] points, x and y in [0, 1] of the picture (0, 0 = top-left).
+    pub polygon: Vec<[f32; 2]>,
+    /// Labels or label groups (from the model manifest) this zone considers; empty = all.
+    #[serde(default)]
+    pub objects: Vec<String>,
+    /// Smallest box considered, as a fraction of the picture's area.
+    #[serde(default)]
+    pub min_area: f32,
+    /// Consecutive detected frames inside (or outside) before an object counts as having
+    /// entered (or left): one jittery frame does not move an object in or out.
+    #[serde(default = "default_inertia")]
+    pub inertia: u32,
+    /// Real-world area in square metres, for crowd density.
+    pub area_m2: Option<f32>,
+    pub illegal_parking: Option<StationaryRuleConfig>,
+    pub fly_wire_charging: Option<ChargingRuleConfig>,
+    pub crowding: Option<CrowdingRuleConfig>,
+}
+
+/// A vehicle (or other object) staying put in a zone.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StationaryRuleConfig {
+    /// How long the object must have stood still in the zone. Default 180 s for parking.
+    #[serde(default = "default_parking_dwell", with = "humantime_serde")]
+    pub dwell: Duration,
+    /// How long it must have been gone before the incident closes.
+    #[serde(default = "default_grace", with = "humantime_serde")]
+    pub grace: Duration,
+    /// When the rule may raise incidents (site time); empty = always.
+    #[serde(default)]
+    pub schedule: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChargingRuleConfig {
+    /// How long the two-wheeler must have stood still in the zone. Default 120 s.
+    #[serde(default = "default_charging_dwell", with = "humantime_serde")]
+    pub dwell: Duration,
+    #[serde(default = "default_grace", with = "humantime_serde")]
+    pub grace: Duration,
+    /// Typically the night, e.g. ["22:00-06:00"]; empty = always.
+    #[serde(default)]
+    pub schedule: Vec<String>,
+    /// Raise an incident only when the model also sees a charging cable (needs a model
+    /// whose manifest has a `charging_cable` label group).
+    #[serde(default)]
+    pub require_cable: bool,
+    /// A cable counts as "at" the two-wheeler when it touches the two-wheeler's box grown by
+    /// this fraction of its size on every side.
+    #[serde(default = "default_cable_margin")]
+    pub cable_margin: f32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrowdingRuleConfig {
+    /// Persons in the zone at or above this count start the clock. Default 10.
+    #[serde(default = "default_min_count")]
+    pub min_count: u32,
+    /// ... and must stay at or above it this long. Default 60 s.
+    #[serde(default = "default_crowd_duration", with = "humantime_serde")]
+    pub duration: Duration,
+    /// The incident clears only once the count stays below this (default: `min_count`)...
+    pub clear_count: Option<u32>,
+    /// ... for this long. Default 30 s.
+    #[serde(default = "default_clear_duration", with = "humantime_serde")]
+    pub clear_duration: Duration,
+    #[serde(default)]
+    pub schedule: Vec<String>,
+}
+
+fn default_inertia() -> u32 {
+    2
+}
+fn default_parking_dwell() -> Duration {
+    Duration::from_secs(180)
+}
+fn default_charging_dwell() -> Duration {
+    Duration::from_secs(120)
+}
+fn default_grace() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_cable_margin() -> f32 {
+    0.5
+}
+fn default_min_count() -> u32 {
+    10
+}
+fn default_crowd_duration() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_clear_duration() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_offline_after() -> Duration {
+    Duration::from_secs(60)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -133,22 +359,21 @@ pub struct CameraConfig {
     pub io_timeout: Duration,
     #[serde(default = "default_true")]
     pub enabled: bool,
+    /// A camera that delivers no frame for this long raises a `camera_offline` incident.
+    #[serde(default = "default_offline_after", with = "humantime_serde")]
+    pub offline_after: Duration,
+    /// Where the camera is, for the platform's map.
+    pub location: Option<Location>,
+    #[serde(default)]
+    pub zones: Vec<ZoneConfig>,
 }
 
 impl CameraConfig {
-    /// A camera for ad-hoc use (replay of a file without a configured camera).
+    /// A camera with every default, for ad-hoc use (replay of a file without a configured
+    /// camera, benchmarks). Goes through serde so the defaults live in one place.
     pub fn adhoc(id: &str, url: &str) -> CameraConfig {
-        CameraConfig {
-            id: id.to_string(),
-            name: String::new(),
-            url: url.to_string(),
-            detect_url: None,
-            detect_fps: default_detect_fps(),
-            decode_threads: default_decode_threads(),
-            rtsp_transport: RtspTransport::default(),
-            io_timeout: default_io_timeout(),
-            enabled: true,
-        }
+        let table = serde_json::json!({ "id": id, "url": url });
+        CameraConfig::deserialize(table).expect("id and url are all a camera requires")
     }
 
     /// The stream detection reads: the sub-stream when there is one.
@@ -259,20 +484,28 @@ impl Config {
             ConfigError(format!("{origin}{position}:{field} {}", inner.message()))
         })?;
         config.source_path = path.to_path_buf();
+        config.source_text = text.to_string();
         if let Err((field, message)) = config.validate() {
-            let position = span_of_path(text, &field)
-                .map(|offset| {
-                    let (l, c) = line_col(text, offset);
-                    format!(":{l}:{c}")
-                })
-                .unwrap_or_default();
-            return Err(ConfigError(format!(
-                "{origin}{position}: {}: {message}",
-                display_path(&field)
-            )));
+            return Err(config.error_at(&field, &message));
         }
         config.resolve_paths();
         Ok(config)
+    }
+
+    /// An error about the field at `path` (TOML keys and array indices), located in the
+    /// file: `file:line:col: cameras[0].zones[1].objects: message`.
+    pub fn error_at(&self, path: &[String], message: &str) -> ConfigError {
+        let position = span_of_path(&self.source_text, path)
+            .map(|offset| {
+                let (l, c) = line_col(&self.source_text, offset);
+                format!(":{l}:{c}")
+            })
+            .unwrap_or_default();
+        ConfigError(format!(
+            "{}{position}: {}: {message}",
+            self.source_path.display(),
+            display_path(path)
+        ))
     }
 
     /// The directory relative paths in the file are taken from.
@@ -303,9 +536,9 @@ impl Config {
     /// Checks what types alone cannot. Returns the offending field's path (as TOML keys and
     /// array indices, for locating it in the text) and the message.
     fn validate(&self) -> Result<(), (Vec<String>, String)> {
-        let fail = |path: &[&str], message: String| {
+        fn fail(path: &[&str], message: String) -> Result<(), (Vec<String>, String)> {
             Err((path.iter().map(|s| s.to_string()).collect(), message))
-        };
+        }
         if !is_identifier(&self.site.id) {
             return fail(
                 &["site", "id"],
@@ -369,6 +602,131 @@ impl Config {
             }
             if cam.io_timeout < Duration::from_millis(100) {
                 return fail(&at("io_timeout"), "must be at least 100ms".into());
+            }
+            if cam.offline_after < Duration::from_secs(1) {
+                return fail(&at("offline_after"), "must be at least 1s".into());
+            }
+            if let Some(loc) = cam.location
+                && (!(-90.0..=90.0).contains(&loc.lat) || !(-180.0..=180.0).contains(&loc.lon))
+            {
+                return fail(
+                    &at("location"),
+                    format!("{loc:?} is not a latitude/longitude"),
+                );
+            }
+            for (j, zone) in cam.zones.iter().enumerate() {
+                let zone_index = j.to_string();
+                let at = |field: &'static str| -> Vec<String> {
+                    [
+                        "cameras",
+                        index.as_str(),
+                        "zones",
+                        zone_index.as_str(),
+                        field,
+                    ]
+                    .iter()
+                    .filter(|s| !s.is_empty())
+                    .map(|s| s.to_string())
+                    .collect()
+                };
+                let fail_at = |field: &'static str, message: String| Err((at(field), message));
+                if !is_identifier(&zone.id) {
+                    return fail_at(
+                        "id",
+                        format!("`{}` must be letters, digits, `-` or `_`", zone.id),
+                    );
+                }
+                if let Some(first) = cam.zones[..j].iter().position(|z| z.id == zone.id) {
+                    return fail_at(
+                        "id",
+                        format!("`{}` is already used by zones[{first}]", zone.id),
+                    );
+                }
+                if zone.polygon.len() < 3 {
+                    return fail_at("polygon", "needs at least 3 points".into());
+                }
+                if let Some(p) = zone
+                    .polygon
+                    .iter()
+                    .find(|p| !p.iter().all(|v| (0.0..=1.0).contains(v)))
+                {
+                    return fail_at(
+                        "polygon",
+                        format!(
+                            "point {p:?} is outside [0, 1]: zones use fractions of the picture"
+                        ),
+                    );
+                }
+                if !(0.0..1.0).contains(&zone.min_area) {
+                    return fail_at(
+                        "min_area",
+                        format!("must be in [0, 1), got {}", zone.min_area),
+                    );
+                }
+                if zone.inertia == 0 {
+                    return fail_at("inertia", "must be at least 1".into());
+                }
+                if zone.area_m2.is_some_and(|a| a.is_nan() || a <= 0.0) {
+                    return fail_at("area_m2", "must be positive".into());
+                }
+                let schedules = [
+                    (
+                        "illegal_parking",
+                        zone.illegal_parking.as_ref().map(|r| &r.schedule),
+                    ),
+                    (
+                        "fly_wire_charging",
+                        zone.fly_wire_charging.as_ref().map(|r| &r.schedule),
+                    ),
+                    ("crowding", zone.crowding.as_ref().map(|r| &r.schedule)),
+                ];
+                for (rule, schedule) in schedules {
+                    if let Some(entries) = schedule
+                        && let Err(message) = crate::rules::schedule::Schedule::parse(entries)
+                    {
+                        let mut path = at(rule);
+                        path.push("schedule".into());
+                        return Err((path, message));
+                    }
+                }
+                if let Some(c) = &zone.crowding {
+                    if c.min_count == 0 {
+                        return fail_at("crowding", "min_count must be at least 1".into());
+                    }
+                    if c.clear_count
+                        .is_some_and(|clear| clear == 0 || clear > c.min_count)
+                    {
+                        return fail_at(
+                            "crowding",
+                            format!("clear_count must be in 1..={} (min_count)", c.min_count),
+                        );
+                    }
+                }
+            }
+        }
+        let t = &self.tracker;
+        if !(t.low_score > 0.0 && t.low_score <= t.high_score && t.high_score < 1.0) {
+            return fail(
+                &["tracker", "low_score"],
+                format!(
+                    "need 0 < low_score <= high_score < 1, got {} and {}",
+                    t.low_score, t.high_score
+                ),
+            );
+        }
+        if t.birth_hits == 0 {
+            return fail(&["tracker", "birth_hits"], "must be at least 1".into());
+        }
+        for (name, v) in [
+            ("match_iou", t.match_iou),
+            ("low_match_iou", t.low_match_iou),
+            ("stationary_iou", t.stationary_iou),
+        ] {
+            if !(v > 0.0 && v < 1.0) {
+                return Err((
+                    vec!["tracker".into(), name.into()],
+                    format!("must be in (0, 1), got {v}"),
+                ));
             }
         }
         Ok(())

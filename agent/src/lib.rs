@@ -3,12 +3,13 @@
 //! Data flows one way through stages, each in its own module:
 //!
 //! ```text
-//! source (decode) -> detect -> [track -> zones/rules -> incidents -> store -> publish/web]
+//! source (decode) -> detect -> track -> zones/rules -> incidents -> [store -> publish/web]
 //! ```
 //!
 //! Stages exchange the plain types of [`frame`]; [`pipeline`] wires them into threads and
 //! bounded queues. ARCHITECTURE.md at the repository root draws the whole picture.
 
+pub mod analytics;
 pub mod annotate;
 pub mod assets;
 pub mod bench;
@@ -17,8 +18,12 @@ pub mod config;
 pub mod detect;
 pub mod exit;
 pub mod frame;
+pub mod incidents;
 pub mod model;
 pub mod output;
 pub mod pipeline;
 pub mod replay;
+pub mod rules;
 pub mod source;
+pub mod track;
+pub mod zones;

@@ -7,6 +7,7 @@ use chrono::{DateTime, FixedOffset};
 use serde::Serialize;
 
 use crate::frame::{Detection, FrameMeta};
+use crate::incidents::IncidentEvent;
 
 /// RFC 3339 with milliseconds and the site's offset, e.g. `2026-11-24T21:30:00.000+08:00`.
 pub fn format_time(at_us: i64, offset: FixedOffset) -> String {
@@ -28,7 +29,19 @@ struct FrameRecord<'a> {
     width: u32,
     height: u32,
     keyframe: bool,
-    detections: &'a [Detection],
+    detections: ReportedDetections<'a>,
+}
+
+/// The detections at or above the report threshold, serialised without a filtered copy.
+struct ReportedDetections<'a> {
+    all: &'a [Detection],
+    min_score: f32,
+}
+
+impl Serialize for ReportedDetections<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.all.iter().filter(|d| d.score >= self.min_score))
+    }
 }
 
 /// Serialises a timestamp through `collect_str`, straight into the writer, no String.
@@ -57,10 +70,12 @@ impl<W: Write> JsonlWriter<W> {
         JsonlWriter { out, offset }
     }
 
+    /// A detected frame, listing the detections scoring at least `min_score`.
     pub fn write_frame(
         &mut self,
         meta: &FrameMeta,
         detections: &[Detection],
+        min_score: f32,
     ) -> std::io::Result<()> {
         let record = FrameRecord {
             kind: "detections",
@@ -74,9 +89,31 @@ impl<W: Write> JsonlWriter<W> {
             width: meta.width,
             height: meta.height,
             keyframe: meta.keyframe,
-            detections,
+            detections: ReportedDetections {
+                all: detections,
+                min_score,
+            },
         };
         serde_json::to_writer(&mut self.out, &record)?;
+        self.out.write_all(b"\n")
+    }
+
+    /// An incident event, tagged `"type": "incident"` in the stream.
+    pub fn write_incident(&mut self, event: &IncidentEvent) -> std::io::Result<()> {
+        #[derive(Serialize)]
+        struct Tagged<'a> {
+            #[serde(rename = "type")]
+            kind: &'static str,
+            #[serde(flatten)]
+            event: &'a IncidentEvent,
+        }
+        serde_json::to_writer(
+            &mut self.out,
+            &Tagged {
+                kind: "incident",
+                event,
+            },
+        )?;
         self.out.write_all(b"\n")
     }
 
@@ -125,7 +162,9 @@ mod tests {
             },
         };
         let mut w = JsonlWriter::new(Vec::new(), offset);
-        w.write_frame(&meta, &[det]).unwrap();
+        let mut faint = det.clone();
+        faint.score = 0.1;
+        w.write_frame(&meta, &[det, faint], 0.3).unwrap();
         let line = String::from_utf8(w.into_inner()).unwrap();
         assert!(line.ends_with('\n'));
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
@@ -134,6 +173,11 @@ mod tests {
         assert_eq!(v["pts"], 0.6);
         assert_eq!(v["at"], "2025-11-25T00:00:00.600+08:00");
         assert_eq!(v["detections"][0]["label"], "car");
+        assert_eq!(
+            v["detections"].as_array().unwrap().len(),
+            1,
+            "below 0.3 left out"
+        );
         assert_eq!(v["detections"][0]["box_norm"][2], 0.5);
         assert_eq!(
             format_time(meta.at_us, offset),

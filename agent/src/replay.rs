@@ -12,9 +12,11 @@ use chrono::FixedOffset;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
+use crate::analytics::CameraAnalytics;
 use crate::config::CameraConfig;
 use crate::detect::Detector;
 use crate::frame::{Detection, FrameMeta};
+use crate::incidents::{EventState, IncidentEvent};
 use crate::output::JsonlWriter;
 use crate::pipeline::{
     Backpressure, DecodeOptions, FrameSink, decode_into_queue, frame_queue, infer_from_queue,
@@ -30,6 +32,8 @@ pub struct ReplayOptions {
     pub offset: FixedOffset,
     pub queue_depth: usize,
     pub progress: bool,
+    /// Detections below this score are tracked but not listed in the output.
+    pub report_confidence: f32,
 }
 
 /// Per-label totals for the summary.
@@ -57,6 +61,21 @@ pub struct ReplaySummary {
     pub wall_seconds: f64,
     pub realtime_factor: f64,
     pub labels: BTreeMap<String, LabelSummary>,
+    /// Every incident raised, in the order opened.
+    pub incidents: Vec<IncidentSummary>,
+}
+
+/// One incident as the replay summary lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct IncidentSummary {
+    pub incident_id: String,
+    pub kind: String,
+    pub zone: Option<String>,
+    pub status: String,
+    pub opened_at: String,
+    pub closed_at: Option<String>,
+    pub duration_s: f64,
+    pub description: String,
 }
 
 impl std::fmt::Display for ReplaySummary {
@@ -90,12 +109,30 @@ impl std::fmt::Display for ReplaySummary {
                 s.last_seen_s
             )?;
         }
+        writeln!(f, "  incidents: {}", self.incidents.len())?;
+        for i in &self.incidents {
+            writeln!(
+                f,
+                "  - {} {} [{}] opened {} {}: {}",
+                i.kind,
+                i.zone.as_deref().unwrap_or("-"),
+                i.status,
+                i.opened_at,
+                i.closed_at
+                    .as_deref()
+                    .map_or("still open".to_string(), |c| format!("closed {c}")),
+                i.description
+            )?;
+        }
         Ok(())
     }
 }
 
 struct ReplaySink<W: Write> {
     writer: JsonlWriter<BufWriter<W>>,
+    analytics: CameraAnalytics,
+    report_confidence: f32,
+    incidents: Vec<IncidentSummary>,
     labels: BTreeMap<String, LabelSummary>,
     progress: ProgressBar,
     /// Per-frame scratch to count each label once per frame, reused.
@@ -104,12 +141,23 @@ struct ReplaySink<W: Write> {
 
 impl<W: Write> FrameSink for ReplaySink<W> {
     fn on_frame(&mut self, meta: &FrameMeta, detections: &[Detection]) -> anyhow::Result<()> {
+        // Incident events first: one dated before this frame (a camera that went offline
+        // during a gap) must not follow the frame in the stream.
+        for event in self.analytics.on_frame(meta, detections) {
+            self.writer
+                .write_incident(event)
+                .context("writing the detections output")?;
+            note_incident(&mut self.incidents, event);
+        }
         self.writer
-            .write_frame(meta, detections)
+            .write_frame(meta, detections, self.report_confidence)
             .context("writing the detections output")?;
         let t = meta.pts_us as f64 / 1e6;
         self.seen.clear();
-        for d in detections {
+        for d in detections
+            .iter()
+            .filter(|d| d.score >= self.report_confidence)
+        {
             // Labels are few; the map only allocates the first time a label shows up.
             let entry = match self.labels.get_mut(&*d.label) {
                 Some(entry) => entry,
@@ -135,11 +183,34 @@ impl<W: Write> FrameSink for ReplaySink<W> {
     }
 }
 
-/// Replays `options.input` through decode and detection, writing JSON Lines to `out`.
+fn note_incident(incidents: &mut Vec<IncidentSummary>, event: &IncidentEvent) {
+    let summary = IncidentSummary {
+        incident_id: event.incident_id.clone(),
+        kind: event.kind.as_str().to_string(),
+        zone: event.zone.as_ref().map(|z| z.id.clone()),
+        status: format!("{:?}", event.status).to_lowercase(),
+        opened_at: event.opened_at.clone(),
+        closed_at: event.closed_at.clone(),
+        duration_s: event.duration_s,
+        description: event.description.clone(),
+    };
+    match incidents
+        .iter_mut()
+        .find(|i| i.incident_id == event.incident_id)
+    {
+        Some(existing) => *existing = summary,
+        None if event.state == EventState::Opened => incidents.push(summary),
+        None => {}
+    }
+}
+
+/// Replays `options.input` through decode, detection, tracking, zones, rules and incidents,
+/// writing JSON Lines (detected frames and incident events, in time order) to `out`.
 /// The output is flushed before any input problem (corrupt packets, truncation) is
 /// returned, so whatever could be processed is kept.
 pub fn replay<W: Write>(
     detector: &mut Detector,
+    analytics: CameraAnalytics,
     options: &ReplayOptions,
     out: W,
 ) -> anyhow::Result<ReplaySummary> {
@@ -164,6 +235,9 @@ pub fn replay<W: Write>(
     progress.set_message(options.input.clone());
     let mut sink = ReplaySink {
         writer: JsonlWriter::new(BufWriter::with_capacity(1 << 16, out), options.offset),
+        analytics,
+        report_confidence: options.report_confidence,
+        incidents: Vec::new(),
         labels: BTreeMap::new(),
         progress: progress.clone(),
         seen: Vec::with_capacity(16),
@@ -223,6 +297,7 @@ pub fn replay<W: Write>(
         wall_seconds,
         realtime_factor: media_seconds / wall_seconds.max(1e-9),
         labels: sink.labels,
+        incidents: sink.incidents,
     };
     report
         .stats

@@ -4,8 +4,11 @@
 //! The tests use real components only: the real `gridwatch` binary, FFmpeg (library and
 //! CLI), ONNX Runtime with the real model, and the shared sample media.
 
+pub mod scenario;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 
 /// The repository root (this package lives in `<root>/tests`).
 pub fn repo_root() -> PathBuf {
@@ -54,17 +57,19 @@ pub fn gridwatch_bin() -> PathBuf {
         return PathBuf::from(bin);
     }
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> -> target/<profile>/gridwatch
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in target/<profile>/deps");
-    let bin = profile_dir.join("gridwatch");
-    assert!(
-        bin.is_file(),
-        "{} not built: run `cargo build -p gridwatch` (scripts/test.sh does) before the tests",
-        bin.display()
-    );
+    // Tests live in target/<profile>/deps/, the report binary in target/<profile>/.
+    let bin = exe
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join("gridwatch"))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "gridwatch is not built next to {}: run `cargo build -p gridwatch` (scripts/test.sh does) before the tests",
+                exe.display()
+            )
+        });
     bin
 }
 
@@ -205,5 +210,26 @@ pub fn json_box(value: &serde_json::Value) -> Vec<f64> {
         .expect("box is an array")
         .iter()
         .map(|v| v.as_f64().expect("box coordinate is a number"))
+        .collect()
+}
+
+/// Validates an incident event (as emitted; a JSON Lines `type` tag is ignored) against
+/// docs/schema/incident-v1.json. Returns the validation errors, empty when valid.
+pub fn schema_errors(event: &serde_json::Value) -> Vec<String> {
+    static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
+    let validator = VALIDATOR.get_or_init(|| {
+        let path = repo_root().join("docs/schema/incident-v1.json");
+        let schema: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("read the schema"))
+                .expect("the schema is JSON");
+        jsonschema::validator_for(&schema).expect("the schema compiles")
+    });
+    let mut event = event.clone();
+    if let Some(map) = event.as_object_mut() {
+        map.remove("type");
+    }
+    validator
+        .iter_errors(&event)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
         .collect()
 }

@@ -1,0 +1,83 @@
+//! Per-camera analysis state: tracker → zones → rules → incidents, fed one detected frame at
+//! a time. Cheap next to inference, so it runs on the inference side of the queue; it owns
+//! nothing another camera needs.
+
+use crate::config::{CameraConfig, Config, ConfigError};
+use crate::frame::{Detection, FrameMeta};
+use crate::incidents::{IncidentEvent, IncidentLog};
+use crate::model::ModelManifest;
+use crate::rules::{FrameContext, RuleEvent, RuleSet};
+use crate::track::{Track, Tracker};
+use crate::zones::ZoneMembership;
+
+pub struct CameraAnalytics {
+    tracker: Tracker,
+    membership: ZoneMembership,
+    rules: RuleSet,
+    log: IncidentLog,
+    offset: chrono::FixedOffset,
+    changes: Vec<RuleEvent>,
+    events: Vec<IncidentEvent>,
+}
+
+impl CameraAnalytics {
+    pub fn new(
+        config: &Config,
+        camera: &CameraConfig,
+        manifest: &ModelManifest,
+    ) -> Result<CameraAnalytics, ConfigError> {
+        let rules = RuleSet::new(config, camera, manifest)
+            .map_err(|(path, msg)| config.error_at(&path, &msg))?;
+        let log = IncidentLog::new(config, camera, &rules.zones);
+        Ok(CameraAnalytics {
+            tracker: Tracker::new(config.tracker.clone()),
+            membership: ZoneMembership::default(),
+            rules,
+            log,
+            offset: config.site.timezone,
+            changes: Vec::new(),
+            events: Vec::new(),
+        })
+    }
+
+    /// Runs one detected frame through tracking, zones and rules; returns the incident
+    /// events it caused, in time order.
+    pub fn on_frame(&mut self, meta: &FrameMeta, detections: &[Detection]) -> &[IncidentEvent] {
+        self.tracker.update(meta.at_us, detections);
+        self.membership
+            .update(&self.rules.zones, self.tracker.tracks(), meta.at_us);
+        self.changes.clear();
+        let ctx = FrameContext {
+            at_us: meta.at_us,
+            tracks: self.tracker.tracks(),
+            membership: &self.membership,
+            detections,
+            offset: self.offset,
+        };
+        self.rules.evaluate(&ctx, &mut self.changes);
+        self.record()
+    }
+
+    /// The camera delivered nothing up to `now_us` (live watchdog).
+    pub fn on_idle(&mut self, now_us: i64) -> &[IncidentEvent] {
+        self.changes.clear();
+        self.rules.offline.on_idle(now_us, &mut self.changes);
+        self.record()
+    }
+
+    fn record(&mut self) -> &[IncidentEvent] {
+        self.events.clear();
+        for change in &self.changes {
+            self.events.push(self.log.record(change));
+        }
+        &self.events
+    }
+
+    pub fn tracks(&self) -> &[Track] {
+        self.tracker.tracks()
+    }
+
+    pub fn open_incidents(&self) -> usize {
+        self.log.open_count()
+    }
+}

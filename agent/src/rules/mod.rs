@@ -1,0 +1,277 @@
+//! Rules stage: state machines that decide when what the tracker and zones see is an
+//! incident. A detection is not an incident: a car driving through a fire lane is not
+//! illegal parking, one person is not a crowd, a bicycle ridden past is not charging.
+//!
+//! Each configured rule of each zone is one instance with its own state. Instances emit
+//! [`RuleEvent`]s (open, update, close); the `incidents` stage turns those into events with
+//! ids, categories and descriptions. Rules take time only from frames.
+
+mod crowding;
+mod offline;
+pub mod schedule;
+mod stationary;
+
+use std::sync::Arc;
+
+use chrono::FixedOffset;
+use serde::Serialize;
+
+use crate::config::{CameraConfig, Config};
+use crate::frame::{BBox, Detection};
+use crate::model::ModelManifest;
+use crate::track::Track;
+use crate::zones::{Zone, ZoneMembership};
+
+pub use crowding::CrowdingRule;
+pub use offline::OfflineRule;
+pub use schedule::Schedule;
+pub use stationary::{CableSpec, StationaryRule};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    IllegalParking,
+    FlyWireCharging,
+    Crowding,
+    CameraOffline,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::IllegalParking => "illegal_parking",
+            Kind::FlyWireCharging => "fly_wire_charging",
+            Kind::Crowding => "crowding",
+            Kind::CameraOffline => "camera_offline",
+        }
+    }
+}
+
+/// What a rule saw that made it fire; listed in the incident's `evidence.signals`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Signal {
+    StationaryVehicle,
+    StationaryTwoWheeler,
+    CableDetected,
+    InSchedule,
+    PersonCount,
+    NoFrames,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseReason {
+    /// The object left (or was not seen) for the rule's grace period.
+    Left,
+    /// The crowd stayed below the clear count for the clear duration.
+    Cleared,
+    /// The camera delivers frames again.
+    Recovered,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    Open,
+    Update,
+    Close(CloseReason),
+}
+
+/// An object involved in an incident.
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectRef {
+    pub track_id: u64,
+    pub label: Arc<str>,
+    pub score: f32,
+    #[serde(rename = "box_norm")]
+    pub bbox: BBox,
+}
+
+impl ObjectRef {
+    pub fn of(track: &Track) -> ObjectRef {
+        ObjectRef {
+            track_id: track.id,
+            label: Arc::clone(&track.label),
+            score: track.score,
+            bbox: track.bbox,
+        }
+    }
+}
+
+/// A state change of one incident, as a rule sees it.
+#[derive(Debug, Clone)]
+pub struct RuleEvent {
+    pub kind: Kind,
+    /// Index of the zone in the camera's zone list; `None` for camera-level rules.
+    pub zone: Option<usize>,
+    /// Identifies the incident within its rule instance.
+    pub key: (usize, u64),
+    pub transition: Transition,
+    /// When this state change happened (wall-clock microseconds).
+    pub at_us: i64,
+    /// When the situation began (the car stopped, the crowd formed, the last frame came).
+    pub started_at_us: i64,
+    /// For a close: the last moment the situation was seen (duration ends here).
+    pub ended_at_us: Option<i64>,
+    pub objects: Vec<ObjectRef>,
+    pub count: u32,
+    pub peak_count: u32,
+    pub confidence: f32,
+    /// A model-confirmed incident, as opposed to a suspected one.
+    pub confirmed: bool,
+    pub signals: Vec<Signal>,
+    pub best_at_us: i64,
+}
+
+/// What the rules look at for one frame.
+pub struct FrameContext<'a> {
+    pub at_us: i64,
+    pub tracks: &'a [Track],
+    pub membership: &'a ZoneMembership,
+    /// The frame's raw detections (for evidence such as a charging cable).
+    pub detections: &'a [Detection],
+    pub offset: FixedOffset,
+}
+
+/// Lifecycle settings every rule shares.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub update_every_us: i64,
+    pub cooldown_us: i64,
+}
+
+fn micros(d: std::time::Duration) -> i64 {
+    d.as_micros() as i64
+}
+
+fn group(manifest: &ModelManifest, name: &str) -> Result<Vec<u16>, String> {
+    manifest.label_groups.get(name).cloned().ok_or_else(|| {
+        format!(
+            "model {} has no `{name}` label group, which this rule needs (add it to the manifest's [label_groups])",
+            manifest.name
+        )
+    })
+}
+
+enum Rule {
+    Stationary(StationaryRule),
+    Crowding(CrowdingRule),
+}
+
+/// Every rule of one camera, with the zones they watch.
+pub struct RuleSet {
+    pub zones: Vec<Zone>,
+    rules: Vec<Rule>,
+    pub offline: OfflineRule,
+}
+
+impl RuleSet {
+    /// Builds the camera's zones and rules, resolving label groups against the model.
+    /// Errors carry the config path of the zone setting at fault (as `Config::error_at`
+    /// takes it) and the message.
+    pub fn new(
+        config: &Config,
+        camera: &CameraConfig,
+        manifest: &ModelManifest,
+    ) -> Result<RuleSet, (Vec<String>, String)> {
+        let camera_index = config
+            .cameras
+            .iter()
+            .position(|c| c.id == camera.id)
+            .map_or_else(|| camera.id.clone(), |i| i.to_string());
+        let timing = Timing {
+            update_every_us: micros(config.incidents.update_every),
+            cooldown_us: micros(config.incidents.cooldown),
+        };
+        let mut zones = Vec::new();
+        let mut rules = Vec::new();
+        for (zi, zc) in camera.zones.iter().enumerate() {
+            let at = |rule: &str, e: String| {
+                let path = [
+                    "cameras",
+                    camera_index.as_str(),
+                    "zones",
+                    &zi.to_string(),
+                    rule,
+                ];
+                (path.iter().map(|s| s.to_string()).collect::<Vec<_>>(), e)
+            };
+            zones.push(Zone::from_config(zc, manifest).map_err(|e| at("objects", e))?);
+            if let Some(r) = &zc.illegal_parking {
+                let schedule =
+                    Schedule::parse(&r.schedule).map_err(|e| at("illegal_parking", e))?;
+                rules.push(Rule::Stationary(StationaryRule::new(
+                    rules.len(),
+                    Kind::IllegalParking,
+                    zi,
+                    group(manifest, "vehicle").map_err(|e| at("illegal_parking", e))?,
+                    micros(r.dwell),
+                    micros(r.grace),
+                    schedule,
+                    timing,
+                    None,
+                )));
+            }
+            if let Some(r) = &zc.fly_wire_charging {
+                let schedule =
+                    Schedule::parse(&r.schedule).map_err(|e| at("fly_wire_charging", e))?;
+                let cable_classes = manifest.label_groups.get("charging_cable").cloned();
+                if r.require_cable && cable_classes.is_none() {
+                    return Err(at(
+                        "fly_wire_charging",
+                        format!(
+                            "require_cable needs a model with a `charging_cable` label group; {} has none",
+                            manifest.name
+                        ),
+                    ));
+                }
+                let cable = cable_classes.map(|classes| CableSpec {
+                    classes,
+                    margin: r.cable_margin,
+                    required: r.require_cable,
+                });
+                rules.push(Rule::Stationary(StationaryRule::new(
+                    rules.len(),
+                    Kind::FlyWireCharging,
+                    zi,
+                    group(manifest, "two_wheeler").map_err(|e| at("fly_wire_charging", e))?,
+                    micros(r.dwell),
+                    micros(r.grace),
+                    schedule,
+                    timing,
+                    cable,
+                )));
+            }
+            if let Some(r) = &zc.crowding {
+                let schedule = Schedule::parse(&r.schedule).map_err(|e| at("crowding", e))?;
+                rules.push(Rule::Crowding(CrowdingRule::new(
+                    rules.len(),
+                    zi,
+                    group(manifest, "person").map_err(|e| at("crowding", e))?,
+                    r.min_count,
+                    micros(r.duration),
+                    r.clear_count.unwrap_or(r.min_count),
+                    micros(r.clear_duration),
+                    schedule,
+                    timing,
+                )));
+            }
+        }
+        Ok(RuleSet {
+            zones,
+            rules,
+            offline: OfflineRule::new(micros(camera.offline_after)),
+        })
+    }
+
+    /// Runs every rule on one frame, appending state changes to `out`.
+    pub fn evaluate(&mut self, ctx: &FrameContext<'_>, out: &mut Vec<RuleEvent>) {
+        self.offline.on_frame(ctx.at_us, out);
+        for rule in &mut self.rules {
+            match rule {
+                Rule::Stationary(r) => r.evaluate(ctx, out),
+                Rule::Crowding(r) => r.evaluate(ctx, out),
+            }
+        }
+    }
+}

@@ -1,0 +1,538 @@
+//! Track stage: gives each object a stable id across frames, missed detections and short
+//! occlusions, and says whether it is standing still.
+//!
+//! ByteTrack-style association, in normalised coordinates (so a resolution change does not
+//! break tracks):
+//! 1. predict every track to the frame's time with a constant-velocity Kalman filter;
+//! 2. match high-score detections to tracks by IoU (greedy, best overlap first);
+//! 3. match the remaining tracks to low-score detections, so an object that is half hidden
+//!    and scored low keeps its track instead of dying and being reborn with a new id;
+//! 4. start tentative tracks from unmatched high-score detections; confirm them after
+//!    `birth_hits` matches; drop tracks unseen for `lost_after` (`stationary_lost_after` for
+//!    stationary ones).
+//!
+//! A track is **stationary** when its measured box has stayed within an IoU and centre-shift
+//! tolerance of an anchor box for `stationary_after`; `stationary_since` is when it came to
+//! rest (the anchor's time), so dwell clocks count from the moment the object stopped. Missed
+//! detections do not move the anchor, so a parked car stays stationary through gaps.
+
+mod kalman;
+
+use std::sync::Arc;
+
+use crate::config::TrackerConfig;
+use crate::frame::{BBox, Detection};
+
+use kalman::Kalman;
+
+/// Detections of different classes overlapping this much are one object seen twice (YOLOX
+/// often calls one vehicle both `car` and `truck`); only the best-scored one is tracked.
+const DUPLICATE_IOU: f32 = 0.8;
+/// Tentative tracks match new detections at this IoU (ByteTrack's unconfirmed stage).
+const TENTATIVE_MATCH_IOU: f32 = 0.3;
+
+/// One tracked object, as the rules see it.
+#[derive(Debug, Clone)]
+pub struct Track {
+    pub id: u64,
+    /// Majority label, by summed score over the track's life.
+    pub class_id: u16,
+    pub label: Arc<str>,
+    /// Last measured box, normalised.
+    pub bbox: BBox,
+    /// Score of the last matched detection.
+    pub score: f32,
+    /// Highest score seen, and when (the best moment for a snapshot).
+    pub best_score: f32,
+    pub best_at_us: i64,
+    pub first_seen_us: i64,
+    pub last_seen_us: i64,
+    pub hits: u32,
+    pub confirmed: bool,
+    /// Matched a detection in the latest frame.
+    pub seen_now: bool,
+    /// When the object came to rest, while it is stationary.
+    pub stationary_since_us: Option<i64>,
+    anchor: BBox,
+    anchor_since_us: i64,
+    votes: Vec<(u16, f32, Arc<str>)>,
+    kalman: Kalman,
+    predicted: BBox,
+}
+
+impl Track {
+    pub fn is_stationary(&self) -> bool {
+        self.stationary_since_us.is_some()
+    }
+
+    /// Bottom-centre of the box: where the object touches the ground.
+    pub fn foot(&self) -> (f32, f32) {
+        ((self.bbox.x1 + self.bbox.x2) / 2.0, self.bbox.y2)
+    }
+
+    /// Velocity of the box centre, in picture fractions per second.
+    pub fn velocity(&self) -> [f32; 2] {
+        self.kalman.velocity()
+    }
+}
+
+fn to_measurement(b: &BBox) -> [f32; 4] {
+    let w = b.width().max(1e-6);
+    let h = b.height().max(1e-6);
+    [(b.x1 + b.x2) / 2.0, (b.y1 + b.y2) / 2.0, w / h, h]
+}
+
+fn from_measurement(m: [f32; 4]) -> BBox {
+    let h = m[3].max(1e-6);
+    let w = m[2].max(1e-6) * h;
+    BBox {
+        x1: m[0] - w / 2.0,
+        y1: m[1] - h / 2.0,
+        x2: m[0] + w / 2.0,
+        y2: m[1] + h / 2.0,
+    }
+}
+
+fn centre_shift(a: &BBox, b: &BBox) -> f32 {
+    let dx = (a.x1 + a.x2 - b.x1 - b.x2) / 2.0;
+    let dy = (a.y1 + a.y2 - b.y1 - b.y2) / 2.0;
+    (dx * dx + dy * dy).sqrt()
+}
+
+/// The multi-object tracker of one camera. Scratch buffers are kept between frames.
+pub struct Tracker {
+    config: TrackerConfig,
+    tracks: Vec<Track>,
+    next_id: u64,
+    last_time_us: Option<i64>,
+    detection_used: Vec<bool>,
+    track_used: Vec<bool>,
+    pairs: Vec<(f32, usize, usize)>,
+    kept: Vec<usize>,
+}
+
+impl Tracker {
+    pub fn new(config: TrackerConfig) -> Tracker {
+        Tracker {
+            config,
+            tracks: Vec::new(),
+            next_id: 1,
+            last_time_us: None,
+            detection_used: Vec::new(),
+            track_used: Vec::new(),
+            pairs: Vec::new(),
+            kept: Vec::new(),
+        }
+    }
+
+    /// Every live track, tentative ones included (check `confirmed`).
+    pub fn tracks(&self) -> &[Track] {
+        &self.tracks
+    }
+
+    /// Feeds one frame's detections (time in microseconds of stream or wall time; only
+    /// differences matter).
+    pub fn update(&mut self, time_us: i64, detections: &[Detection]) {
+        let dt = self
+            .last_time_us
+            .map_or(0.0, |last| (time_us - last).max(0) as f32 / 1e6);
+        self.last_time_us = Some(time_us);
+        for track in &mut self.tracks {
+            track.kalman.predict(dt);
+            // A stationary object is where it stood: extrapolating a velocity fitted to
+            // jitter over a long detection gap would only move the box away from it.
+            track.predicted = if track.is_stationary() {
+                track.bbox
+            } else {
+                from_measurement(track.kalman.state())
+            };
+            track.seen_now = false;
+        }
+
+        self.select_detections(detections);
+        self.detection_used.clear();
+        self.detection_used.resize(detections.len(), false);
+        self.track_used.clear();
+        self.track_used.resize(self.tracks.len(), false);
+        for (i, used) in self.detection_used.iter_mut().enumerate() {
+            *used = !self.kept.contains(&i) || detections[i].score < self.config.low_score;
+        }
+
+        let high = self.config.high_score;
+        // Stage 1: confirmed tracks with high-score detections.
+        self.associate(
+            detections,
+            |t| t.confirmed,
+            |d| d.score >= high,
+            self.config.match_iou,
+            time_us,
+        );
+        // Stage 2: the confirmed tracks left, with low-score detections.
+        self.associate(
+            detections,
+            |t| t.confirmed,
+            |d| d.score < high,
+            self.config.low_match_iou,
+            time_us,
+        );
+        // Stage 3: tentative tracks with the high-score detections left.
+        self.associate(
+            detections,
+            |t| !t.confirmed,
+            |d| d.score >= high,
+            TENTATIVE_MATCH_IOU,
+            time_us,
+        );
+
+        // Births.
+        for (i, d) in detections.iter().enumerate() {
+            if self.detection_used[i] || d.score < high {
+                continue;
+            }
+            let id = self.next_id;
+            self.next_id += 1;
+            let mut track = Track {
+                id,
+                class_id: d.class_id,
+                label: Arc::clone(&d.label),
+                bbox: d.norm,
+                score: d.score,
+                best_score: d.score,
+                best_at_us: time_us,
+                first_seen_us: time_us,
+                last_seen_us: time_us,
+                hits: 1,
+                confirmed: self.config.birth_hits <= 1,
+                seen_now: true,
+                stationary_since_us: None,
+                anchor: d.norm,
+                anchor_since_us: time_us,
+                votes: vec![(d.class_id, d.score, Arc::clone(&d.label))],
+                kalman: Kalman::new(to_measurement(&d.norm)),
+                predicted: d.norm,
+            };
+            update_stationary(&self.config, &mut track, time_us);
+            self.tracks.push(track);
+        }
+
+        // Deaths.
+        let config = &self.config;
+        self.tracks.retain(|t| {
+            let unseen = time_us - t.last_seen_us;
+            let limit = if !t.confirmed {
+                // A tentative track that misses is most likely a false positive.
+                config.lost_after.as_micros() as i64 / 2
+            } else if t.is_stationary() {
+                config.stationary_lost_after.as_micros() as i64
+            } else {
+                config.lost_after.as_micros() as i64
+            };
+            unseen <= limit
+        });
+    }
+
+    /// Fills `kept` with the detections to track: one per object when several classes
+    /// claim the same box.
+    fn select_detections(&mut self, detections: &[Detection]) {
+        self.kept.clear();
+        for (i, d) in detections.iter().enumerate() {
+            if d.score < self.config.low_score {
+                continue;
+            }
+            let duplicate = detections.iter().enumerate().any(|(j, other)| {
+                j != i
+                    && other.class_id != d.class_id
+                    && (other.score > d.score || (other.score == d.score && j < i))
+                    && other.norm.iou(&d.norm) >= DUPLICATE_IOU
+            });
+            if !duplicate {
+                self.kept.push(i);
+            }
+        }
+    }
+
+    /// Greedy IoU matching of the eligible, still unmatched tracks and detections.
+    fn associate(
+        &mut self,
+        detections: &[Detection],
+        track_ok: impl Fn(&Track) -> bool,
+        detection_ok: impl Fn(&Detection) -> bool,
+        min_iou: f32,
+        time_us: i64,
+    ) {
+        self.pairs.clear();
+        for (ti, track) in self.tracks.iter().enumerate() {
+            if self.track_used[ti] || !track_ok(track) {
+                continue;
+            }
+            for (di, d) in detections.iter().enumerate() {
+                if self.detection_used[di] || !detection_ok(d) {
+                    continue;
+                }
+                // The last measured box as well as the prediction: a track that stopped
+                // abruptly is still matched where it is.
+                let overlap = track.predicted.iou(&d.norm).max(track.bbox.iou(&d.norm));
+                if overlap >= min_iou {
+                    self.pairs.push((overlap, ti, di));
+                }
+            }
+        }
+        // Best overlap first; ties broken by indices so runs are deterministic.
+        self.pairs
+            .sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+        for k in 0..self.pairs.len() {
+            let (_, ti, di) = self.pairs[k];
+            if self.track_used[ti] || self.detection_used[di] {
+                continue;
+            }
+            self.track_used[ti] = true;
+            self.detection_used[di] = true;
+            apply_match(&self.config, &mut self.tracks[ti], &detections[di], time_us);
+        }
+    }
+}
+
+fn apply_match(config: &TrackerConfig, track: &mut Track, d: &Detection, time_us: i64) {
+    track.kalman.update(to_measurement(&d.norm));
+    track.bbox = d.norm;
+    track.score = d.score;
+    track.last_seen_us = time_us;
+    track.seen_now = true;
+    track.hits += 1;
+    if track.hits >= config.birth_hits {
+        track.confirmed = true;
+    }
+    if d.score > track.best_score {
+        track.best_score = d.score;
+        track.best_at_us = time_us;
+    }
+    match track.votes.iter_mut().find(|v| v.0 == d.class_id) {
+        Some(v) => v.1 += d.score,
+        None => track
+            .votes
+            .push((d.class_id, d.score, Arc::clone(&d.label))),
+    }
+    if let Some(top) = track.votes.iter().max_by(|a, b| a.1.total_cmp(&b.1)) {
+        track.class_id = top.0;
+        track.label = Arc::clone(&top.2);
+    }
+    update_stationary(config, track, time_us);
+}
+
+fn update_stationary(config: &TrackerConfig, track: &mut Track, time_us: i64) {
+    let anchor = track.anchor;
+    let diagonal = (anchor.width().powi(2) + anchor.height().powi(2)).sqrt();
+    let still = track.bbox.iou(&anchor) >= config.stationary_iou
+        && centre_shift(&track.bbox, &anchor) <= config.stationary_shift * diagonal;
+    if still {
+        if time_us - track.anchor_since_us >= config.stationary_after.as_micros() as i64 {
+            track.stationary_since_us = Some(track.anchor_since_us);
+        }
+    } else {
+        track.anchor = track.bbox;
+        track.anchor_since_us = time_us;
+        track.stationary_since_us = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn det(class_id: u16, score: f32, x: f32, y: f32, w: f32, h: f32) -> Detection {
+        let norm = BBox {
+            x1: x,
+            y1: y,
+            x2: x + w,
+            y2: y + h,
+        };
+        Detection {
+            label: Arc::from(["person", "bicycle", "car"][usize::from(class_id)]),
+            class_id,
+            score,
+            bbox: norm,
+            norm,
+        }
+    }
+
+    fn tracker() -> Tracker {
+        Tracker::new(TrackerConfig::default())
+    }
+
+    const FRAME_US: i64 = 200_000; // 5 fps
+
+    fn confirmed_ids(t: &Tracker) -> Vec<u64> {
+        t.tracks()
+            .iter()
+            .filter(|t| t.confirmed)
+            .map(|t| t.id)
+            .collect()
+    }
+
+    #[test]
+    fn a_track_is_born_after_birth_hits_and_keeps_its_id() {
+        let mut t = tracker();
+        for i in 0..3 {
+            t.update(
+                i * FRAME_US,
+                &[det(2, 0.9, 0.1 + 0.01 * i as f32, 0.1, 0.2, 0.1)],
+            );
+            assert_eq!(t.tracks().len(), 1);
+            assert_eq!(t.tracks()[0].confirmed, i >= 2, "frame {i}");
+        }
+        assert_eq!(t.tracks()[0].id, 1);
+    }
+
+    #[test]
+    fn id_survives_a_one_second_gap() {
+        let mut t = tracker();
+        let mut time = 0;
+        // A person walking right at 0.05 per second, then hidden for 1 s, then seen again.
+        for i in 0..10 {
+            t.update(time, &[det(0, 0.8, 0.2 + 0.01 * i as f32, 0.3, 0.05, 0.2)]);
+            time += FRAME_US;
+        }
+        let id = confirmed_ids(&t)[0];
+        for _ in 0..5 {
+            t.update(time, &[]);
+            time += FRAME_US;
+        }
+        t.update(time, &[det(0, 0.8, 0.2 + 0.01 * 15.0, 0.3, 0.05, 0.2)]);
+        assert_eq!(confirmed_ids(&t), vec![id], "same id after the gap");
+        assert!(t.tracks()[0].seen_now);
+    }
+
+    #[test]
+    fn two_crossing_objects_keep_their_ids() {
+        // Two persons walk towards each other along the same line and pass; constant
+        // velocity prediction keeps each on its own track through the crossing.
+        let mut t = tracker();
+        let mut ids_by_direction = None;
+        for i in 0..30 {
+            let x_right = 0.1 + 0.025 * i as f32;
+            let x_left = 0.8 - 0.025 * i as f32;
+            t.update(
+                i * FRAME_US,
+                &[
+                    det(0, 0.8, x_right, 0.4, 0.06, 0.2),
+                    det(0, 0.8, x_left, 0.41, 0.06, 0.2),
+                ],
+            );
+            let moving_right = t
+                .tracks()
+                .iter()
+                .find(|tr| tr.velocity()[0] > 0.0)
+                .map(|tr| tr.id);
+            let moving_left = t
+                .tracks()
+                .iter()
+                .find(|tr| tr.velocity()[0] < 0.0)
+                .map(|tr| tr.id);
+            if i == 5 {
+                ids_by_direction = Some((moving_right, moving_left));
+            }
+            if i > 5 {
+                assert_eq!(
+                    Some((moving_right, moving_left)),
+                    ids_by_direction,
+                    "frame {i}"
+                );
+            }
+        }
+        assert_eq!(t.tracks().len(), 2);
+    }
+
+    #[test]
+    fn low_score_detections_keep_a_track_alive_but_do_not_start_one() {
+        let mut t = tracker();
+        for i in 0..5 {
+            t.update(i * FRAME_US, &[det(2, 0.9, 0.5, 0.5, 0.2, 0.1)]);
+        }
+        let id = confirmed_ids(&t)[0];
+        // Partly occluded: the score drops to 0.2 for 5 s, longer than lost_after.
+        for i in 5..30 {
+            t.update(i * FRAME_US, &[det(2, 0.2, 0.5, 0.5, 0.2, 0.1)]);
+        }
+        assert_eq!(confirmed_ids(&t), vec![id]);
+        // A low-score detection alone never starts a track.
+        let mut t = tracker();
+        for i in 0..10 {
+            t.update(i * FRAME_US, &[det(2, 0.2, 0.5, 0.5, 0.2, 0.1)]);
+        }
+        assert!(t.tracks().is_empty());
+    }
+
+    #[test]
+    fn moving_tracks_die_after_lost_after() {
+        let mut t = tracker();
+        for i in 0..5 {
+            t.update(
+                i * FRAME_US,
+                &[det(0, 0.9, 0.1 + 0.01 * i as f32, 0.5, 0.05, 0.2)],
+            );
+        }
+        // Last seen at 0.8 s.
+        t.update(800_000 + 2_900_000, &[]);
+        assert_eq!(t.tracks().len(), 1, "2.9 s unseen: still alive");
+        t.update(800_000 + 3_100_000, &[]);
+        assert!(t.tracks().is_empty(), "over 3 s unseen: gone");
+    }
+
+    #[test]
+    fn stationary_after_holding_still_and_through_jitter_and_gaps() {
+        let mut t = tracker();
+        let mut time = 0;
+        for i in 0..80 {
+            // Sub-pixel jitter of a parked car's box.
+            let jitter = if i % 2 == 0 { 0.003 } else { -0.003 };
+            t.update(time, &[det(2, 0.8, 0.4 + jitter, 0.4, 0.2, 0.1)]);
+            time += FRAME_US;
+            let track = &t.tracks()[0];
+            if time <= 10 * 1_000_000 {
+                assert!(!track.is_stationary(), "not yet at {time}");
+            }
+        }
+        let track = &t.tracks()[0];
+        assert_eq!(
+            track.stationary_since_us,
+            Some(0),
+            "at rest since the start"
+        );
+        // 40 s of missed detections: still there, still stationary.
+        t.update(time + 40_000_000, &[]);
+        assert!(t.tracks()[0].is_stationary());
+        t.update(time + 40_200_000, &[det(2, 0.8, 0.4, 0.4, 0.2, 0.1)]);
+        assert_eq!(t.tracks().len(), 1);
+        assert_eq!(t.tracks()[0].stationary_since_us, Some(0));
+        // It drives off: no longer stationary.
+        let mut time = time + 40_400_000;
+        for i in 0..5 {
+            t.update(time, &[det(2, 0.8, 0.42 + 0.03 * i as f32, 0.4, 0.2, 0.1)]);
+            time += FRAME_US;
+        }
+        assert!(!t.tracks()[0].is_stationary());
+    }
+
+    #[test]
+    fn a_car_called_car_and_truck_is_one_track_with_the_majority_label() {
+        let mut t = Tracker::new(TrackerConfig {
+            stationary_after: Duration::from_secs(1),
+            ..TrackerConfig::default()
+        });
+        for i in 0..10 {
+            let car = det(2, 0.7, 0.3, 0.3, 0.2, 0.1);
+            let mut truck = det(1, 0.6, 0.3, 0.3, 0.2, 0.1);
+            truck.label = Arc::from("truck");
+            truck.class_id = 7;
+            let dets = if i % 3 == 0 {
+                vec![truck]
+            } else {
+                vec![car, truck]
+            };
+            t.update(i * FRAME_US, &dets);
+        }
+        assert_eq!(t.tracks().len(), 1);
+        assert_eq!(&*t.tracks()[0].label, "car");
+    }
+}

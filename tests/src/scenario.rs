@@ -1,0 +1,311 @@
+//! The scenario suite: clips derived from the shared media with the ffmpeg CLI (never
+//! committed), a gridwatch config, and hand-written ground truth, one directory each under
+//! `tests/scenarios/`. Running a scenario replays its clip and matches the incidents raised
+//! against the expected ones.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::{ffmpeg, media, read_jsonl, replay_command, repo_root, run_ok};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    #[serde(skip)]
+    pub name: String,
+    #[serde(skip)]
+    pub dir: PathBuf,
+    pub description: String,
+    pub start_time: String,
+    pub clip: ClipRecipe,
+    #[serde(default)]
+    pub expect: Vec<Expected>,
+}
+
+/// `ffmpeg [input_args] -i INPUT ... -filter_complex FILTER -map [v] [output_args] OUT.mp4`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClipRecipe {
+    pub inputs: Vec<String>,
+    #[serde(default)]
+    pub input_args: Vec<String>,
+    pub filter: String,
+    #[serde(default)]
+    pub output_args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expected {
+    pub kind: String,
+    pub zone: Option<String>,
+    pub status: String,
+    /// Seconds after the clip's first frame.
+    pub opened_at: f64,
+    /// Absent when the incident is still open at the end of the clip.
+    pub closed_at: Option<f64>,
+    pub tolerance: f64,
+    pub signals: Vec<String>,
+}
+
+/// An incident as the replay raised it, from its events.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    pub incident_id: String,
+    pub kind: String,
+    pub zone: Option<String>,
+    pub status: String,
+    pub opened_at: f64,
+    pub closed_at: Option<f64>,
+    pub signals: Vec<String>,
+}
+
+pub struct Outcome {
+    pub scenario: String,
+    pub expected: usize,
+    pub observed: Vec<Observed>,
+    /// (expected index, observed index) pairs.
+    pub matched: Vec<(usize, usize)>,
+    /// Every incident event, schema-checked by the caller.
+    pub events: Vec<Value>,
+    pub problems: Vec<String>,
+}
+
+impl Outcome {
+    pub fn true_positives(&self) -> usize {
+        self.matched.len()
+    }
+    pub fn false_positives(&self) -> usize {
+        self.observed.len() - self.matched.len()
+    }
+    pub fn false_negatives(&self) -> usize {
+        self.expected - self.matched.len()
+    }
+}
+
+pub fn scenarios_dir() -> PathBuf {
+    repo_root().join("tests/scenarios")
+}
+
+pub fn load(name: &str) -> Scenario {
+    let dir = scenarios_dir().join(name);
+    let text = std::fs::read_to_string(dir.join("scenario.toml"))
+        .unwrap_or_else(|e| panic!("reading scenario {name}: {e}"));
+    let mut scenario: Scenario =
+        toml::from_str(&text).unwrap_or_else(|e| panic!("scenario {name}: {e}"));
+    scenario.name = name.to_string();
+    scenario.dir = dir;
+    scenario
+}
+
+pub fn all_names() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(scenarios_dir())
+        .expect("tests/scenarios exists")
+        .filter_map(Result::ok)
+        .filter(|e| e.path().join("scenario.toml").is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Builds (or reuses) the scenario's clip under `target/scenario-clips/`, keyed by a hash of
+/// the recipe, so repeated test runs do not re-encode.
+pub fn clip(scenario: &Scenario) -> PathBuf {
+    let recipe = &scenario.clip;
+    let mut hasher = Sha256::new();
+    hasher.update(format!(
+        "{:?}{:?}{}{:?}",
+        recipe.inputs, recipe.input_args, recipe.filter, recipe.output_args
+    ));
+    let key = hex(&hasher.finalize()[..8]);
+    let dir = repo_root().join("target/scenario-clips");
+    std::fs::create_dir_all(&dir).expect("create target/scenario-clips");
+    let out = dir.join(format!("{}-{key}.mp4", scenario.name));
+    if out.is_file() {
+        return out;
+    }
+    let partial = dir.join(format!("{}-{key}.partial.mp4", scenario.name));
+    let mut args: Vec<String> = Vec::new();
+    for input in &recipe.inputs {
+        args.extend(recipe.input_args.iter().cloned());
+        args.push("-i".into());
+        args.push(media(input).to_string_lossy().into_owned());
+    }
+    args.extend([
+        "-filter_complex".into(),
+        recipe.filter.clone(),
+        "-map".into(),
+        "[v]".into(),
+    ]);
+    args.extend(recipe.output_args.iter().cloned());
+    args.extend(
+        [
+            "-an",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "50",
+            "-pix_fmt",
+            "yuv420p",
+        ]
+        .map(String::from),
+    );
+    args.push(partial.to_string_lossy().into_owned());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    ffmpeg(&refs);
+    std::fs::rename(&partial, &out).expect("move the finished clip into place");
+    out
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn seconds_between(from: &str, to: &str) -> f64 {
+    let parse = |t: &str| {
+        chrono::DateTime::parse_from_rfc3339(t)
+            .unwrap_or_else(|e| panic!("bad time {t}: {e}"))
+            .timestamp_micros()
+    };
+    (parse(to) - parse(from)) as f64 / 1e6
+}
+
+/// Replays the scenario and compares its incidents with the ground truth.
+pub fn run(scenario: &Scenario, out_dir: &Path) -> Outcome {
+    let clip = clip(scenario);
+    let out = out_dir.join(format!("{}.jsonl", scenario.name));
+    run_ok(&mut replay_command(
+        &scenario.dir.join("config.toml"),
+        &clip,
+        &out,
+        &["--start-time", &scenario.start_time],
+    ));
+    let events: Vec<Value> = read_jsonl(&out)
+        .into_iter()
+        .filter(|r| r["type"] == "incident")
+        .collect();
+
+    let mut observed: Vec<Observed> = Vec::new();
+    for e in &events {
+        let id = e["incident_id"].as_str().unwrap_or_default().to_string();
+        let at = seconds_between(
+            &scenario.start_time,
+            e["event_at"].as_str().unwrap_or_default(),
+        );
+        match e["state"].as_str() {
+            Some("opened") => observed.push(Observed {
+                incident_id: id,
+                kind: e["kind"].as_str().unwrap_or_default().into(),
+                zone: e["zone"]["id"].as_str().map(String::from),
+                status: e["status"].as_str().unwrap_or_default().into(),
+                opened_at: at,
+                closed_at: None,
+                signals: e["evidence"]["signals"]
+                    .as_array()
+                    .map(|s| {
+                        s.iter()
+                            .filter_map(|v| v.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            }),
+            Some("closed") => {
+                if let Some(o) = observed.iter_mut().find(|o| o.incident_id == id) {
+                    o.closed_at = Some(at);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    let mut matched = Vec::new();
+    let mut problems = Vec::new();
+    for (ei, exp) in scenario.expect.iter().enumerate() {
+        let candidate = observed.iter().enumerate().find(|(oi, o)| {
+            !matched.iter().any(|(_, m)| m == oi)
+                && o.kind == exp.kind
+                && o.zone == exp.zone
+                && (o.opened_at - exp.opened_at).abs() <= exp.tolerance
+                && match (exp.closed_at, o.closed_at) {
+                    (None, None) => true,
+                    (Some(e), Some(c)) => (c - e).abs() <= exp.tolerance,
+                    _ => false,
+                }
+        });
+        match candidate {
+            Some((oi, o)) => {
+                matched.push((ei, oi));
+                if o.status != exp.status {
+                    problems.push(format!(
+                        "{}: status {} (expected {})",
+                        exp.kind, o.status, exp.status
+                    ));
+                }
+                if o.signals != exp.signals {
+                    problems.push(format!(
+                        "{}: signals {:?} (expected {:?})",
+                        exp.kind, o.signals, exp.signals
+                    ));
+                }
+            }
+            None => problems.push(format!("missed: {exp:?}")),
+        }
+    }
+    for (oi, o) in observed.iter().enumerate() {
+        if !matched.iter().any(|(_, m)| *m == oi) {
+            problems.push(format!("unexpected: {o:?}"));
+        }
+    }
+    Outcome {
+        scenario: scenario.name.clone(),
+        expected: scenario.expect.len(),
+        observed,
+        matched,
+        events,
+        problems,
+    }
+}
+
+/// Precision and recall of incidents over outcomes, as a table.
+pub fn report(outcomes: &[Outcome]) -> String {
+    let mut text = String::from(
+        "| scenario | expected | raised | true pos. | false pos. | missed |\n|---|---|---|---|---|---|\n",
+    );
+    let (mut tp, mut fp, mut fneg) = (0, 0, 0);
+    for o in outcomes {
+        text.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} |\n",
+            o.scenario,
+            o.expected,
+            o.observed.len(),
+            o.true_positives(),
+            o.false_positives(),
+            o.false_negatives()
+        ));
+        tp += o.true_positives();
+        fp += o.false_positives();
+        fneg += o.false_negatives();
+    }
+    let precision = if tp + fp == 0 {
+        1.0
+    } else {
+        tp as f64 / (tp + fp) as f64
+    };
+    let recall = if tp + fneg == 0 {
+        1.0
+    } else {
+        tp as f64 / (tp + fneg) as f64
+    };
+    text.push_str(&format!(
+        "\nincidents over the suite: precision {precision:.2} ({tp} of {} raised), recall {recall:.2} ({tp} of {} expected)\n",
+        tp + fp,
+        tp + fneg
+    ));
+    text
+}
