@@ -498,6 +498,30 @@ fn cmd_check(args: CheckArgs) -> anyhow::Result<()> {
             cam.detect_fps,
             if cam.enabled { "" } else { " (disabled)" }
         );
+        // Zones and rules are checked against the model (label groups) as the pipeline
+        // would build them.
+        CameraAnalytics::new(&config, cam, m)?;
+        for zone in &cam.zones {
+            let rules: Vec<&str> = [
+                zone.illegal_parking.as_ref().map(|_| "illegal_parking"),
+                zone.fly_wire_charging.as_ref().map(|_| "fly_wire_charging"),
+                zone.crowding.as_ref().map(|_| "crowding"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            println!(
+                "  zone      {} \"{}\": {} points, rules: {}",
+                zone.id,
+                zone.name,
+                zone.polygon.len(),
+                if rules.is_empty() {
+                    "none".to_string()
+                } else {
+                    rules.join(", ")
+                }
+            );
+        }
         if args.probe_cameras && cam.enabled {
             match VideoSource::open(
                 cam.detection_url(),

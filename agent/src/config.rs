@@ -914,6 +914,56 @@ url = "rtsp://10.0.0.2/stream1"
         assert!(err.contains(":11:6:"), "got: {err}");
     }
 
+    const ZONE: &str = r#"
+[[cameras.zones]]
+id = "lane"
+polygon = [[0.0, 0.5], [1.0, 0.5], [1.0, 1.0]]
+[cameras.zones.illegal_parking]
+dwell = "3m"
+"#;
+
+    #[test]
+    fn zones_and_rules_parse_with_defaults() {
+        let cfg = parse(&format!("{MINIMAL}{ZONE}")).unwrap();
+        let zone = &cfg.cameras[0].zones[0];
+        assert_eq!(zone.inertia, 2);
+        let rule = zone.illegal_parking.as_ref().unwrap();
+        assert_eq!(rule.dwell, Duration::from_secs(180));
+        assert_eq!(rule.grace, Duration::from_secs(30));
+        assert!(zone.crowding.is_none());
+        assert_eq!(cfg.cameras[0].offline_after, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn zone_polygon_outside_the_picture_is_rejected() {
+        let text = format!("{MINIMAL}{ZONE}").replace("[1.0, 1.0]]", "[1.0, 1.5]]");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("cameras[0].zones[0].polygon"), "{err}");
+        assert!(err.contains("outside [0, 1]"), "{err}");
+        assert!(err.contains(":11:"), "points at the polygon line: {err}");
+    }
+
+    #[test]
+    fn bad_schedule_names_the_rule() {
+        let text = format!("{MINIMAL}{ZONE}schedule = [\"nightly\"]\n");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("cameras[0].zones[0].illegal_parking.schedule"),
+            "{err}"
+        );
+        assert!(err.contains("not a window"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_zone_ids_and_bad_tracker_thresholds() {
+        let text = format!("{MINIMAL}{ZONE}{ZONE}");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("already used by zones[0]"), "{err}");
+        let text = format!("{MINIMAL}\n[tracker]\nlow_score = 0.6\nhigh_score = 0.5\n");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("tracker.low_score"), "{err}");
+    }
+
     #[test]
     fn offsets_parse() {
         assert_eq!(parse_offset("+08:00").unwrap().local_minus_utc(), 28800);

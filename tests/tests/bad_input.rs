@@ -408,3 +408,33 @@ fn full_disk_while_writing_is_reported() {
         &["writing the detections output", "No space left on device"],
     );
 }
+
+#[test]
+fn zone_naming_a_label_group_the_model_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "[[cameras]]\nid = \"gate\"\nurl = \"x.mp4\"\n\n[[cameras.zones]]\nid = \"lane\"\npolygon = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]]\nobjects = [\"ebike\"]\n",
+    );
+    let r = run(gridwatch().arg("check").arg("--config").arg(&config));
+    assert_fails(
+        &r,
+        USAGE,
+        &[
+            &format!("{}:15:11:", config.display()),
+            "cameras[0].zones[0].objects",
+            "`ebike`",
+        ],
+    );
+}
+
+#[test]
+fn charging_rule_requiring_a_cable_the_model_cannot_see() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "[[cameras]]\nid = \"gate\"\nurl = \"x.mp4\"\n\n[[cameras.zones]]\nid = \"hall\"\npolygon = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]]\n[cameras.zones.fly_wire_charging]\nrequire_cable = true\n",
+    );
+    let r = run(gridwatch().arg("check").arg("--config").arg(&config));
+    assert_fails(&r, USAGE, &["fly_wire_charging", "charging_cable"]);
+}

@@ -142,3 +142,43 @@ fn replay_is_deterministic_with_incidents() {
         "same input, same events (ids included)"
     );
 }
+
+#[test]
+fn the_examples_in_docs_events_md_validate_against_the_schema() {
+    let doc = std::fs::read_to_string(gridwatch_e2e::repo_root().join("docs/events.md")).unwrap();
+    let mut kinds = std::collections::BTreeSet::new();
+    for block in doc.split("```json").skip(1) {
+        let json = block.split("```").next().unwrap();
+        let event: serde_json::Value = serde_json::from_str(json).expect("example is JSON");
+        let errors = schema_errors(&event);
+        assert!(
+            errors.is_empty(),
+            "example violates the schema: {errors:?}\n{json}"
+        );
+        kinds.insert(event["kind"].as_str().unwrap().to_string());
+    }
+    assert_eq!(kinds.len(), 4, "an example per kind: {kinds:?}");
+}
+
+#[test]
+fn the_schema_rejects_what_it_must() {
+    let doc = std::fs::read_to_string(gridwatch_e2e::repo_root().join("docs/events.md")).unwrap();
+    let json = doc
+        .split("```json")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    let good: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert!(schema_errors(&good).is_empty());
+    let mut bad = good.clone();
+    bad["state"] = "closed".into(); // closed without closed_at
+    assert!(!schema_errors(&bad).is_empty());
+    let mut bad = good.clone();
+    bad["extra"] = 1.into();
+    assert!(!schema_errors(&bad).is_empty());
+    let mut bad = good;
+    bad["confidence"] = 1.5.into();
+    assert!(!schema_errors(&bad).is_empty());
+}
