@@ -58,8 +58,7 @@ pub fn gridwatch_bin() -> PathBuf {
     }
     let exe = std::env::current_exe().expect("test executable path");
     // Tests live in target/<profile>/deps/, the report binary in target/<profile>/.
-    let bin = exe
-        .ancestors()
+    exe.ancestors()
         .skip(1)
         .take(2)
         .map(|dir| dir.join("gridwatch"))
@@ -69,8 +68,7 @@ pub fn gridwatch_bin() -> PathBuf {
                 "gridwatch is not built next to {}: run `cargo build -p gridwatch` (scripts/test.sh does) before the tests",
                 exe.display()
             )
-        });
-    bin
+        })
 }
 
 /// The project-local Python with onnxruntime, numpy and OpenCV (from scripts/setup.sh).
