@@ -25,5 +25,6 @@ pub mod pipeline;
 pub mod replay;
 pub mod rules;
 pub mod source;
+pub mod store;
 pub mod track;
 pub mod zones;

@@ -15,6 +15,24 @@ pub enum EventState {
     Opened,
     Updated,
     Closed,
+    /// Station staff confirmed or dismissed the incident (`review` says how).
+    Reviewed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Confirmed,
+    Dismissed,
+}
+
+/// The station's verdict on an incident.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct Review {
+    pub verdict: Verdict,
+    pub reviewer: String,
+    pub note: String,
+    pub reviewed_at: String,
 }
 
 /// How sure gridwatch is: `suspected` when the evidence is circumstantial (a two-wheeler
@@ -99,4 +117,6 @@ pub struct IncidentEvent {
     pub objects: Vec<ObjectRef>,
     pub evidence: Evidence,
     pub close_reason: Option<CloseReason>,
+    /// Set on `reviewed` events.
+    pub review: Option<Review>,
 }

@@ -22,7 +22,8 @@ use crate::zones::Zone;
 
 pub use describe::describe;
 pub use event::{
-    CameraRef, EventState, Evidence, EvidenceFile, IncidentEvent, SCHEMA, SiteRef, Status, ZoneRef,
+    CameraRef, EventState, Evidence, EvidenceFile, IncidentEvent, Review, SCHEMA, SiteRef, Status,
+    Verdict, ZoneRef,
 };
 
 /// The platform category of a kind: configured, else the default names (never codes).
@@ -51,6 +52,28 @@ pub fn category(config: &Config, kind: Kind) -> Category {
         minor: level(minor),
         sub: sub.map(level),
     }
+}
+
+/// A UUIDv7 from a time and a hash of `parts`: unique, time-ordered, and the same every
+/// time the same thing happens (replays are reproducible).
+pub fn content_id(at_us: i64, parts: &[&[u8]]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    let digest = hasher.finalize();
+    let mut random = [0u8; 10];
+    random.copy_from_slice(&digest[..10]);
+    let millis = (at_us.max(0) / 1000) as u64;
+    uuid::Builder::from_unix_timestamp_millis(millis, &random)
+        .into_uuid()
+        .to_string()
+}
+
+/// The id of event `seq` of an incident.
+pub fn event_id(incident_id: &str, seq: u32, at_us: i64) -> String {
+    content_id(at_us, &[incident_id.as_bytes(), &seq.to_le_bytes()])
 }
 
 #[derive(Debug, Clone)]
@@ -115,21 +138,6 @@ impl IncidentLog {
         self.open.len()
     }
 
-    fn id(&self, at_us: i64, parts: &[&[u8]]) -> String {
-        let mut hasher = Sha256::new();
-        for part in parts {
-            hasher.update((part.len() as u64).to_le_bytes());
-            hasher.update(part);
-        }
-        let digest = hasher.finalize();
-        let mut random = [0u8; 10];
-        random.copy_from_slice(&digest[..10]);
-        let millis = (at_us.max(0) / 1000) as u64;
-        uuid::Builder::from_unix_timestamp_millis(millis, &random)
-            .into_uuid()
-            .to_string()
-    }
-
     /// Turns one rule state change into its event.
     pub fn record(&mut self, change: &RuleEvent) -> IncidentEvent {
         let zone_id = change
@@ -144,7 +152,7 @@ impl IncidentLog {
         let open = match self.open.get(&change.key) {
             Some(open) => open.clone(),
             None => {
-                let incident_id = self.id(
+                let incident_id = content_id(
                     change.started_at_us.max(0),
                     &[
                         self.site.id.as_bytes(),
@@ -163,10 +171,7 @@ impl IncidentLog {
             }
         };
         let seq = open.next_seq;
-        let event_id = self.id(
-            change.at_us,
-            &[open.incident_id.as_bytes(), &seq.to_le_bytes()],
-        );
+        let event_id = event_id(&open.incident_id, seq, change.at_us);
         if matches!(state, EventState::Closed) {
             self.open.remove(&change.key);
         } else {
@@ -232,6 +237,7 @@ impl IncidentLog {
                 Transition::Close(reason) => Some(reason),
                 _ => None,
             },
+            review: None,
         }
     }
 }

@@ -1,0 +1,546 @@
+//! Store stage: one SQLite database per box (`<data_dir>/gridwatch.db`) holding incidents,
+//! every event, reviews and the MQTT outbox.
+//!
+//! The outbox is the only path to MQTT: an event is committed (WAL, `synchronous=FULL`, so a
+//! power cut after the commit cannot lose it) before the publisher sees it, and its row is
+//! deleted only after the broker's PUBACK. The outbox is bounded by count and bytes; over
+//! the bound, the oldest `updated` events are dropped first (they are superseded by later
+//! ones) and `opened`, `closed` and `reviewed` events are never dropped. Drops are counted
+//! in a persistent counter the heartbeat reports.
+//!
+//! Migrations are numbered `.sql` files in `migrations/`, applied in order at open and
+//! recorded in the `schema_version` table.
+
+use std::path::{Path, PathBuf};
+
+use chrono::FixedOffset;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+
+use crate::incidents::{IncidentEvent, Review, Verdict, event_id};
+use crate::output::format_time;
+
+const MIGRATIONS: &[(u32, &str)] = &[(1, include_str!("migrations/001_initial.sql"))];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "database {path} has schema version {found}, newer than this gridwatch knows ({known}); upgrade gridwatch"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: u32,
+        known: u32,
+    },
+    #[error("no incident {0}")]
+    UnknownIncident(String),
+    #[error("stored event is not valid JSON: {0}")]
+    Corrupt(String),
+}
+
+/// Bounds of the outbox.
+#[derive(Debug, Clone, Copy)]
+pub struct OutboxLimits {
+    pub max_events: u64,
+    pub max_bytes: u64,
+}
+
+impl Default for OutboxLimits {
+    fn default() -> Self {
+        OutboxLimits {
+            max_events: 100_000,
+            max_bytes: 256 << 20,
+        }
+    }
+}
+
+/// One event waiting for its PUBACK.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub event_id: String,
+    pub camera_id: String,
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub created_at_us: i64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxStats {
+    pub events: u64,
+    pub bytes: u64,
+    pub oldest_created_at_us: Option<i64>,
+    pub dropped_total: u64,
+}
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    limits: OutboxLimits,
+    /// Cached outbox size, kept in step with every insert and delete.
+    outbox_events: u64,
+    outbox_bytes: u64,
+}
+
+const DROPPED: &str = "outbox_dropped";
+
+impl Store {
+    /// Opens (creating if needed) the database in `data_dir` and applies migrations.
+    pub fn open(data_dir: &Path, limits: OutboxLimits) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+        let path = data_dir.join("gridwatch.db");
+        let sql = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let mut conn = Connection::open(&path).map_err(sql)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(sql)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql)?;
+        // FULL: a committed outbox row survives a power cut (WAL alone with NORMAL may not).
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(sql)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(sql)?;
+        migrate(&mut conn, &path)?;
+        let (events, bytes): (i64, i64) = conn
+            .query_row(
+                "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM outbox",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(sql)?;
+        Ok(Store {
+            conn,
+            path,
+            limits,
+            outbox_events: events as u64,
+            outbox_bytes: bytes as u64,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn sql(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        |source| StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    pub fn schema_version(&self) -> Result<u32, StoreError> {
+        self.conn
+            .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
+            .map_err(self.sql())
+    }
+
+    /// Records a lifecycle event: the incident row, the event log and, when `topic` is
+    /// given (MQTT configured), the outbox, in one transaction. Recording an event already
+    /// stored (same `event_id`) changes nothing. If reviews have taken sequence numbers since
+    /// the rules made the event, it is renumbered after them (new `seq` and `event_id`).
+    pub fn record(
+        &mut self,
+        event: &mut IncidentEvent,
+        topic: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let known: bool = self
+            .conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM events WHERE event_id = ?1)",
+                [&event.event_id],
+                |r| r.get(0),
+            )
+            .map_err(self.sql())?;
+        if known {
+            return Ok(());
+        }
+        let last_seq: Option<u32> = self
+            .conn
+            .query_row(
+                "SELECT last_seq FROM incidents WHERE incident_id = ?1",
+                [&event.incident_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.sql())?;
+        if let Some(last) = last_seq
+            && event.seq <= last
+        {
+            let at_us = chrono::DateTime::parse_from_rfc3339(&event.event_at)
+                .map(|t| t.timestamp_micros())
+                .unwrap_or_default();
+            event.seq = last + 1;
+            event.event_id = event_id(&event.incident_id, event.seq, at_us);
+        }
+        let payload =
+            serde_json::to_string(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let opened_at_us = chrono::DateTime::parse_from_rfc3339(&event.opened_at)
+            .map(|t| t.timestamp_micros())
+            .unwrap_or_default();
+        let state = serde_state(&event.state);
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|source| StoreError::Sqlite {
+                path: self.path.clone(),
+                source,
+            })?;
+        let path = self.path.clone();
+        let sql = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        tx.execute(
+            "INSERT INTO incidents (incident_id, camera_id, zone_id, kind, state, status, opened_at,
+                 opened_at_us, closed_at, last_seq, last_event)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             ON CONFLICT (incident_id) DO UPDATE SET
+                 state = excluded.state, status = excluded.status, closed_at = excluded.closed_at,
+                 last_seq = excluded.last_seq, last_event = excluded.last_event",
+            params![
+                event.incident_id,
+                event.camera.id,
+                event.zone.as_ref().map(|z| z.id.as_str()),
+                event.kind.as_str(),
+                state,
+                serde_plain(&event.status),
+                event.opened_at,
+                opened_at_us,
+                event.closed_at,
+                event.seq,
+                payload
+            ],
+        )
+        .map_err(sql)?;
+        tx.execute(
+            "INSERT OR IGNORE INTO events (event_id, incident_id, seq, state, event_at, payload)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                event.event_id,
+                event.incident_id,
+                event.seq,
+                state,
+                event.event_at,
+                payload
+            ],
+        )
+        .map_err(sql)?;
+        let mut added = 0;
+        if let Some(topic) = topic {
+            added = tx
+                .execute(
+                    "INSERT OR IGNORE INTO outbox (event_id, camera_id, topic, state, payload, created_at_us)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        event.event_id,
+                        event.camera.id,
+                        topic,
+                        state,
+                        payload.as_bytes(),
+                        chrono::Utc::now().timestamp_micros()
+                    ],
+                )
+                .map_err(sql)?;
+        }
+        tx.commit().map_err(sql)?;
+        if added > 0 {
+            self.outbox_events += 1;
+            self.outbox_bytes += payload.len() as u64;
+            self.enforce_limits()?;
+        }
+        Ok(())
+    }
+
+    /// Drops the oldest `updated` events while the outbox is over its bounds.
+    fn enforce_limits(&mut self) -> Result<(), StoreError> {
+        while self.outbox_events > self.limits.max_events
+            || self.outbox_bytes > self.limits.max_bytes
+        {
+            let victim: Option<(i64, i64)> = self
+                .conn
+                .query_row(
+                    "SELECT id, LENGTH(payload) FROM outbox WHERE state = 'updated' ORDER BY id LIMIT 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(self.sql())?;
+            let Some((id, bytes)) = victim else {
+                tracing::warn!(
+                    events = self.outbox_events,
+                    bytes = self.outbox_bytes,
+                    "outbox over its bounds with only opened/closed/reviewed events left; keeping them"
+                );
+                return Ok(());
+            };
+            let tx = self.conn.unchecked_transaction().map_err(self.sql())?;
+            tx.execute("DELETE FROM outbox WHERE id = ?1", [id])
+                .map_err(self.sql())?;
+            tx.execute(
+                "INSERT INTO counters (name, value) VALUES (?1, 1)
+                 ON CONFLICT (name) DO UPDATE SET value = value + 1",
+                [DROPPED],
+            )
+            .map_err(self.sql())?;
+            tx.commit().map_err(self.sql())?;
+            self.outbox_events -= 1;
+            self.outbox_bytes = self.outbox_bytes.saturating_sub(bytes as u64);
+        }
+        Ok(())
+    }
+
+    /// Up to `limit` outbox rows with id greater than `after`, oldest first.
+    pub fn outbox_after(&self, after: i64, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, event_id, camera_id, topic, payload, created_at_us FROM outbox
+                 WHERE id > ?1 ORDER BY id LIMIT ?2",
+            )
+            .map_err(self.sql())?;
+        let rows = stmt
+            .query_map(params![after, limit as i64], |r| {
+                Ok(OutboxRow {
+                    id: r.get(0)?,
+                    event_id: r.get(1)?,
+                    camera_id: r.get(2)?,
+                    topic: r.get(3)?,
+                    payload: r.get(4)?,
+                    created_at_us: r.get(5)?,
+                })
+            })
+            .map_err(self.sql())?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.sql())?;
+        Ok(rows)
+    }
+
+    /// Removes delivered rows (after their PUBACKs).
+    pub fn outbox_delete(&mut self, ids: &[i64]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let tx = self.conn.unchecked_transaction().map_err(self.sql())?;
+        let mut removed_bytes = 0u64;
+        let mut removed = 0u64;
+        for id in ids {
+            let bytes: Option<i64> = tx
+                .query_row(
+                    "DELETE FROM outbox WHERE id = ?1 RETURNING LENGTH(payload)",
+                    [id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(self.sql())?;
+            if let Some(b) = bytes {
+                removed += 1;
+                removed_bytes += b as u64;
+            }
+        }
+        tx.commit().map_err(self.sql())?;
+        self.outbox_events = self.outbox_events.saturating_sub(removed);
+        self.outbox_bytes = self.outbox_bytes.saturating_sub(removed_bytes);
+        Ok(())
+    }
+
+    pub fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
+        let oldest: Option<i64> = self
+            .conn
+            .query_row("SELECT MIN(created_at_us) FROM outbox", [], |r| r.get(0))
+            .map_err(self.sql())?;
+        let dropped: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT value FROM counters WHERE name = ?1",
+                [DROPPED],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.sql())?;
+        Ok(OutboxStats {
+            events: self.outbox_events,
+            bytes: self.outbox_bytes,
+            oldest_created_at_us: oldest,
+            dropped_total: dropped.unwrap_or(0) as u64,
+        })
+    }
+
+    /// The latest event of an incident (its current state), as JSON.
+    pub fn incident(&self, incident_id: &str) -> Result<Option<Value>, StoreError> {
+        let text: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT last_event FROM incidents WHERE incident_id = ?1",
+                [incident_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.sql())?;
+        text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()
+    }
+
+    /// Every event of an incident, in order.
+    pub fn events_of(&self, incident_id: &str) -> Result<Vec<Value>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT payload FROM events WHERE incident_id = ?1 ORDER BY seq")
+            .map_err(self.sql())?;
+        let texts = stmt
+            .query_map([incident_id], |r| r.get::<_, String>(0))
+            .map_err(self.sql())?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.sql())?;
+        texts
+            .iter()
+            .map(|t| serde_json::from_str(t).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .collect()
+    }
+
+    /// Stores the station's verdict and returns the `reviewed` event (already in the
+    /// outbox when `topic` is given).
+    pub fn review(
+        &mut self,
+        incident_id: &str,
+        verdict: Verdict,
+        reviewer: &str,
+        note: &str,
+        at_us: i64,
+        offset: FixedOffset,
+        topic: Option<&str>,
+    ) -> Result<Value, StoreError> {
+        let row: Option<(String, u32, String)> = self
+            .conn
+            .query_row(
+                "SELECT last_event, last_seq, camera_id FROM incidents WHERE incident_id = ?1",
+                [incident_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(self.sql())?;
+        let Some((last, last_seq, camera_id)) = row else {
+            return Err(StoreError::UnknownIncident(incident_id.to_string()));
+        };
+        let mut event: Value =
+            serde_json::from_str(&last).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let seq = last_seq + 1;
+        let at = format_time(at_us, offset);
+        let review = Review {
+            verdict,
+            reviewer: reviewer.to_string(),
+            note: note.to_string(),
+            reviewed_at: at.clone(),
+        };
+        event["event_id"] = event_id(incident_id, seq, at_us).into();
+        event["seq"] = seq.into();
+        event["state"] = "reviewed".into();
+        event["event_at"] = at.clone().into();
+        event["review"] =
+            serde_json::to_value(&review).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let payload = event.to_string();
+        let verdict_text = serde_plain(&verdict);
+        let tx = self.conn.unchecked_transaction().map_err(self.sql())?;
+        tx.execute(
+            "UPDATE incidents SET last_seq = ?2, review_verdict = ?3, reviewer = ?4, review_note = ?5,
+                 reviewed_at = ?6 WHERE incident_id = ?1",
+            params![incident_id, seq, verdict_text, reviewer, note, at],
+        )
+        .map_err(self.sql())?;
+        tx.execute(
+            "INSERT INTO events (event_id, incident_id, seq, state, event_at, payload)
+             VALUES (?1, ?2, ?3, 'reviewed', ?4, ?5)",
+            params![event["event_id"].as_str(), incident_id, seq, at, payload],
+        )
+        .map_err(self.sql())?;
+        let mut added = 0;
+        if let Some(topic) = topic {
+            added = tx
+                .execute(
+                    "INSERT INTO outbox (event_id, camera_id, topic, state, payload, created_at_us)
+                     VALUES (?1, ?2, ?3, 'reviewed', ?4, ?5)",
+                    params![
+                        event["event_id"].as_str(),
+                        camera_id,
+                        topic,
+                        payload.as_bytes(),
+                        chrono::Utc::now().timestamp_micros()
+                    ],
+                )
+                .map_err(self.sql())?;
+        }
+        tx.commit().map_err(self.sql())?;
+        if added > 0 {
+            self.outbox_events += 1;
+            self.outbox_bytes += payload.len() as u64;
+            self.enforce_limits()?;
+        }
+        Ok(event)
+    }
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let sql = |source| StoreError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        .map_err(sql)?;
+    let current: u32 = conn
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(sql)?;
+    let known = MIGRATIONS.last().map_or(0, |m| m.0);
+    if current > known {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found: current,
+            known,
+        });
+    }
+    for (version, script) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        let tx = conn.transaction().map_err(sql)?;
+        tx.execute_batch(script).map_err(sql)?;
+        tx.execute(
+            "INSERT INTO schema_version (version) VALUES (?1)",
+            [version],
+        )
+        .map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        tracing::info!(version, db = %path.display(), "applied database migration");
+    }
+    Ok(())
+}
+
+/// The snake_case name serde gives a unit enum variant.
+fn serde_plain<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+fn serde_state(state: &crate::incidents::EventState) -> String {
+    serde_plain(state)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,246 @@
+use std::path::Path;
+use std::sync::Arc;
+
+use super::*;
+use crate::config::Config;
+use crate::frame::BBox;
+use crate::incidents::{IncidentLog, Verdict};
+use crate::rules::{CloseReason, Kind, ObjectRef, RuleEvent, Signal, Transition};
+
+const TOPIC: &str = "gridwatch/v1/site/cam/incident";
+
+fn config() -> Config {
+    Config::parse(
+        "[site]\nid = \"site\"\ngrid_code = \"1\"\n[[cameras]]\nid = \"cam\"\nurl = \"x\"\n",
+        Path::new("c.toml"),
+    )
+    .unwrap()
+}
+
+fn log() -> IncidentLog {
+    let c = config();
+    IncidentLog::new(&c, &c.cameras[0], &[])
+}
+
+fn change(key: u64, transition: Transition, at_s: i64) -> RuleEvent {
+    RuleEvent {
+        kind: Kind::CameraOffline,
+        zone: None,
+        key: (0, key),
+        transition,
+        at_us: 1_764_000_000_000_000 + at_s * 1_000_000,
+        started_at_us: 1_764_000_000_000_000,
+        ended_at_us: None,
+        objects: vec![ObjectRef {
+            track_id: 1,
+            label: Arc::from("car"),
+            score: 0.5,
+            bbox: BBox::default(),
+        }],
+        count: 0,
+        peak_count: 0,
+        confidence: 1.0,
+        confirmed: true,
+        signals: vec![Signal::NoFrames],
+        best_at_us: 1_764_000_000_000_000,
+    }
+}
+
+fn open_store(dir: &Path, limits: OutboxLimits) -> Store {
+    Store::open(dir, limits).unwrap()
+}
+
+#[test]
+fn migrations_apply_once_and_are_versioned() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path(), OutboxLimits::default());
+    assert_eq!(store.schema_version().unwrap(), 1);
+    drop(store);
+    let store = open_store(dir.path(), OutboxLimits::default());
+    assert_eq!(store.schema_version().unwrap(), 1);
+    let journal: String = store
+        .conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(journal, "wal");
+    let sync: i64 = store
+        .conn
+        .query_row("PRAGMA synchronous", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(sync, 2, "FULL");
+}
+
+#[test]
+fn newer_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path(), OutboxLimits::default());
+    store
+        .conn
+        .execute("INSERT INTO schema_version (version) VALUES (99)", [])
+        .unwrap();
+    drop(store);
+    let err = Store::open(dir.path(), OutboxLimits::default())
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("schema version 99"), "{err}");
+}
+
+#[test]
+fn events_survive_reopen_in_order_and_are_deleted_on_ack() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = log();
+    let mut store = open_store(dir.path(), OutboxLimits::default());
+    let mut events: Vec<_> = [
+        change(0, Transition::Open, 0),
+        change(0, Transition::Update, 60),
+        change(0, Transition::Close(CloseReason::Recovered), 90),
+    ]
+    .iter()
+    .map(|c| log.record(c))
+    .collect();
+    for e in &mut events {
+        store.record(e, Some(TOPIC)).unwrap();
+    }
+    drop(store);
+    let mut store = open_store(dir.path(), OutboxLimits::default());
+    let rows = store.outbox_after(0, 10).unwrap();
+    let ids: Vec<&str> = rows.iter().map(|r| r.event_id.as_str()).collect();
+    let expected: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+    assert_eq!(ids, expected, "all three, in order");
+    assert_eq!(store.outbox_stats().unwrap().events, 3);
+    store.outbox_delete(&[rows[0].id, rows[1].id]).unwrap();
+    let rest = store.outbox_after(0, 10).unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(store.outbox_stats().unwrap().events, 1);
+    // Recording the same event twice (a replay after a crash) does not duplicate it.
+    store.record(&mut events[2].clone(), Some(TOPIC)).unwrap();
+    assert_eq!(store.outbox_after(0, 10).unwrap().len(), 1);
+    let incident = store.incident(&events[0].incident_id).unwrap().unwrap();
+    assert_eq!(incident["state"], "closed");
+    assert_eq!(store.events_of(&events[0].incident_id).unwrap().len(), 3);
+}
+
+#[test]
+fn without_mqtt_events_are_stored_but_not_queued() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open_store(dir.path(), OutboxLimits::default());
+    let mut e = log().record(&change(0, Transition::Open, 0));
+    store.record(&mut e, None).unwrap();
+    assert!(store.outbox_after(0, 10).unwrap().is_empty());
+    assert!(store.incident(&e.incident_id).unwrap().is_some());
+}
+
+#[test]
+fn over_the_bound_oldest_updates_go_first_and_never_opened_or_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = OutboxLimits {
+        max_events: 4,
+        max_bytes: u64::MAX,
+    };
+    let mut store = open_store(dir.path(), limits);
+    let mut log = log();
+    let mut sequence = vec![change(0, Transition::Open, 0)];
+    for i in 1..=5 {
+        sequence.push(change(0, Transition::Update, i * 60));
+    }
+    sequence.push(change(0, Transition::Close(CloseReason::Recovered), 400));
+    sequence.push(change(1, Transition::Open, 500));
+    sequence.push(change(1, Transition::Close(CloseReason::Recovered), 600));
+    for c in &sequence {
+        store.record(&mut log.record(c), Some(TOPIC)).unwrap();
+    }
+    let states: Vec<String> = store
+        .outbox_after(0, 100)
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let v: Value = serde_json::from_slice(&r.payload).unwrap();
+            v["state"].as_str().unwrap().to_string()
+        })
+        .collect();
+    // 9 events, bound 4: all five updates dropped, and still over the bound with only
+    // opened/closed left, which are kept.
+    assert_eq!(states, ["opened", "closed", "opened", "closed"]);
+    let stats = store.outbox_stats().unwrap();
+    assert_eq!(stats.dropped_total, 5);
+    drop(store);
+    let store = open_store(dir.path(), limits);
+    assert_eq!(
+        store.outbox_stats().unwrap().dropped_total,
+        5,
+        "persistent counter"
+    );
+}
+
+#[test]
+fn byte_bound_drops_updates_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = log();
+    let mut open = log.record(&change(0, Transition::Open, 0));
+    let one_event = serde_json::to_string(&open).unwrap().len() as u64;
+    let limits = OutboxLimits {
+        max_events: 1000,
+        max_bytes: one_event * 3,
+    };
+    let mut store = open_store(dir.path(), limits);
+    store.record(&mut open, Some(TOPIC)).unwrap();
+    for i in 1..=5 {
+        store
+            .record(
+                &mut log.record(&change(0, Transition::Update, i * 60)),
+                Some(TOPIC),
+            )
+            .unwrap();
+    }
+    let stats = store.outbox_stats().unwrap();
+    assert!(stats.bytes <= one_event * 3 + 64, "{stats:?}");
+    assert!(stats.dropped_total >= 3);
+}
+
+#[test]
+fn review_adds_a_reviewed_event_to_the_outbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open_store(dir.path(), OutboxLimits::default());
+    let mut log = log();
+    let mut opened = log.record(&change(0, Transition::Open, 0));
+    store.record(&mut opened, Some(TOPIC)).unwrap();
+    let offset = FixedOffset::east_opt(8 * 3600).unwrap();
+    let reviewed = store
+        .review(
+            &opened.incident_id,
+            Verdict::Dismissed,
+            "王网格员",
+            "有停车证",
+            1_764_000_100_000_000,
+            offset,
+            Some(TOPIC),
+        )
+        .unwrap();
+    assert_eq!(reviewed["state"], "reviewed");
+    assert_eq!(reviewed["seq"], 1);
+    assert_eq!(reviewed["review"]["verdict"], "dismissed");
+    assert_eq!(reviewed["review"]["reviewer"], "王网格员");
+    assert_ne!(reviewed["event_id"], opened.event_id.as_str());
+    let rows = store.outbox_after(0, 10).unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1].event_id, reviewed["event_id"].as_str().unwrap());
+    let err = store
+        .review("nope", Verdict::Confirmed, "x", "", 0, offset, Some(TOPIC))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::UnknownIncident(_)));
+    // A later lifecycle event is renumbered after the review.
+    let mut update = log.record(&change(0, Transition::Update, 120));
+    assert_eq!(
+        update.seq, 1,
+        "the incident log does not know about reviews"
+    );
+    store.record(&mut update, Some(TOPIC)).unwrap();
+    assert_eq!(update.seq, 2);
+    let seqs: Vec<u64> = store
+        .events_of(&opened.incident_id)
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [0, 1, 2]);
+}
