@@ -58,6 +58,11 @@ impl CameraAnalytics {
         self.record()
     }
 
+    /// Live cameras: count silence from `now_us` even before the first frame.
+    pub fn watch_from(&mut self, now_us: i64) {
+        self.rules.offline.watch_from(now_us);
+    }
+
     /// The camera delivered nothing up to `now_us` (live watchdog).
     pub fn on_idle(&mut self, now_us: i64) -> &[IncidentEvent] {
         self.changes.clear();

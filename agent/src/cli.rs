@@ -8,7 +8,13 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex};
+
 use crate::analytics::CameraAnalytics;
+use crate::metrics::Metrics;
+use crate::publish::{Background, Delivery, PublisherSettings, Shared, Topics};
+use crate::store::{OutboxLimits, Store};
 use crate::assets::{self, AssetKind, AssetSpec, Fetched};
 use crate::config::{CameraConfig, Config, DetectorConfig};
 use crate::detect::{self, Detector, DetectorSettings};
@@ -64,6 +70,8 @@ pub enum LogFormat {
 pub enum Command {
     /// Detect objects in one image and print them as JSON.
     Detect(DetectArgs),
+    /// Run the daemon: watch every configured camera, raise incidents, deliver them over MQTT.
+    Run(RunArgs),
     /// Run the pipeline over a recorded file as fast as possible and write JSON Lines.
     Replay(ReplayArgs),
     /// Validate a config file, the model and the ONNX Runtime library, and print a summary.
@@ -132,6 +140,21 @@ pub struct ReplayArgs {
     /// Print the summary as JSON on stderr instead of text.
     #[arg(long)]
     pub summary_json: bool,
+    /// Record incidents in the store (data_dir) even without [mqtt]; with [mqtt] they are
+    /// always stored and queued for delivery.
+    #[arg(long)]
+    pub store: bool,
+    /// With [mqtt]: after the replay, keep delivering queued events for up to this long.
+    /// What is left stays in the outbox for the next run.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub drain_timeout: std::time::Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Config file (site, detector, cameras, zones, mqtt).
+    #[arg(long, short)]
+    pub config: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -238,6 +261,7 @@ fn init_logging(filter: &str, format: LogFormat) {
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Detect(args) => cmd_detect(args),
+        Command::Run(args) => crate::daemon::run(Config::load(&args.config)?),
         Command::Replay(args) => cmd_replay(args),
         Command::Check(args) => cmd_check(args),
         Command::Models(cmd) => cmd_models(cmd),
@@ -408,14 +432,23 @@ fn cmd_replay(args: ReplayArgs) -> anyhow::Result<()> {
         progress: !args.no_progress,
         report_confidence: config.detector.confidence,
     };
+    let (delivery, background) = start_delivery(&config, args.store, args.drain_timeout)?;
     let result = match &args.out {
-        Some(path) => {
-            let file = std::fs::File::create(path)
-                .with_context(|| format!("cannot create the output file {}", path.display()))?;
-            crate::replay::replay(&mut detector, analytics, &options, file)
-        }
-        None => crate::replay::replay(&mut detector, analytics, &options, std::io::stdout().lock()),
+        Some(path) => std::fs::File::create(path)
+            .with_context(|| format!("cannot create the output file {}", path.display()))
+            .and_then(|file| crate::replay::replay(&mut detector, analytics, delivery, &options, file)),
+        None => crate::replay::replay(&mut detector, analytics, delivery, &options, std::io::stdout().lock()),
     };
+    if let Some(background) = background {
+        let waiting = background.stop();
+        if waiting > 0 {
+            tracing::warn!(
+                events = waiting,
+                db = %config.storage.data_dir.join("gridwatch.db").display(),
+                "not all events were delivered before --drain-timeout; they stay in the outbox and go out with the next run"
+            );
+        }
+    }
     let print_summary = |summary: &crate::replay::ReplaySummary| {
         if args.summary_json {
             eprintln!("{}", serde_json::to_string(summary).unwrap_or_default());
@@ -435,6 +468,54 @@ fn cmd_replay(args: ReplayArgs) -> anyhow::Result<()> {
             Err(err)
         }
     }
+}
+
+/// Opens the store (always with MQTT, else when `store` is asked for) and starts the
+/// publisher when MQTT is configured.
+pub fn start_delivery(
+    config: &Config,
+    store: bool,
+    drain: std::time::Duration,
+) -> anyhow::Result<(Option<Delivery>, Option<Background>)> {
+    let camera_ids: Vec<String> = config.cameras.iter().map(|c| c.id.clone()).collect();
+    start_delivery_with(config, store, drain, Arc::new(Metrics::new(&camera_ids)))
+}
+
+/// As [`start_delivery`], with the metrics the heartbeat reports.
+pub fn start_delivery_with(
+    config: &Config,
+    store: bool,
+    drain: std::time::Duration,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<(Option<Delivery>, Option<Background>)> {
+    if config.mqtt.is_none() && !store {
+        return Ok((None, None));
+    }
+    let limits = config.mqtt.as_ref().map_or_else(OutboxLimits::default, |m| OutboxLimits {
+        max_events: m.outbox.max_events,
+        max_bytes: m.outbox.max_bytes,
+    });
+    let store = Arc::new(Mutex::new(Store::open(&config.storage.data_dir, limits)?));
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let Some(mqtt) = &config.mqtt else {
+        let delivery = Delivery { store, topics: None, wake };
+        return Ok((Some(delivery), None));
+    };
+    let settings = PublisherSettings::from_config(config, mqtt).map_err(crate::config::ConfigError)?;
+    let shared = Arc::new(Shared {
+        store: Arc::clone(&store),
+        wake: Arc::clone(&wake),
+        metrics,
+        connected: AtomicBool::new(false),
+        delivered: AtomicU64::new(0),
+    });
+    let background = Background::start(settings, shared, drain).context("starting the publisher")?;
+    let delivery = Delivery {
+        store,
+        topics: Some(Topics::new(mqtt, &config.site.id)),
+        wake,
+    };
+    Ok((Some(delivery), Some(background)))
 }
 
 fn cmd_check(args: CheckArgs) -> anyhow::Result<()> {

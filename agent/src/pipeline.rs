@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded};
 
 use crate::config::CameraConfig;
+use crate::metrics::CameraMetrics;
 use crate::detect::Detector;
 use crate::frame::{Detection, FrameMeta};
 use crate::model::InputSpec;
@@ -81,6 +82,7 @@ pub fn frame_queue(
         stale_rx: ready_rx.clone(),
         backpressure,
         dropped: Arc::clone(&dropped),
+        next_seq: std::cell::Cell::new(0),
     };
     let consumer = FrameConsumer {
         free_tx,
@@ -98,6 +100,8 @@ pub struct FrameProducer {
     stale_rx: Receiver<Box<FrameSlot>>,
     backpressure: Backpressure,
     dropped: Arc<AtomicU64>,
+    /// Sequence number of the next frame, kept across reconnects.
+    next_seq: std::cell::Cell<u64>,
 }
 
 impl FrameProducer {
@@ -149,6 +153,11 @@ impl FrameConsumer {
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
+
+    /// The queue's receiving end, for waiting on several cameras at once.
+    pub fn receiver(&self) -> &Receiver<Box<FrameSlot>> {
+        &self.ready_rx
+    }
 }
 
 /// What the decode side reports when it ends.
@@ -167,18 +176,32 @@ pub struct DecodeOptions {
     pub url: String,
     pub open: OpenOptions,
     pub detect_fps: f64,
-    /// Wall-clock time of the stream's first frame, Unix microseconds (replay).
-    pub start_at_us: i64,
+    pub clock: Clock,
+    /// Play a file no faster than real time, as a camera would deliver it.
+    pub pace: bool,
+    pub metrics: Option<Arc<CameraMetrics>>,
+}
+
+/// Where a frame's wall-clock time comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum Clock {
+    /// Replay: the given time of the stream's first frame plus the frame's PTS, so runs are
+    /// deterministic and as fast as the machine allows.
+    Stream { start_at_us: i64 },
+    /// Live: the time the frame arrived.
+    Arrival,
 }
 
 impl DecodeOptions {
-    pub fn for_camera(camera: &CameraConfig, url: &str, start_at_us: i64) -> DecodeOptions {
+    pub fn for_camera(camera: &CameraConfig, url: &str, clock: Clock) -> DecodeOptions {
         DecodeOptions {
             camera: Arc::from(camera.id.as_str()),
             url: url.to_string(),
             open: OpenOptions::for_camera(camera),
             detect_fps: camera.detect_fps,
-            start_at_us,
+            clock,
+            pace: false,
+            metrics: None,
         }
     }
 }
@@ -189,7 +212,7 @@ impl DecodeOptions {
 pub fn decode_into_queue(
     options: &DecodeOptions,
     spec: &InputSpec,
-    queue: FrameProducer,
+    queue: &FrameProducer,
     stop: Arc<AtomicBool>,
     on_open: impl FnOnce(&StreamInfo),
 ) -> Result<DecodeReport, SourceError> {
@@ -201,7 +224,17 @@ pub fn decode_into_queue(
     let mut sampled = 0u64;
     let mut scaler_error = None;
     let url = source.display_url().to_string();
+    let started = std::time::Instant::now();
     let stats = source.run(|frame, time| {
+        if let Some(m) = &options.metrics {
+            m.frames_in.fetch_add(1, Ordering::Relaxed);
+        }
+        if options.pace {
+            let due = std::time::Duration::from_micros(time.pts_us.max(0) as u64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
         if !sampler.accept(time.pts_us) {
             return ControlFlow::Continue(());
         }
@@ -210,9 +243,13 @@ pub fn decode_into_queue(
         };
         match letterboxer.run(frame, &mut slot.input) {
             Ok(geometry) => {
-                slot.meta.seq = sampled;
+                slot.meta.seq = queue.next_seq.get();
+                queue.next_seq.set(slot.meta.seq + 1);
                 slot.meta.pts_us = time.pts_us;
-                slot.meta.at_us = options.start_at_us + time.pts_us;
+                slot.meta.at_us = match options.clock {
+                    Clock::Stream { start_at_us } => start_at_us + time.pts_us,
+                    Clock::Arrival => chrono::Utc::now().timestamp_micros(),
+                };
                 slot.meta.width = geometry.src_width;
                 slot.meta.height = geometry.src_height;
                 slot.meta.keyframe = time.keyframe;

@@ -18,8 +18,10 @@ use crate::detect::Detector;
 use crate::frame::{Detection, FrameMeta};
 use crate::incidents::{EventState, IncidentEvent};
 use crate::output::JsonlWriter;
+use crate::publish::Delivery;
 use crate::pipeline::{
-    Backpressure, DecodeOptions, FrameSink, decode_into_queue, frame_queue, infer_from_queue,
+    Backpressure, Clock, DecodeOptions, FrameSink, decode_into_queue, frame_queue,
+    infer_from_queue,
 };
 
 #[derive(Debug, Clone)]
@@ -131,6 +133,7 @@ impl std::fmt::Display for ReplaySummary {
 struct ReplaySink<W: Write> {
     writer: JsonlWriter<BufWriter<W>>,
     analytics: CameraAnalytics,
+    delivery: Option<Delivery>,
     report_confidence: f32,
     incidents: Vec<IncidentSummary>,
     labels: BTreeMap<String, LabelSummary>,
@@ -144,10 +147,18 @@ impl<W: Write> FrameSink for ReplaySink<W> {
         // Incident events first: one dated before this frame (a camera that went offline
         // during a gap) must not follow the frame in the stream.
         for event in self.analytics.on_frame(meta, detections) {
+            let mut event = event.clone();
+            if let Some(delivery) = &self.delivery
+                && let Err(e) = delivery.record(&mut event)
+            {
+                // The JSON Lines output still gets the event; the store problem is reported
+                // (a full disk must not stop the analysis).
+                tracing::error!(incident = %event.incident_id, "cannot store the event: {e}");
+            }
             self.writer
-                .write_incident(event)
+                .write_incident(&event)
                 .context("writing the detections output")?;
-            note_incident(&mut self.incidents, event);
+            note_incident(&mut self.incidents, &event);
         }
         self.writer
             .write_frame(meta, detections, self.report_confidence)
@@ -211,6 +222,7 @@ fn note_incident(incidents: &mut Vec<IncidentSummary>, event: &IncidentEvent) {
 pub fn replay<W: Write>(
     detector: &mut Detector,
     analytics: CameraAnalytics,
+    delivery: Option<Delivery>,
     options: &ReplayOptions,
     out: W,
 ) -> anyhow::Result<ReplaySummary> {
@@ -218,10 +230,13 @@ pub fn replay<W: Write>(
     let camera: Arc<str> = Arc::from(options.camera.id.as_str());
     let spec = detector.manifest().input.clone();
     let (producer, consumer) = frame_queue(&camera, &spec, options.queue_depth, Backpressure::Wait);
-    let decode_options = DecodeOptions {
-        detect_fps: options.camera.detect_fps,
-        ..DecodeOptions::for_camera(&options.camera, &options.input, options.start_at_us)
-    };
+    let decode_options = DecodeOptions::for_camera(
+        &options.camera,
+        &options.input,
+        Clock::Stream {
+            start_at_us: options.start_at_us,
+        },
+    );
     let progress = if options.progress {
         ProgressBar::new(0).with_style(
             ProgressStyle::with_template(
@@ -236,6 +251,7 @@ pub fn replay<W: Write>(
     let mut sink = ReplaySink {
         writer: JsonlWriter::new(BufWriter::with_capacity(1 << 16, out), options.offset),
         analytics,
+        delivery,
         report_confidence: options.report_confidence,
         incidents: Vec::new(),
         labels: BTreeMap::new(),
@@ -250,7 +266,7 @@ pub fn replay<W: Write>(
         let decode = std::thread::Builder::new()
             .name(format!("decode-{camera}"))
             .spawn_scoped(scope, move || {
-                decode_into_queue(decode_options, spec, producer, decode_stop, |info| {
+                decode_into_queue(decode_options, spec, &producer, decode_stop, |info| {
                     if let Some(d) = info.duration_s {
                         decode_progress.set_length((d * 1000.0) as u64);
                     }

@@ -44,6 +44,12 @@ impl OfflineRule {
         }
     }
 
+    /// Starts the silence clock for a live camera that has not delivered a frame yet, so
+    /// one that never connects is reported too.
+    pub fn watch_from(&mut self, now_us: i64) {
+        self.last_frame_us.get_or_insert(now_us);
+    }
+
     /// No frame has come; `now_us` is the wall clock. Opens the incident once the silence
     /// reaches `offline_after`.
     pub fn on_idle(&mut self, now_us: i64, out: &mut Vec<RuleEvent>) {

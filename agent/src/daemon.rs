@@ -1,0 +1,210 @@
+//! `gridwatch run`: the daemon. Every enabled camera is decoded on its own thread (never
+//! waiting on inference: the oldest waiting frame is dropped and counted instead); one
+//! inference loop serves all cameras, runs each camera's analytics and hands incident
+//! events to the store and the publisher. SIGTERM or SIGINT stops the inputs, lets the
+//! publisher deliver what it can for a few seconds, announces `offline`, and exits.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use crossbeam_channel::Select;
+
+use crate::analytics::CameraAnalytics;
+use crate::config::{CameraConfig, Config, DetectorConfig};
+use crate::metrics::{CameraMetrics, Metrics};
+use crate::model::InputSpec;
+use crate::pipeline::{Backpressure, Clock, DecodeOptions, FrameConsumer, FrameProducer, decode_into_queue, frame_queue};
+use crate::publish::Delivery;
+
+/// How long the publisher may keep delivering after a stop signal.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
+/// Frames waiting per camera before the oldest is dropped.
+const QUEUE_DEPTH: usize = 3;
+
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop)).context("installing signal handlers")?;
+    }
+    let cameras: Vec<CameraConfig> = config.cameras.iter().filter(|c| c.enabled).cloned().collect();
+    let camera_ids: Vec<String> = cameras.iter().map(|c| c.id.clone()).collect();
+    let metrics = Arc::new(Metrics::new(&camera_ids));
+
+    let detector_config = DetectorConfig {
+        confidence: config.detector.confidence.min(config.tracker.low_score),
+        ..config.detector.clone()
+    };
+    let mut detector = crate::cli::build_detector(&detector_config, &config.base_dir())?;
+    let (delivery, background) =
+        crate::cli::start_delivery_with(&config, true, SHUTDOWN_DRAIN, Arc::clone(&metrics))?;
+    let delivery = delivery.context("the daemon always has a store")?;
+
+    let spec = detector.manifest().input.clone();
+    let now = chrono::Utc::now().timestamp_micros();
+    let mut lanes = Vec::new();
+    let mut decoders = Vec::new();
+    for camera in &cameras {
+        let id: Arc<str> = Arc::from(camera.id.as_str());
+        let (producer, consumer) = frame_queue(&id, &spec, QUEUE_DEPTH, Backpressure::DropOldest);
+        let mut analytics = CameraAnalytics::new(&config, camera, detector.manifest())?;
+        analytics.watch_from(now);
+        let camera_metrics = metrics.camera(&camera.id).unwrap_or_default();
+        lanes.push(Lane {
+            consumer,
+            analytics,
+            metrics: Arc::clone(&camera_metrics),
+            reported_drops: 0,
+        });
+        let thread = std::thread::Builder::new().name(format!("cam-{}", camera.id)).spawn({
+            let camera = camera.clone();
+            let spec = spec.clone();
+            let stop = Arc::clone(&stop);
+            move || camera_loop(&camera, &spec, &producer, &stop, &camera_metrics)
+        })?;
+        decoders.push(thread);
+    }
+    tracing::info!(
+        cameras = cameras.len(),
+        mqtt = config.mqtt.is_some(),
+        data_dir = %config.storage.data_dir.display(),
+        "gridwatch running"
+    );
+
+    inference_loop(&mut lanes, &mut detector, &delivery, &metrics, &stop);
+
+    tracing::info!("stopping: inputs closed, delivering what is queued");
+    for thread in decoders {
+        let _ = thread.join();
+    }
+    if let Some(background) = background {
+        let waiting = background.stop();
+        if waiting > 0 {
+            tracing::info!(events = waiting, "events kept in the outbox for the next start");
+        }
+    }
+    Ok(())
+}
+
+/// One camera's side of the inference loop.
+struct Lane {
+    consumer: FrameConsumer,
+    analytics: CameraAnalytics,
+    metrics: Arc<CameraMetrics>,
+    reported_drops: u64,
+}
+
+fn inference_loop(
+    lanes: &mut [Lane],
+    detector: &mut crate::detect::Detector,
+    delivery: &Delivery,
+    metrics: &Metrics,
+    stop: &AtomicBool,
+) {
+    let mut last_watch = Instant::now();
+    // Built once and reused: a Select allocates, and this loop runs per frame.
+    let receivers: Vec<_> = lanes.iter().map(|l| l.consumer.receiver().clone()).collect();
+    let mut select = Select::new();
+    for receiver in &receivers {
+        select.recv(receiver);
+    }
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        if last_watch.elapsed() >= Duration::from_secs(1) || lanes.is_empty() {
+            last_watch = Instant::now();
+            let now = chrono::Utc::now().timestamp_micros();
+            for lane in lanes.iter_mut() {
+                let events: Vec<_> = lane.analytics.on_idle(now).to_vec();
+                deliver(delivery, events);
+            }
+        }
+        if lanes.is_empty() {
+            std::thread::sleep(Duration::from_millis(200));
+            continue;
+        }
+        let Ok(operation) = select.select_timeout(Duration::from_millis(200)) else {
+            continue;
+        };
+        let index = operation.index();
+        let lane = &mut lanes[index];
+        let Ok(mut slot) = operation.recv(&receivers[index]) else {
+            // This camera's decode thread has ended (it only does at shutdown).
+            continue;
+        };
+        let started = Instant::now();
+        let crate::pipeline::FrameSlot { meta, input, detections } = &mut *slot;
+        match detector.detect(input, detections) {
+            Ok(()) => {
+                metrics.record_inference(started.elapsed().as_secs_f32() * 1000.0);
+                lane.metrics.frames_inferred.fetch_add(1, Ordering::Relaxed);
+                let events: Vec<_> = lane.analytics.on_frame(meta, detections).to_vec();
+                deliver(delivery, events);
+            }
+            Err(e) => tracing::error!(camera = %meta.camera, "inference failed: {e}"),
+        }
+        lane.consumer.release(slot);
+        let dropped = lane.consumer.dropped();
+        if dropped > lane.reported_drops {
+            lane.metrics.frames_dropped.fetch_add(dropped - lane.reported_drops, Ordering::Relaxed);
+            lane.reported_drops = dropped;
+        }
+    }
+}
+
+fn deliver(delivery: &Delivery, events: Vec<crate::incidents::IncidentEvent>) {
+    for mut event in events {
+        tracing::info!(
+            kind = event.kind.as_str(),
+            camera = %event.camera.id,
+            state = ?event.state,
+            "{}",
+            event.description
+        );
+        if let Err(e) = delivery.record(&mut event) {
+            tracing::error!(incident = %event.incident_id, "cannot store the event: {e}");
+        }
+    }
+}
+
+/// Keeps one camera's stream open: decodes into the queue, reopens after errors with
+/// exponential backoff, and plays files in a loop at real time (a file stands in for a
+/// camera in tests and demos).
+fn camera_loop(camera: &CameraConfig, spec: &InputSpec, producer: &FrameProducer, stop: &Arc<AtomicBool>, metrics: &Arc<CameraMetrics>) {
+    let url = camera.detection_url();
+    let is_file = !url.contains("://");
+    let mut options = DecodeOptions::for_camera(camera, url, Clock::Arrival);
+    options.pace = is_file;
+    options.metrics = Some(Arc::clone(metrics));
+    let mut backoff = Duration::from_secs(1);
+    let mut last_error = String::new();
+    while !stop.load(Ordering::Relaxed) {
+        metrics.connects.fetch_add(1, Ordering::Relaxed);
+        match decode_into_queue(&options, spec, producer, Arc::clone(stop), |info| {
+            tracing::info!(camera = %camera.id, codec = %info.codec, width = info.width, height = info.height, "stream open");
+        }) {
+            Ok(report) => {
+                metrics.decode_errors.fetch_add(report.stats.decode_errors, Ordering::Relaxed);
+                backoff = Duration::from_secs(1);
+                last_error.clear();
+                if !is_file {
+                    tracing::warn!(camera = %camera.id, "stream ended; reconnecting");
+                }
+            }
+            Err(e) => {
+                let text = e.to_string();
+                if text != last_error {
+                    tracing::error!(camera = %camera.id, "{text}; retrying");
+                    last_error = text;
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+        let deadline = Instant::now() + backoff.min(if is_file { Duration::from_millis(500) } else { backoff });
+        while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! Live counters of the running agent, shared by the pipeline threads (which count) and the
+//! heartbeat and `/metrics` (which read). Plain atomics: counting costs nothing per frame.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Counters of one camera.
+#[derive(Debug, Default)]
+pub struct CameraMetrics {
+    /// Frames decoded.
+    pub frames_in: AtomicU64,
+    /// Frames the detector ran on.
+    pub frames_inferred: AtomicU64,
+    /// Frames dropped because inference was behind.
+    pub frames_dropped: AtomicU64,
+    pub decode_errors: AtomicU64,
+    /// Times the stream was (re)opened.
+    pub connects: AtomicU64,
+}
+
+/// Recent inference latencies, for percentiles.
+#[derive(Debug)]
+struct LatencyWindow {
+    samples: Vec<f32>,
+    next: usize,
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    started: Instant,
+    pub cameras: Vec<(String, Arc<CameraMetrics>)>,
+    latencies: Mutex<LatencyWindow>,
+    pub inferences: AtomicU64,
+}
+
+const WINDOW: usize = 512;
+
+impl Metrics {
+    pub fn new(camera_ids: &[String]) -> Metrics {
+        Metrics {
+            started: Instant::now(),
+            cameras: camera_ids
+                .iter()
+                .map(|id| (id.clone(), Arc::new(CameraMetrics::default())))
+                .collect(),
+            latencies: Mutex::new(LatencyWindow {
+                samples: Vec::with_capacity(WINDOW),
+                next: 0,
+            }),
+            inferences: AtomicU64::new(0),
+        }
+    }
+
+    pub fn camera(&self, id: &str) -> Option<Arc<CameraMetrics>> {
+        self.cameras
+            .iter()
+            .find(|(c, _)| c == id)
+            .map(|(_, m)| Arc::clone(m))
+    }
+
+    pub fn uptime_s(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    pub fn record_inference(&self, millis: f32) {
+        self.inferences.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut w) = self.latencies.lock() {
+            if w.samples.len() < WINDOW {
+                w.samples.push(millis);
+            } else {
+                let i = w.next;
+                w.samples[i] = millis;
+            }
+            w.next = (w.next + 1) % WINDOW;
+        }
+    }
+
+    /// Median and 95th percentile of recent inference latencies, in milliseconds.
+    pub fn inference_latency_ms(&self) -> Option<(f32, f32)> {
+        let mut samples = self.latencies.lock().ok()?.samples.clone();
+        if samples.is_empty() {
+            return None;
+        }
+        samples.sort_by(f32::total_cmp);
+        let at = |p: f32| samples[((samples.len() - 1) as f32 * p).round() as usize];
+        Some((at(0.5), at(0.95)))
+    }
+}
+
+/// Free bytes on the filesystem holding `path`.
+pub fn disk_free(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let name = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs fills the zeroed struct; the path is a valid C string.
+    unsafe {
+        let mut stat: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(name.as_ptr(), &mut stat) != 0 {
+            return None;
+        }
+        Some(stat.f_bavail as u64 * stat.f_frsize as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_percentiles_over_a_sliding_window() {
+        let m = Metrics::new(&["a".into()]);
+        assert!(m.inference_latency_ms().is_none());
+        for i in 1..=100 {
+            m.record_inference(i as f32);
+        }
+        let (p50, p95) = m.inference_latency_ms().unwrap();
+        assert!((p50 - 50.0).abs() <= 1.0, "{p50}");
+        assert!((p95 - 95.0).abs() <= 1.0, "{p95}");
+        for _ in 0..WINDOW {
+            m.record_inference(7.0);
+        }
+        assert_eq!(m.inference_latency_ms().unwrap(), (7.0, 7.0), "old samples age out");
+        assert_eq!(m.inferences.load(Ordering::Relaxed), 100 + WINDOW as u64);
+    }
+
+    #[test]
+    fn disk_free_of_the_temp_dir() {
+        assert!(disk_free(&std::env::temp_dir()).unwrap() > 0);
+        assert!(disk_free(Path::new("/nonexistent/path")).is_none());
+    }
+}

@@ -1,0 +1,295 @@
+//! One MQTT connection attempt over rumqttc, for MQTT 3.1.1 or 5, plain or TLS (rustls
+//! with the ring provider). The publisher only needs a handful of operations, so both
+//! protocol versions are folded into one small interface here.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::v5 as mqtt5;
+
+use crate::config::{MqttConfig, MqttProtocol, TlsConfig};
+
+/// What the connection reported.
+#[derive(Debug)]
+pub enum Polled {
+    Connected,
+    /// The client sent a QoS 1 publish with this packet id (0 for QoS 0).
+    SentPublish(u16),
+    /// The broker acknowledged a QoS 1 publish.
+    PubAck(u16),
+    Message { topic: String, payload: Vec<u8> },
+    Other,
+}
+
+/// Everything needed to connect, resolved from config once.
+#[derive(Clone)]
+pub struct ConnectSettings {
+    pub host: String,
+    pub port: u16,
+    pub protocol: MqttProtocol,
+    pub client_id: String,
+    pub keep_alive: Duration,
+    pub clean_session: bool,
+    pub credentials: Option<(String, String)>,
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    pub will_topic: String,
+    pub will_payload: Vec<u8>,
+}
+
+impl std::fmt::Debug for ConnectSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The password never reaches a log line.
+        f.debug_struct("ConnectSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("client_id", &self.client_id)
+            .field("user", &self.credentials.as_ref().map(|c| &c.0))
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConnectSettings {
+    pub fn from_config(
+        config: &MqttConfig,
+        client_id: String,
+        will_topic: String,
+        will_payload: Vec<u8>,
+    ) -> Result<ConnectSettings, String> {
+        let password = config.password()?;
+        let credentials = match (&config.username, password) {
+            (Some(user), password) => Some((user.clone(), password.unwrap_or_default())),
+            (None, Some(_)) => return Err("mqtt: a password is configured but no username".into()),
+            (None, None) => None,
+        };
+        let tls = config.tls.as_ref().map(build_tls).transpose()?;
+        Ok(ConnectSettings {
+            host: config.host.clone(),
+            port: config.port,
+            protocol: config.protocol,
+            client_id,
+            keep_alive: config.keep_alive,
+            clean_session: config.clean_session,
+            credentials,
+            tls,
+            will_topic,
+            will_payload,
+        })
+    }
+}
+
+fn build_tls(tls: &TlsConfig) -> Result<Arc<rustls::ClientConfig>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    match &tls.ca_file {
+        Some(path) => {
+            let file = File::open(path)
+                .map_err(|e| format!("cannot read mqtt.tls.ca_file {}: {e}", path.display()))?;
+            for cert in rustls_pemfile::certs(&mut BufReader::new(file)) {
+                let cert = cert.map_err(|e| format!("mqtt.tls.ca_file {}: {e}", path.display()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("mqtt.tls.ca_file {}: {e}", path.display()))?;
+            }
+            if roots.is_empty() {
+                return Err(format!("mqtt.tls.ca_file {} holds no PEM certificate", path.display()));
+            }
+        }
+        None => {
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .with_root_certificates(roots);
+    let config = match (&tls.client_cert_file, &tls.client_key_file) {
+        (Some(cert_path), Some(key_path)) => {
+            let read = |p: &std::path::Path| {
+                File::open(p)
+                    .map(BufReader::new)
+                    .map_err(|e| format!("cannot read {}: {e}", p.display()))
+            };
+            let certs = rustls_pemfile::certs(&mut read(cert_path)?)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("mqtt.tls.client_cert_file: {e}"))?;
+            let key = rustls_pemfile::private_key(&mut read(key_path)?)
+                .map_err(|e| format!("mqtt.tls.client_key_file: {e}"))?
+                .ok_or_else(|| format!("mqtt.tls.client_key_file {} holds no private key", key_path.display()))?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| format!("mqtt.tls client certificate: {e}"))?
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(config))
+}
+
+pub enum Client {
+    V4(rumqttc::AsyncClient),
+    V5(mqtt5::AsyncClient),
+}
+
+pub enum EventLoop {
+    V4(Box<rumqttc::EventLoop>),
+    V5(Box<mqtt5::EventLoop>),
+}
+
+/// Capacity of rumqttc's request channel; the publisher keeps far fewer requests pending,
+/// so non-blocking sends never find it full.
+const REQUEST_CAPACITY: usize = 512;
+
+pub fn connect(s: &ConnectSettings) -> (Client, EventLoop) {
+    let transport = |tls: &Option<Arc<rustls::ClientConfig>>| match tls {
+        Some(config) => rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(Arc::clone(config))),
+        None => rumqttc::Transport::tcp(),
+    };
+    match s.protocol {
+        MqttProtocol::V311 => {
+            let mut o = rumqttc::MqttOptions::new(&s.client_id, &s.host, s.port);
+            o.set_keep_alive(s.keep_alive)
+                .set_clean_session(s.clean_session)
+                .set_max_packet_size(1 << 20, 1 << 20)
+                .set_transport(transport(&s.tls))
+                .set_last_will(rumqttc::LastWill::new(
+                    &s.will_topic,
+                    s.will_payload.clone(),
+                    rumqttc::QoS::AtLeastOnce,
+                    true,
+                ));
+            if let Some((user, password)) = &s.credentials {
+                o.set_credentials(user, password);
+            }
+            let (client, eventloop) = rumqttc::AsyncClient::new(o, REQUEST_CAPACITY);
+            (Client::V4(client), EventLoop::V4(Box::new(eventloop)))
+        }
+        MqttProtocol::V5 => {
+            let mut o = mqtt5::MqttOptions::new(&s.client_id, &s.host, s.port);
+            o.set_keep_alive(s.keep_alive)
+                .set_clean_start(s.clean_session)
+                .set_max_packet_size(Some(1 << 20))
+                .set_transport(transport(&s.tls))
+                .set_last_will(mqtt5::mqttbytes::v5::LastWill::new(
+                    &s.will_topic,
+                    s.will_payload.clone(),
+                    mqtt5::mqttbytes::QoS::AtLeastOnce,
+                    true,
+                    None,
+                ));
+            if let Some((user, password)) = &s.credentials {
+                o.set_credentials(user, password);
+            }
+            let (client, eventloop) = mqtt5::AsyncClient::new(o, REQUEST_CAPACITY);
+            (Client::V5(client), EventLoop::V5(Box::new(eventloop)))
+        }
+    }
+}
+
+impl Client {
+    pub fn publish(&self, topic: &str, payload: Vec<u8>, at_least_once: bool, retain: bool) -> Result<(), String> {
+        match self {
+            Client::V4(c) => {
+                let qos = if at_least_once { rumqttc::QoS::AtLeastOnce } else { rumqttc::QoS::AtMostOnce };
+                c.try_publish(topic, qos, retain, payload).map_err(|e| e.to_string())
+            }
+            Client::V5(c) => {
+                let qos = if at_least_once {
+                    mqtt5::mqttbytes::QoS::AtLeastOnce
+                } else {
+                    mqtt5::mqttbytes::QoS::AtMostOnce
+                };
+                c.try_publish(topic, qos, retain, payload).map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    pub fn subscribe(&self, filter: &str) -> Result<(), String> {
+        match self {
+            Client::V4(c) => c.try_subscribe(filter, rumqttc::QoS::AtLeastOnce).map_err(|e| e.to_string()),
+            Client::V5(c) => c
+                .try_subscribe(filter, mqtt5::mqttbytes::QoS::AtLeastOnce)
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    pub fn disconnect(&self) {
+        let _ = match self {
+            Client::V4(c) => c.try_disconnect().map_err(|e| e.to_string()),
+            Client::V5(c) => c.try_disconnect().map_err(|e| e.to_string()),
+        };
+    }
+}
+
+impl EventLoop {
+    /// Waits for the next event; an error ends this connection.
+    pub async fn poll(&mut self) -> Result<Polled, String> {
+        match self {
+            EventLoop::V4(e) => {
+                use rumqttc::{Event, Outgoing, Packet};
+                match e.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(ack))) => match ack.code {
+                        rumqttc::ConnectReturnCode::Success => Ok(Polled::Connected),
+                        code => Err(refusal(&format!("{code:?}"))),
+                    },
+                    Ok(Event::Incoming(Packet::PubAck(ack))) => Ok(Polled::PubAck(ack.pkid)),
+                    Ok(Event::Incoming(Packet::Publish(p))) => Ok(Polled::Message {
+                        topic: p.topic,
+                        payload: p.payload.to_vec(),
+                    }),
+                    Ok(Event::Outgoing(Outgoing::Publish(pkid))) => Ok(Polled::SentPublish(pkid)),
+                    Ok(_) => Ok(Polled::Other),
+                    Err(rumqttc::ConnectionError::ConnectionRefused(code)) => Err(refusal(&format!("{code:?}"))),
+                    Err(err) => Err(describe(&err.to_string())),
+                }
+            }
+            EventLoop::V5(e) => {
+                use mqtt5::mqttbytes::v5::{ConnectReturnCode, Packet};
+                use mqtt5::Event;
+                use rumqttc::Outgoing;
+                match e.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(ack))) => match ack.code {
+                        ConnectReturnCode::Success => Ok(Polled::Connected),
+                        code => Err(refusal(&format!("{code:?}"))),
+                    },
+                    Ok(Event::Incoming(Packet::PubAck(ack))) => Ok(Polled::PubAck(ack.pkid)),
+                    Ok(Event::Incoming(Packet::Publish(p))) => Ok(Polled::Message {
+                        topic: String::from_utf8_lossy(&p.topic).into_owned(),
+                        payload: p.payload.to_vec(),
+                    }),
+                    Ok(Event::Outgoing(Outgoing::Publish(pkid))) => Ok(Polled::SentPublish(pkid)),
+                    Ok(_) => Ok(Polled::Other),
+                    Err(mqtt5::ConnectionError::ConnectionRefused(code)) => Err(refusal(&format!("{code:?}"))),
+                    Err(err) => Err(describe(&err.to_string())),
+                }
+            }
+        }
+    }
+}
+
+/// A broker's refusal, in words an installer can act on.
+fn refusal(code: &str) -> String {
+    let hint = match code {
+        "BadUserNamePassword" => "bad user name or password (check mqtt.username and mqtt.password_file/password_env)",
+        "NotAuthorized" => "not authorized (check the broker's ACL for this user and client id)",
+        "BadClientId" | "ClientIdentifierNotValid" => "client id rejected (check mqtt.box_id)",
+        "ServiceUnavailable" | "ServerUnavailable" => "broker unavailable",
+        "RefusedProtocolVersion" | "UnsupportedProtocolVersion" => "protocol version refused (check mqtt.protocol)",
+        other => other,
+    };
+    format!("broker refused the connection: {hint}")
+}
+
+fn describe(err: &str) -> String {
+    let lower = err.to_lowercase();
+    if lower.contains("tls") || lower.contains("certificate") {
+        format!("{err} (check mqtt.tls.ca_file and the broker's certificate)")
+    } else if lower.contains("connection refused") {
+        format!("{err} (is the broker running and listening there?)")
+    } else {
+        err.to_string()
+    }
+}

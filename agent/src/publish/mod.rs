@@ -1,0 +1,499 @@
+//! Publish stage: delivers the outbox to the grid platform over MQTT, at least once, in
+//! order per camera, and answers the platform's commands.
+//!
+//! Topics under the prefix (default `gridwatch/v1/<site>`): `<camera>/incident` (events,
+//! QoS 1), `status` (retained online/offline, the offline one also as Last Will),
+//! `heartbeat` (QoS 0), `cmd/<name>` (commands in), `cmd/result` (answers). docs/mqtt.md
+//! documents them.
+//!
+//! The outbox (SQLite) is the source of truth: rows go out in id order with a bounded
+//! window in flight and are deleted on their PUBACK. On any connection loss the session is
+//! dropped whole and the next one starts again from the oldest row still in the outbox, so
+//! an event is never lost and at worst delivered twice (the platform drops duplicates by
+//! `event_id`). Reconnects back off exponentially with jitter.
+
+pub mod client;
+pub mod commands;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::FixedOffset;
+use rand::Rng as _;
+use serde_json::json;
+use tokio::sync::{Notify, watch};
+
+use crate::config::{Config, MqttConfig};
+use crate::metrics::{Metrics, disk_free};
+use crate::output::format_time;
+use crate::store::Store;
+
+use client::{ConnectSettings, Polled};
+use commands::{Command, CommandResult};
+
+/// QoS 1 publishes of outbox rows in flight at once.
+const WINDOW: usize = 64;
+
+/// What the publisher shares with the rest of the agent.
+pub struct Shared {
+    pub store: Arc<Mutex<Store>>,
+    /// Woken when a new row is in the outbox.
+    pub wake: Arc<Notify>,
+    pub metrics: Arc<Metrics>,
+    pub connected: AtomicBool,
+    pub delivered: AtomicU64,
+}
+
+/// Topic names of one site.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    pub prefix: String,
+}
+
+impl Topics {
+    pub fn new(mqtt: &MqttConfig, site: &str) -> Topics {
+        Topics {
+            prefix: mqtt.prefix(site),
+        }
+    }
+    pub fn incident(&self, camera: &str) -> String {
+        format!("{}/{camera}/incident", self.prefix)
+    }
+    pub fn status(&self) -> String {
+        format!("{}/status", self.prefix)
+    }
+    pub fn heartbeat(&self) -> String {
+        format!("{}/heartbeat", self.prefix)
+    }
+    pub fn commands(&self) -> String {
+        format!("{}/cmd/#", self.prefix)
+    }
+    pub fn command_result(&self) -> String {
+        format!("{}/cmd/result", self.prefix)
+    }
+}
+
+/// Static facts the publisher needs.
+#[derive(Debug, Clone)]
+pub struct PublisherSettings {
+    pub connect: ConnectSettings,
+    pub topics: Topics,
+    pub site: String,
+    pub box_id: String,
+    pub cameras: Vec<String>,
+    pub heartbeat_every: Duration,
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+    pub offset: FixedOffset,
+    pub data_dir: std::path::PathBuf,
+    pub started_at: String,
+}
+
+impl PublisherSettings {
+    pub fn from_config(config: &Config, mqtt: &MqttConfig) -> Result<PublisherSettings, String> {
+        let topics = Topics::new(mqtt, &config.site.id);
+        let offline = json!({
+            "state": "offline",
+            "reason": "connection lost",
+            "site": config.site.id,
+            "box_id": mqtt.box_id,
+        });
+        let connect = ConnectSettings::from_config(
+            mqtt,
+            mqtt.client_id(&config.site.id),
+            topics.status(),
+            offline.to_string().into_bytes(),
+        )?;
+        Ok(PublisherSettings {
+            connect,
+            topics,
+            site: config.site.id.clone(),
+            box_id: mqtt.box_id.clone(),
+            cameras: config.cameras.iter().filter(|c| c.enabled).map(|c| c.id.clone()).collect(),
+            heartbeat_every: mqtt.heartbeat_every,
+            reconnect_min: mqtt.reconnect_min,
+            reconnect_max: mqtt.reconnect_max,
+            offset: config.site.timezone,
+            data_dir: config.storage.data_dir.clone(),
+            started_at: format_time(chrono::Utc::now().timestamp_micros(), config.site.timezone),
+        })
+    }
+}
+
+/// How a session ended.
+enum SessionEnd {
+    /// Shutdown requested and handled.
+    Shutdown,
+    /// The connection failed; reconnect.
+    Lost(String),
+}
+
+/// Runs until `shutdown` turns true. On shutdown it keeps delivering for up to `drain`
+/// (while connected), then announces `offline` and disconnects.
+pub async fn run(settings: PublisherSettings, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>, drain: Duration) {
+    let mut backoff = settings.reconnect_min;
+    let mut last_error: Option<String> = None;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let mut session = Session::new(&settings, &shared);
+        match session.run(&mut shutdown, drain).await {
+            SessionEnd::Shutdown => return,
+            SessionEnd::Lost(reason) => {
+                shared.connected.store(false, Ordering::Relaxed);
+                if session.was_connected {
+                    backoff = settings.reconnect_min;
+                    tracing::warn!(broker = %broker(&settings), "MQTT connection lost: {reason}; reconnecting");
+                    last_error = None;
+                } else if last_error.as_deref() != Some(reason.as_str()) {
+                    // Each distinct failure is logged once; repeats would flood the journal.
+                    tracing::error!(broker = %broker(&settings), "MQTT connect failed: {reason}; retrying with backoff");
+                    last_error = Some(reason);
+                }
+            }
+        }
+        // Exponential backoff with full jitter: many boxes reconnecting after a broker
+        // restart spread out instead of stampeding.
+        let wait = rand::rng().random_range(backoff.mul_f64(0.5)..=backoff);
+        backoff = (backoff * 2).min(settings.reconnect_max);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+fn broker(settings: &PublisherSettings) -> String {
+    format!("{}:{}", settings.connect.host, settings.connect.port)
+}
+
+struct Session<'a> {
+    settings: &'a PublisherSettings,
+    shared: &'a Shared,
+    client: client::Client,
+    events: client::EventLoop,
+    /// Outbox ids of QoS 1 publishes handed to the client, awaiting their packet id, in
+    /// order; `None` for QoS 1 publishes that are not outbox rows.
+    sent: VecDeque<Option<i64>>,
+    /// Packet id -> outbox id, awaiting PUBACK.
+    in_flight: HashMap<u16, Option<i64>>,
+    /// Highest outbox id handed out in this session.
+    cursor: i64,
+    outbox_in_flight: usize,
+    connected: bool,
+    was_connected: bool,
+    last_counts: HashMap<String, (u64, u64)>,
+    last_beat: std::time::Instant,
+}
+
+impl<'a> Session<'a> {
+    fn new(settings: &'a PublisherSettings, shared: &'a Shared) -> Session<'a> {
+        let (client, events) = client::connect(&settings.connect);
+        Session {
+            settings,
+            shared,
+            client,
+            events,
+            sent: VecDeque::new(),
+            in_flight: HashMap::new(),
+            cursor: 0,
+            outbox_in_flight: 0,
+            connected: false,
+            was_connected: false,
+            last_counts: HashMap::new(),
+            last_beat: std::time::Instant::now(),
+        }
+    }
+
+    async fn run(&mut self, shutdown: &mut watch::Receiver<bool>, drain: Duration) -> SessionEnd {
+        let mut heartbeat = tokio::time::interval(self.settings.heartbeat_every);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let wake = Arc::clone(&self.shared.wake);
+        let mut draining_until: Option<tokio::time::Instant> = None;
+        loop {
+            if let Some(deadline) = draining_until {
+                let empty = self.outbox_in_flight == 0 && self.outbox_len() == 0;
+                if empty || !self.connected || tokio::time::Instant::now() >= deadline {
+                    self.goodbye().await;
+                    return SessionEnd::Shutdown;
+                }
+            }
+            let drain_tick = tokio::time::sleep(Duration::from_millis(100));
+            tokio::select! {
+                polled = self.events.poll() => match polled {
+                    Ok(event) => {
+                        if let Err(reason) = self.handle(event) {
+                            return SessionEnd::Lost(reason);
+                        }
+                    }
+                    Err(reason) => {
+                        if draining_until.is_some() {
+                            return SessionEnd::Shutdown;
+                        }
+                        return SessionEnd::Lost(reason);
+                    }
+                },
+                _ = wake.notified(), if self.connected => self.fill(),
+                _ = heartbeat.tick(), if self.connected => self.heartbeat(),
+                _ = shutdown.changed(), if draining_until.is_none() => {
+                    if !self.connected {
+                        return SessionEnd::Shutdown;
+                    }
+                    draining_until = Some(tokio::time::Instant::now() + drain);
+                }
+                _ = drain_tick, if draining_until.is_some() => {}
+            }
+        }
+    }
+
+    fn outbox_len(&self) -> u64 {
+        self.shared
+            .store
+            .lock()
+            .ok()
+            .and_then(|s| s.outbox_stats().ok())
+            .map_or(0, |s| s.events)
+    }
+
+    fn handle(&mut self, event: Polled) -> Result<(), String> {
+        match event {
+            Polled::Connected => {
+                self.connected = true;
+                self.was_connected = true;
+                self.shared.connected.store(true, Ordering::Relaxed);
+                tracing::info!(broker = %broker(self.settings), client_id = %self.settings.connect.client_id, "MQTT connected");
+                let status = json!({
+                    "state": "online",
+                    "site": self.settings.site,
+                    "box_id": self.settings.box_id,
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "cameras": self.settings.cameras,
+                    "started_at": self.settings.started_at,
+                });
+                self.send(&self.settings.topics.status(), status.to_string().into_bytes(), true, true, None)?;
+                self.client.subscribe(&self.settings.topics.commands())?;
+                self.fill();
+            }
+            Polled::SentPublish(pkid) => {
+                if pkid != 0 {
+                    let row = self.sent.pop_front().flatten();
+                    self.in_flight.insert(pkid, row);
+                }
+            }
+            Polled::PubAck(pkid) => {
+                if let Some(Some(id)) = self.in_flight.remove(&pkid) {
+                    self.outbox_in_flight = self.outbox_in_flight.saturating_sub(1);
+                    let deleted = self.shared.store.lock().map_err(|_| "store lock poisoned".to_string())?.outbox_delete(&[id]);
+                    if let Err(e) = deleted {
+                        tracing::error!("outbox delete failed: {e}");
+                    }
+                    self.shared.delivered.fetch_add(1, Ordering::Relaxed);
+                    self.fill();
+                }
+            }
+            Polled::Message { topic, payload } => self.command(&topic, &payload)?,
+            Polled::Other => {}
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, topic: &str, payload: Vec<u8>, qos1: bool, retain: bool, row: Option<i64>) -> Result<(), String> {
+        self.client.publish(topic, payload, qos1, retain)?;
+        if qos1 {
+            self.sent.push_back(row);
+        }
+        Ok(())
+    }
+
+    /// Hands the next outbox rows to the client, up to the window.
+    fn fill(&mut self) {
+        if !self.connected || self.outbox_in_flight >= WINDOW {
+            return;
+        }
+        let rows = match self.shared.store.lock() {
+            Ok(store) => store.outbox_after(self.cursor, WINDOW - self.outbox_in_flight),
+            Err(_) => return,
+        };
+        match rows {
+            Ok(rows) => {
+                for row in rows {
+                    self.cursor = row.id;
+                    if self.send(&row.topic, row.payload, true, false, Some(row.id)).is_err() {
+                        // The request channel is closed: the session is ending anyway and
+                        // the next one starts from the outbox again.
+                        return;
+                    }
+                    self.outbox_in_flight += 1;
+                }
+            }
+            Err(e) => tracing::error!("reading the outbox failed: {e}"),
+        }
+    }
+
+    fn heartbeat(&mut self) {
+        let elapsed = self.last_beat.elapsed().as_secs_f64().max(1e-3);
+        self.last_beat = std::time::Instant::now();
+        let metrics = &self.shared.metrics;
+        let cameras: Vec<_> = metrics
+            .cameras
+            .iter()
+            .map(|(id, m)| {
+                let frames_in = m.frames_in.load(Ordering::Relaxed);
+                let frames_out = m.frames_inferred.load(Ordering::Relaxed);
+                let (prev_in, prev_out) = self.last_counts.insert(id.clone(), (frames_in, frames_out)).unwrap_or((frames_in, frames_out));
+                json!({
+                    "id": id,
+                    "fps_in": ((frames_in - prev_in) as f64 / elapsed * 10.0).round() / 10.0,
+                    "fps_out": ((frames_out - prev_out) as f64 / elapsed * 10.0).round() / 10.0,
+                    "frames_dropped": m.frames_dropped.load(Ordering::Relaxed),
+                    "decode_errors": m.decode_errors.load(Ordering::Relaxed),
+                })
+            })
+            .collect();
+        let outbox = self.shared.store.lock().ok().and_then(|s| s.outbox_stats().ok()).unwrap_or_default();
+        let now_us = chrono::Utc::now().timestamp_micros();
+        let latency = metrics.inference_latency_ms();
+        let beat = json!({
+            "site": self.settings.site,
+            "box_id": self.settings.box_id,
+            "at": format_time(now_us, self.settings.offset),
+            "uptime_s": metrics.uptime_s().round(),
+            "cameras": cameras,
+            "inference_ms": latency.map(|(p50, p95)| json!({"p50": p50, "p95": p95})),
+            "outbox": {
+                "depth": outbox.events,
+                "bytes": outbox.bytes,
+                "oldest_age_s": outbox.oldest_created_at_us.map(|t| ((now_us - t) as f64 / 1e6).max(0.0).round()),
+                "dropped_total": outbox.dropped_total,
+                "delivered": self.shared.delivered.load(Ordering::Relaxed),
+            },
+            "disk_free_bytes": disk_free(&self.settings.data_dir),
+        });
+        let _ = self.send(&self.settings.topics.heartbeat(), beat.to_string().into_bytes(), false, false, None);
+    }
+
+    fn command(&mut self, topic: &str, payload: &[u8]) -> Result<(), String> {
+        let Some(name) = topic.strip_prefix(&format!("{}/cmd/", self.settings.topics.prefix)) else {
+            return Ok(());
+        };
+        if name == "result" {
+            // Our own answers come back on the subscription.
+            return Ok(());
+        }
+        let result = match commands::parse(name, payload) {
+            Err(reason) => {
+                tracing::warn!(command = name, "rejected a command: {reason}");
+                CommandResult { command: name.to_string(), id: None, ok: false, error: Some(reason), event_id: None }
+            }
+            Ok(Command::Ping(ping)) => CommandResult { command: "ping".into(), id: ping.id, ok: true, error: None, event_id: None },
+            Ok(Command::Review(review)) => {
+                let topic = {
+                    let camera = self.shared.store.lock().ok().and_then(|s| s.incident(&review.incident_id).ok().flatten()).and_then(|e| e["camera"]["id"].as_str().map(String::from));
+                    camera.map(|c| self.settings.topics.incident(&c))
+                };
+                let outcome = match (&topic, self.shared.store.lock()) {
+                    (Some(topic), Ok(mut store)) => store
+                        .review(&review.incident_id, review.verdict, &review.reviewer, &review.note, chrono::Utc::now().timestamp_micros(), self.settings.offset, Some(topic))
+                        .map_err(|e| e.to_string()),
+                    (None, _) => Err(format!("no incident {}", review.incident_id)),
+                    (_, Err(_)) => Err("store unavailable".into()),
+                };
+                match outcome {
+                    Ok(event) => {
+                        tracing::info!(incident = %review.incident_id, reviewer = %review.reviewer, "review stored");
+                        self.fill();
+                        CommandResult { command: "review".into(), id: review.id, ok: true, error: None, event_id: event["event_id"].as_str().map(String::from) }
+                    }
+                    Err(reason) => {
+                        tracing::warn!(command = "review", "rejected a command: {reason}");
+                        CommandResult { command: "review".into(), id: review.id, ok: false, error: Some(reason), event_id: None }
+                    }
+                }
+            }
+        };
+        let payload = serde_json::to_vec(&result).unwrap_or_default();
+        self.send(&self.settings.topics.command_result(), payload, true, false, None)
+    }
+
+    /// A clean goodbye: the retained status says offline (the Last Will only fires on an
+    /// unclean loss).
+    async fn goodbye(&mut self) {
+        let status = json!({
+            "state": "offline",
+            "reason": "shutdown",
+            "site": self.settings.site,
+            "box_id": self.settings.box_id,
+        });
+        if self.send(&self.settings.topics.status(), status.to_string().into_bytes(), true, true, None).is_ok() {
+            // Let the event loop flush it (bounded: a dead broker must not hold us up).
+            let deadline = tokio::time::sleep(Duration::from_secs(2));
+            tokio::pin!(deadline);
+            loop {
+                tokio::select! {
+                    polled = self.events.poll() => match polled {
+                        Ok(Polled::PubAck(_)) | Err(_) => break,
+                        Ok(_) => {}
+                    },
+                    _ = &mut deadline => break,
+                }
+            }
+        }
+        self.client.disconnect();
+        let _ = tokio::time::timeout(Duration::from_millis(500), self.events.poll()).await;
+        self.shared.connected.store(false, Ordering::Relaxed);
+    }
+}
+
+/// Where incident events go after the rules: the store, and (with MQTT) its outbox.
+#[derive(Clone)]
+pub struct Delivery {
+    pub store: Arc<Mutex<Store>>,
+    /// `None` without MQTT: events are stored but not queued.
+    pub topics: Option<Topics>,
+    pub wake: Arc<Notify>,
+}
+
+impl Delivery {
+    /// Stores the event (renumbering it after any reviews) and queues it for MQTT.
+    pub fn record(&self, event: &mut crate::incidents::IncidentEvent) -> Result<(), String> {
+        let topic = self.topics.as_ref().map(|t| t.incident(&event.camera.id));
+        let mut store = self.store.lock().map_err(|_| "store lock poisoned".to_string())?;
+        store.record(event, topic.as_deref()).map_err(|e| e.to_string())?;
+        drop(store);
+        self.wake.notify_one();
+        Ok(())
+    }
+}
+
+/// The publisher on its own thread and runtime, for the synchronous parts of the agent.
+pub struct Background {
+    shutdown: watch::Sender<bool>,
+    thread: std::thread::JoinHandle<()>,
+    pub shared: Arc<Shared>,
+}
+
+impl Background {
+    /// Starts publishing; on `stop`, delivery continues for up to `drain`.
+    pub fn start(settings: PublisherSettings, shared: Arc<Shared>, drain: Duration) -> std::io::Result<Background> {
+        let (shutdown, receiver) = watch::channel(false);
+        let task_shared = Arc::clone(&shared);
+        let thread = std::thread::Builder::new().name("publisher".into()).spawn(move || {
+            match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => runtime.block_on(run(settings, task_shared, receiver, drain)),
+                Err(e) => tracing::error!("cannot start the publisher runtime: {e}"),
+            }
+        })?;
+        Ok(Background { shutdown, thread, shared })
+    }
+
+    /// Stops after delivering what it can within the drain time; returns the events still
+    /// waiting in the outbox (safe there for the next run).
+    pub fn stop(self) -> u64 {
+        let _ = self.shutdown.send(true);
+        let _ = self.thread.join();
+        self.shared.store.lock().ok().and_then(|s| s.outbox_stats().ok()).map_or(0, |s| s.events)
+    }
+}
