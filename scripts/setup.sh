@@ -33,6 +33,7 @@ apt_packages=(
   pkg-config clang
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libavfilter-dev libavdevice-dev
   ffmpeg
+  mosquitto openssl
   python3 python3-venv python3-pip
   ca-certificates
 )

@@ -12,16 +12,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 
 use crate::analytics::CameraAnalytics;
-use crate::metrics::Metrics;
-use crate::publish::{Background, Delivery, PublisherSettings, Shared, Topics};
-use crate::store::{OutboxLimits, Store};
 use crate::assets::{self, AssetKind, AssetSpec, Fetched};
 use crate::config::{CameraConfig, Config, DetectorConfig};
 use crate::detect::{self, Detector, DetectorSettings};
 use crate::exit::{ExitKind, one_line};
+use crate::metrics::Metrics;
 use crate::model::{self, ModelManifest};
+use crate::publish::{Background, Delivery, PublisherSettings, Shared, Topics};
 use crate::replay::{ReplayIncomplete, ReplayOptions};
 use crate::source::{self, Letterboxer, ModelInput, OpenOptions, VideoSource};
+use crate::store::{OutboxLimits, Store};
 
 const ABOUT: &str = "gridwatch: camera streams in, grid incidents out.
 
@@ -436,8 +436,16 @@ fn cmd_replay(args: ReplayArgs) -> anyhow::Result<()> {
     let result = match &args.out {
         Some(path) => std::fs::File::create(path)
             .with_context(|| format!("cannot create the output file {}", path.display()))
-            .and_then(|file| crate::replay::replay(&mut detector, analytics, delivery, &options, file)),
-        None => crate::replay::replay(&mut detector, analytics, delivery, &options, std::io::stdout().lock()),
+            .and_then(|file| {
+                crate::replay::replay(&mut detector, analytics, delivery, &options, file)
+            }),
+        None => crate::replay::replay(
+            &mut detector,
+            analytics,
+            delivery,
+            &options,
+            std::io::stdout().lock(),
+        ),
     };
     if let Some(background) = background {
         let waiting = background.stop();
@@ -491,17 +499,25 @@ pub fn start_delivery_with(
     if config.mqtt.is_none() && !store {
         return Ok((None, None));
     }
-    let limits = config.mqtt.as_ref().map_or_else(OutboxLimits::default, |m| OutboxLimits {
-        max_events: m.outbox.max_events,
-        max_bytes: m.outbox.max_bytes,
-    });
+    let limits = config
+        .mqtt
+        .as_ref()
+        .map_or_else(OutboxLimits::default, |m| OutboxLimits {
+            max_events: m.outbox.max_events,
+            max_bytes: m.outbox.max_bytes,
+        });
     let store = Arc::new(Mutex::new(Store::open(&config.storage.data_dir, limits)?));
     let wake = Arc::new(tokio::sync::Notify::new());
     let Some(mqtt) = &config.mqtt else {
-        let delivery = Delivery { store, topics: None, wake };
+        let delivery = Delivery {
+            store,
+            topics: None,
+            wake,
+        };
         return Ok((Some(delivery), None));
     };
-    let settings = PublisherSettings::from_config(config, mqtt).map_err(crate::config::ConfigError)?;
+    let settings =
+        PublisherSettings::from_config(config, mqtt).map_err(crate::config::ConfigError)?;
     let shared = Arc::new(Shared {
         store: Arc::clone(&store),
         wake: Arc::clone(&wake),
@@ -509,7 +525,8 @@ pub fn start_delivery_with(
         connected: AtomicBool::new(false),
         delivered: AtomicU64::new(0),
     });
-    let background = Background::start(settings, shared, drain).context("starting the publisher")?;
+    let background =
+        Background::start(settings, shared, drain).context("starting the publisher")?;
     let delivery = Delivery {
         store,
         topics: Some(Topics::new(mqtt, &config.site.id)),

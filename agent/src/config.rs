@@ -124,7 +124,10 @@ impl Default for OutboxConfig {
 impl MqttConfig {
     /// The topic prefix with `{site}` filled in.
     pub fn prefix(&self, site: &str) -> String {
-        self.topic_prefix.replace("{site}", site).trim_end_matches('/').to_string()
+        self.topic_prefix
+            .replace("{site}", site)
+            .trim_end_matches('/')
+            .to_string()
     }
 
     pub fn client_id(&self, site: &str) -> String {
@@ -668,9 +671,13 @@ impl Config {
                 resolve(p);
             }
             if let Some(tls) = m.tls.as_mut() {
-                for p in [&mut tls.ca_file, &mut tls.client_cert_file, &mut tls.client_key_file]
-                    .into_iter()
-                    .flatten()
+                for p in [
+                    &mut tls.ca_file,
+                    &mut tls.client_cert_file,
+                    &mut tls.client_key_file,
+                ]
+                .into_iter()
+                .flatten()
                 {
                     resolve(p);
                 }
@@ -854,10 +861,16 @@ impl Config {
                 return fail(&["mqtt", "host"], "is empty".into());
             }
             if !is_identifier(&m.box_id) {
-                return fail(&["mqtt", "box_id"], format!("`{}` must be letters, digits, `-` or `_`", m.box_id));
+                return fail(
+                    &["mqtt", "box_id"],
+                    format!("`{}` must be letters, digits, `-` or `_`", m.box_id),
+                );
             }
             if m.topic_prefix.contains(['#', '+']) || m.topic_prefix.is_empty() {
-                return fail(&["mqtt", "topic_prefix"], "must be non-empty, without MQTT wildcards".into());
+                return fail(
+                    &["mqtt", "topic_prefix"],
+                    "must be non-empty, without MQTT wildcards".into(),
+                );
             }
             if m.keep_alive < Duration::from_secs(5) {
                 return fail(&["mqtt", "keep_alive"], "must be at least 5s".into());
@@ -866,15 +879,24 @@ impl Config {
                 return fail(&["mqtt", "heartbeat_every"], "must be at least 1s".into());
             }
             if m.reconnect_min.is_zero() || m.reconnect_min > m.reconnect_max {
-                return fail(&["mqtt", "reconnect_min"], "must be positive and at most reconnect_max".into());
+                return fail(
+                    &["mqtt", "reconnect_min"],
+                    "must be positive and at most reconnect_max".into(),
+                );
             }
             if m.password_file.is_some() && m.password_env.is_some() {
-                return fail(&["mqtt", "password_env"], "give password_file or password_env, not both".into());
+                return fail(
+                    &["mqtt", "password_env"],
+                    "give password_file or password_env, not both".into(),
+                );
             }
             if let Some(tls) = &m.tls
                 && tls.client_cert_file.is_some() != tls.client_key_file.is_some()
             {
-                return fail(&["mqtt", "tls"], "client_cert_file and client_key_file go together".into());
+                return fail(
+                    &["mqtt", "tls"],
+                    "client_cert_file and client_key_file go together".into(),
+                );
             }
         }
         let t = &self.tracker;

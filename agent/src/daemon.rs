@@ -15,7 +15,10 @@ use crate::analytics::CameraAnalytics;
 use crate::config::{CameraConfig, Config, DetectorConfig};
 use crate::metrics::{CameraMetrics, Metrics};
 use crate::model::InputSpec;
-use crate::pipeline::{Backpressure, Clock, DecodeOptions, FrameConsumer, FrameProducer, decode_into_queue, frame_queue};
+use crate::pipeline::{
+    Backpressure, Clock, DecodeOptions, FrameConsumer, FrameProducer, decode_into_queue,
+    frame_queue,
+};
 use crate::publish::Delivery;
 
 /// How long the publisher may keep delivering after a stop signal.
@@ -26,9 +29,15 @@ const QUEUE_DEPTH: usize = 3;
 pub fn run(config: Config) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(signal, Arc::clone(&stop)).context("installing signal handlers")?;
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("installing signal handlers")?;
     }
-    let cameras: Vec<CameraConfig> = config.cameras.iter().filter(|c| c.enabled).cloned().collect();
+    let cameras: Vec<CameraConfig> = config
+        .cameras
+        .iter()
+        .filter(|c| c.enabled)
+        .cloned()
+        .collect();
     let camera_ids: Vec<String> = cameras.iter().map(|c| c.id.clone()).collect();
     let metrics = Arc::new(Metrics::new(&camera_ids));
 
@@ -57,12 +66,14 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             metrics: Arc::clone(&camera_metrics),
             reported_drops: 0,
         });
-        let thread = std::thread::Builder::new().name(format!("cam-{}", camera.id)).spawn({
-            let camera = camera.clone();
-            let spec = spec.clone();
-            let stop = Arc::clone(&stop);
-            move || camera_loop(&camera, &spec, &producer, &stop, &camera_metrics)
-        })?;
+        let thread = std::thread::Builder::new()
+            .name(format!("cam-{}", camera.id))
+            .spawn({
+                let camera = camera.clone();
+                let spec = spec.clone();
+                let stop = Arc::clone(&stop);
+                move || camera_loop(&camera, &spec, &producer, &stop, &camera_metrics)
+            })?;
         decoders.push(thread);
     }
     tracing::info!(
@@ -81,7 +92,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     if let Some(background) = background {
         let waiting = background.stop();
         if waiting > 0 {
-            tracing::info!(events = waiting, "events kept in the outbox for the next start");
+            tracing::info!(
+                events = waiting,
+                "events kept in the outbox for the next start"
+            );
         }
     }
     Ok(())
@@ -104,7 +118,10 @@ fn inference_loop(
 ) {
     let mut last_watch = Instant::now();
     // Built once and reused: a Select allocates, and this loop runs per frame.
-    let receivers: Vec<_> = lanes.iter().map(|l| l.consumer.receiver().clone()).collect();
+    let receivers: Vec<_> = lanes
+        .iter()
+        .map(|l| l.consumer.receiver().clone())
+        .collect();
     let mut select = Select::new();
     for receiver in &receivers {
         select.recv(receiver);
@@ -135,7 +152,11 @@ fn inference_loop(
             continue;
         };
         let started = Instant::now();
-        let crate::pipeline::FrameSlot { meta, input, detections } = &mut *slot;
+        let crate::pipeline::FrameSlot {
+            meta,
+            input,
+            detections,
+        } = &mut *slot;
         match detector.detect(input, detections) {
             Ok(()) => {
                 metrics.record_inference(started.elapsed().as_secs_f32() * 1000.0);
@@ -148,7 +169,9 @@ fn inference_loop(
         lane.consumer.release(slot);
         let dropped = lane.consumer.dropped();
         if dropped > lane.reported_drops {
-            lane.metrics.frames_dropped.fetch_add(dropped - lane.reported_drops, Ordering::Relaxed);
+            lane.metrics
+                .frames_dropped
+                .fetch_add(dropped - lane.reported_drops, Ordering::Relaxed);
             lane.reported_drops = dropped;
         }
     }
@@ -172,7 +195,13 @@ fn deliver(delivery: &Delivery, events: Vec<crate::incidents::IncidentEvent>) {
 /// Keeps one camera's stream open: decodes into the queue, reopens after errors with
 /// exponential backoff, and plays files in a loop at real time (a file stands in for a
 /// camera in tests and demos).
-fn camera_loop(camera: &CameraConfig, spec: &InputSpec, producer: &FrameProducer, stop: &Arc<AtomicBool>, metrics: &Arc<CameraMetrics>) {
+fn camera_loop(
+    camera: &CameraConfig,
+    spec: &InputSpec,
+    producer: &FrameProducer,
+    stop: &Arc<AtomicBool>,
+    metrics: &Arc<CameraMetrics>,
+) {
     let url = camera.detection_url();
     let is_file = !url.contains("://");
     let mut options = DecodeOptions::for_camera(camera, url, Clock::Arrival);
@@ -186,7 +215,9 @@ fn camera_loop(camera: &CameraConfig, spec: &InputSpec, producer: &FrameProducer
             tracing::info!(camera = %camera.id, codec = %info.codec, width = info.width, height = info.height, "stream open");
         }) {
             Ok(report) => {
-                metrics.decode_errors.fetch_add(report.stats.decode_errors, Ordering::Relaxed);
+                metrics
+                    .decode_errors
+                    .fetch_add(report.stats.decode_errors, Ordering::Relaxed);
                 backoff = Duration::from_secs(1);
                 last_error.clear();
                 if !is_file {
@@ -202,7 +233,12 @@ fn camera_loop(camera: &CameraConfig, spec: &InputSpec, producer: &FrameProducer
                 backoff = (backoff * 2).min(Duration::from_secs(30));
             }
         }
-        let deadline = Instant::now() + backoff.min(if is_file { Duration::from_millis(500) } else { backoff });
+        let deadline = Instant::now()
+            + backoff.min(if is_file {
+                Duration::from_millis(500)
+            } else {
+                backoff
+            });
         while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(100));
         }

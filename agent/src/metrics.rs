@@ -120,7 +120,11 @@ mod tests {
         for _ in 0..WINDOW {
             m.record_inference(7.0);
         }
-        assert_eq!(m.inference_latency_ms().unwrap(), (7.0, 7.0), "old samples age out");
+        assert_eq!(
+            m.inference_latency_ms().unwrap(),
+            (7.0, 7.0),
+            "old samples age out"
+        );
         assert_eq!(m.inferences.load(Ordering::Relaxed), 100 + WINDOW as u64);
     }
 

@@ -21,9 +21,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded};
 
 use crate::config::CameraConfig;
-use crate::metrics::CameraMetrics;
 use crate::detect::Detector;
 use crate::frame::{Detection, FrameMeta};
+use crate::metrics::CameraMetrics;
 use crate::model::InputSpec;
 use crate::source::{
     DecodeStats, FrameSampler, Letterboxer, ModelInput, OpenOptions, SourceError, StreamInfo,

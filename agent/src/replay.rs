@@ -18,11 +18,10 @@ use crate::detect::Detector;
 use crate::frame::{Detection, FrameMeta};
 use crate::incidents::{EventState, IncidentEvent};
 use crate::output::JsonlWriter;
-use crate::publish::Delivery;
 use crate::pipeline::{
-    Backpressure, Clock, DecodeOptions, FrameSink, decode_into_queue, frame_queue,
-    infer_from_queue,
+    Backpressure, Clock, DecodeOptions, FrameSink, decode_into_queue, frame_queue, infer_from_queue,
 };
+use crate::publish::Delivery;
 
 #[derive(Debug, Clone)]
 pub struct ReplayOptions {

@@ -4,6 +4,7 @@
 //! The tests use real components only: the real `gridwatch` binary, FFmpeg (library and
 //! CLI), ONNX Runtime with the real model, and the shared sample media.
 
+pub mod broker;
 pub mod scenario;
 
 use std::path::{Path, PathBuf};

@@ -19,7 +19,10 @@ pub enum Polled {
     SentPublish(u16),
     /// The broker acknowledged a QoS 1 publish.
     PubAck(u16),
-    Message { topic: String, payload: Vec<u8> },
+    Message {
+        topic: String,
+        payload: Vec<u8>,
+    },
     Other,
 }
 
@@ -32,7 +35,10 @@ pub struct ConnectSettings {
     pub client_id: String,
     pub keep_alive: Duration,
     pub clean_session: bool,
-    pub credentials: Option<(String, String)>,
+    /// User name; the password is read from its source at every connection attempt, so a
+    /// fixed password file takes effect without a restart.
+    pub username: Option<String>,
+    password_source: MqttConfig,
     pub tls: Option<Arc<rustls::ClientConfig>>,
     pub will_topic: String,
     pub will_payload: Vec<u8>,
@@ -45,7 +51,7 @@ impl std::fmt::Debug for ConnectSettings {
             .field("host", &self.host)
             .field("port", &self.port)
             .field("client_id", &self.client_id)
-            .field("user", &self.credentials.as_ref().map(|c| &c.0))
+            .field("user", &self.username)
             .field("tls", &self.tls.is_some())
             .finish_non_exhaustive()
     }
@@ -58,12 +64,11 @@ impl ConnectSettings {
         will_topic: String,
         will_payload: Vec<u8>,
     ) -> Result<ConnectSettings, String> {
+        // Fail at start for a password source that cannot work at all.
         let password = config.password()?;
-        let credentials = match (&config.username, password) {
-            (Some(user), password) => Some((user.clone(), password.unwrap_or_default())),
-            (None, Some(_)) => return Err("mqtt: a password is configured but no username".into()),
-            (None, None) => None,
-        };
+        if config.username.is_none() && password.is_some() {
+            return Err("mqtt: a password is configured but no username".into());
+        }
         let tls = config.tls.as_ref().map(build_tls).transpose()?;
         Ok(ConnectSettings {
             host: config.host.clone(),
@@ -72,7 +77,8 @@ impl ConnectSettings {
             client_id,
             keep_alive: config.keep_alive,
             clean_session: config.clean_session,
-            credentials,
+            username: config.username.clone(),
+            password_source: config.clone(),
             tls,
             will_topic,
             will_payload,
@@ -94,7 +100,10 @@ fn build_tls(tls: &TlsConfig) -> Result<Arc<rustls::ClientConfig>, String> {
                     .map_err(|e| format!("mqtt.tls.ca_file {}: {e}", path.display()))?;
             }
             if roots.is_empty() {
-                return Err(format!("mqtt.tls.ca_file {} holds no PEM certificate", path.display()));
+                return Err(format!(
+                    "mqtt.tls.ca_file {} holds no PEM certificate",
+                    path.display()
+                ));
             }
         }
         None => {
@@ -119,7 +128,12 @@ fn build_tls(tls: &TlsConfig) -> Result<Arc<rustls::ClientConfig>, String> {
                 .map_err(|e| format!("mqtt.tls.client_cert_file: {e}"))?;
             let key = rustls_pemfile::private_key(&mut read(key_path)?)
                 .map_err(|e| format!("mqtt.tls.client_key_file: {e}"))?
-                .ok_or_else(|| format!("mqtt.tls.client_key_file {} holds no private key", key_path.display()))?;
+                .ok_or_else(|| {
+                    format!(
+                        "mqtt.tls.client_key_file {} holds no private key",
+                        key_path.display()
+                    )
+                })?;
             builder
                 .with_client_auth_cert(certs, key)
                 .map_err(|e| format!("mqtt.tls client certificate: {e}"))?
@@ -143,9 +157,22 @@ pub enum EventLoop {
 /// so non-blocking sends never find it full.
 const REQUEST_CAPACITY: usize = 512;
 
-pub fn connect(s: &ConnectSettings) -> (Client, EventLoop) {
+impl ConnectSettings {
+    fn credentials(&self) -> Result<Option<(String, String)>, String> {
+        let Some(user) = &self.username else {
+            return Ok(None);
+        };
+        let password = self.password_source.password()?.unwrap_or_default();
+        Ok(Some((user.clone(), password)))
+    }
+}
+
+pub fn connect(s: &ConnectSettings) -> Result<(Client, EventLoop), String> {
+    let credentials = s.credentials()?;
     let transport = |tls: &Option<Arc<rustls::ClientConfig>>| match tls {
-        Some(config) => rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(Arc::clone(config))),
+        Some(config) => rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(
+            Arc::clone(config),
+        )),
         None => rumqttc::Transport::tcp(),
     };
     match s.protocol {
@@ -161,11 +188,11 @@ pub fn connect(s: &ConnectSettings) -> (Client, EventLoop) {
                     rumqttc::QoS::AtLeastOnce,
                     true,
                 ));
-            if let Some((user, password)) = &s.credentials {
+            if let Some((user, password)) = &credentials {
                 o.set_credentials(user, password);
             }
             let (client, eventloop) = rumqttc::AsyncClient::new(o, REQUEST_CAPACITY);
-            (Client::V4(client), EventLoop::V4(Box::new(eventloop)))
+            Ok((Client::V4(client), EventLoop::V4(Box::new(eventloop))))
         }
         MqttProtocol::V5 => {
             let mut o = mqtt5::MqttOptions::new(&s.client_id, &s.host, s.port);
@@ -180,21 +207,32 @@ pub fn connect(s: &ConnectSettings) -> (Client, EventLoop) {
                     true,
                     None,
                 ));
-            if let Some((user, password)) = &s.credentials {
+            if let Some((user, password)) = &credentials {
                 o.set_credentials(user, password);
             }
             let (client, eventloop) = mqtt5::AsyncClient::new(o, REQUEST_CAPACITY);
-            (Client::V5(client), EventLoop::V5(Box::new(eventloop)))
+            Ok((Client::V5(client), EventLoop::V5(Box::new(eventloop))))
         }
     }
 }
 
 impl Client {
-    pub fn publish(&self, topic: &str, payload: Vec<u8>, at_least_once: bool, retain: bool) -> Result<(), String> {
+    pub fn publish(
+        &self,
+        topic: &str,
+        payload: Vec<u8>,
+        at_least_once: bool,
+        retain: bool,
+    ) -> Result<(), String> {
         match self {
             Client::V4(c) => {
-                let qos = if at_least_once { rumqttc::QoS::AtLeastOnce } else { rumqttc::QoS::AtMostOnce };
-                c.try_publish(topic, qos, retain, payload).map_err(|e| e.to_string())
+                let qos = if at_least_once {
+                    rumqttc::QoS::AtLeastOnce
+                } else {
+                    rumqttc::QoS::AtMostOnce
+                };
+                c.try_publish(topic, qos, retain, payload)
+                    .map_err(|e| e.to_string())
             }
             Client::V5(c) => {
                 let qos = if at_least_once {
@@ -202,14 +240,17 @@ impl Client {
                 } else {
                     mqtt5::mqttbytes::QoS::AtMostOnce
                 };
-                c.try_publish(topic, qos, retain, payload).map_err(|e| e.to_string())
+                c.try_publish(topic, qos, retain, payload)
+                    .map_err(|e| e.to_string())
             }
         }
     }
 
     pub fn subscribe(&self, filter: &str) -> Result<(), String> {
         match self {
-            Client::V4(c) => c.try_subscribe(filter, rumqttc::QoS::AtLeastOnce).map_err(|e| e.to_string()),
+            Client::V4(c) => c
+                .try_subscribe(filter, rumqttc::QoS::AtLeastOnce)
+                .map_err(|e| e.to_string()),
             Client::V5(c) => c
                 .try_subscribe(filter, mqtt5::mqttbytes::QoS::AtLeastOnce)
                 .map_err(|e| e.to_string()),
@@ -242,13 +283,15 @@ impl EventLoop {
                     }),
                     Ok(Event::Outgoing(Outgoing::Publish(pkid))) => Ok(Polled::SentPublish(pkid)),
                     Ok(_) => Ok(Polled::Other),
-                    Err(rumqttc::ConnectionError::ConnectionRefused(code)) => Err(refusal(&format!("{code:?}"))),
+                    Err(rumqttc::ConnectionError::ConnectionRefused(code)) => {
+                        Err(refusal(&format!("{code:?}")))
+                    }
                     Err(err) => Err(describe(&err.to_string())),
                 }
             }
             EventLoop::V5(e) => {
-                use mqtt5::mqttbytes::v5::{ConnectReturnCode, Packet};
                 use mqtt5::Event;
+                use mqtt5::mqttbytes::v5::{ConnectReturnCode, Packet};
                 use rumqttc::Outgoing;
                 match e.poll().await {
                     Ok(Event::Incoming(Packet::ConnAck(ack))) => match ack.code {
@@ -262,7 +305,9 @@ impl EventLoop {
                     }),
                     Ok(Event::Outgoing(Outgoing::Publish(pkid))) => Ok(Polled::SentPublish(pkid)),
                     Ok(_) => Ok(Polled::Other),
-                    Err(mqtt5::ConnectionError::ConnectionRefused(code)) => Err(refusal(&format!("{code:?}"))),
+                    Err(mqtt5::ConnectionError::ConnectionRefused(code)) => {
+                        Err(refusal(&format!("{code:?}")))
+                    }
                     Err(err) => Err(describe(&err.to_string())),
                 }
             }
@@ -273,11 +318,18 @@ impl EventLoop {
 /// A broker's refusal, in words an installer can act on.
 fn refusal(code: &str) -> String {
     let hint = match code {
-        "BadUserNamePassword" => "bad user name or password (check mqtt.username and mqtt.password_file/password_env)",
-        "NotAuthorized" => "not authorized (check the broker's ACL for this user and client id)",
+        "BadUserNamePassword" => {
+            "bad user name or password (check mqtt.username and mqtt.password_file/password_env)"
+        }
+        // Mosquitto 2 answers a wrong password with this code, not BadUserNamePassword.
+        "NotAuthorized" => {
+            "not authorized: wrong user name or password, or no permission (check mqtt.username, mqtt.password_file/password_env and the broker's ACL)"
+        }
         "BadClientId" | "ClientIdentifierNotValid" => "client id rejected (check mqtt.box_id)",
         "ServiceUnavailable" | "ServerUnavailable" => "broker unavailable",
-        "RefusedProtocolVersion" | "UnsupportedProtocolVersion" => "protocol version refused (check mqtt.protocol)",
+        "RefusedProtocolVersion" | "UnsupportedProtocolVersion" => {
+            "protocol version refused (check mqtt.protocol)"
+        }
         other => other,
     };
     format!("broker refused the connection: {hint}")

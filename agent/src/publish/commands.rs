@@ -97,14 +97,15 @@ mod tests {
 
     #[test]
     fn valid_commands() {
-        assert_eq!(parse("ping", b"").unwrap(), Command::Ping(Ping { id: None }));
         assert_eq!(
-            parse("ping", br#"{"id":"r1"}"#).unwrap().id(),
-            Some("r1")
+            parse("ping", b"").unwrap(),
+            Command::Ping(Ping { id: None })
         );
+        assert_eq!(parse("ping", br#"{"id":"r1"}"#).unwrap().id(), Some("r1"));
         let r = parse(
             "review",
-            r#"{"incident_id":"0191","verdict":"dismissed","reviewer":"王","note":"有车证"}"#.as_bytes(),
+            r#"{"incident_id":"0191","verdict":"dismissed","reviewer":"王","note":"有车证"}"#
+                .as_bytes(),
         )
         .unwrap();
         match r {
@@ -120,10 +121,34 @@ mod tests {
     fn hostile_payloads_are_rejected_with_a_reason() {
         let err = |name: &str, payload: &[u8]| parse(name, payload).unwrap_err();
         assert!(err("review", b"{not json").contains("key must be a string"));
-        assert!(err("review", br#"{"incident_id":1,"verdict":"confirmed","reviewer":"a"}"#).contains("invalid type"));
-        assert!(err("review", br#"{"incident_id":"x","verdict":"maybe","reviewer":"a"}"#).contains("unknown variant"));
-        assert!(err("review", br#"{"incident_id":"x","verdict":"confirmed","reviewer":"a","admin":true}"#).contains("unknown field"));
-        assert!(err("review", br#"{"incident_id":"x","verdict":"confirmed","reviewer":""}"#).contains("reviewer"));
+        assert!(
+            err(
+                "review",
+                br#"{"incident_id":1,"verdict":"confirmed","reviewer":"a"}"#
+            )
+            .contains("invalid type")
+        );
+        assert!(
+            err(
+                "review",
+                br#"{"incident_id":"x","verdict":"maybe","reviewer":"a"}"#
+            )
+            .contains("unknown variant")
+        );
+        assert!(
+            err(
+                "review",
+                br#"{"incident_id":"x","verdict":"confirmed","reviewer":"a","admin":true}"#
+            )
+            .contains("unknown field")
+        );
+        assert!(
+            err(
+                "review",
+                br#"{"incident_id":"x","verdict":"confirmed","reviewer":""}"#
+            )
+            .contains("reviewer")
+        );
         assert!(err("review", &vec![b' '; MAX_PAYLOAD + 1]).contains("over the"));
         assert!(err("review", &[0xff, 0xfe]).contains("UTF-8"));
         assert!(err("reboot", b"{}").contains("unknown command"));

@@ -28,7 +28,7 @@ use tokio::sync::{Notify, watch};
 use crate::config::{Config, MqttConfig};
 use crate::metrics::{Metrics, disk_free};
 use crate::output::format_time;
-use crate::store::Store;
+use crate::store::{ReviewRequest, Store};
 
 use client::{ConnectSettings, Polled};
 use commands::{Command, CommandResult};
@@ -111,7 +111,12 @@ impl PublisherSettings {
             topics,
             site: config.site.id.clone(),
             box_id: mqtt.box_id.clone(),
-            cameras: config.cameras.iter().filter(|c| c.enabled).map(|c| c.id.clone()).collect(),
+            cameras: config
+                .cameras
+                .iter()
+                .filter(|c| c.enabled)
+                .map(|c| c.id.clone())
+                .collect(),
             heartbeat_every: mqtt.heartbeat_every,
             reconnect_min: mqtt.reconnect_min,
             reconnect_max: mqtt.reconnect_max,
@@ -130,21 +135,39 @@ enum SessionEnd {
     Lost(String),
 }
 
-/// Runs until `shutdown` turns true. On shutdown it keeps delivering for up to `drain`
-/// (while connected), then announces `offline` and disconnects.
-pub async fn run(settings: PublisherSettings, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>, drain: Duration) {
+/// Runs until `shutdown` turns true. After that it keeps delivering (reconnecting if it
+/// must) until the outbox is empty or `drain` has passed, then announces `offline` and
+/// disconnects.
+pub async fn run(
+    settings: PublisherSettings,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+    drain: Duration,
+) {
     let mut backoff = settings.reconnect_min;
     let mut last_error: Option<String> = None;
+    let mut deadline: Option<tokio::time::Instant> = None;
     loop {
-        if *shutdown.borrow() {
+        if *shutdown.borrow() && deadline.is_none() {
+            deadline = Some(tokio::time::Instant::now() + drain);
+        }
+        if let Some(d) = deadline
+            && (tokio::time::Instant::now() >= d || outbox_len(&shared) == 0)
+        {
             return;
         }
-        let mut session = Session::new(&settings, &shared);
-        match session.run(&mut shutdown, drain).await {
-            SessionEnd::Shutdown => return,
-            SessionEnd::Lost(reason) => {
+        let outcome = match Session::new(&settings, &shared) {
+            Ok(mut session) => {
+                let end = session.run(&mut shutdown, &mut deadline, drain).await;
+                (end, session.was_connected)
+            }
+            Err(reason) => (SessionEnd::Lost(reason), false),
+        };
+        match outcome {
+            (SessionEnd::Shutdown, _) => return,
+            (SessionEnd::Lost(reason), was_connected) => {
                 shared.connected.store(false, Ordering::Relaxed);
-                if session.was_connected {
+                if was_connected {
                     backoff = settings.reconnect_min;
                     tracing::warn!(broker = %broker(&settings), "MQTT connection lost: {reason}; reconnecting");
                     last_error = None;
@@ -159,11 +182,22 @@ pub async fn run(settings: PublisherSettings, shared: Arc<Shared>, mut shutdown:
         // restart spread out instead of stampeding.
         let wait = rand::rng().random_range(backoff.mul_f64(0.5)..=backoff);
         backoff = (backoff * 2).min(settings.reconnect_max);
+        let until = deadline.unwrap_or_else(|| tokio::time::Instant::now() + wait);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = shutdown.changed() => {}
+            _ = tokio::time::sleep_until(until) => {}
+            _ = shutdown.changed(), if deadline.is_none() => {}
         }
     }
+}
+
+fn outbox_len(shared: &Shared) -> u64 {
+    shared
+        .store
+        .lock()
+        .ok()
+        .and_then(|s| s.outbox_stats().ok())
+        .map_or(0, |s| s.events)
 }
 
 fn broker(settings: &PublisherSettings) -> String {
@@ -190,9 +224,9 @@ struct Session<'a> {
 }
 
 impl<'a> Session<'a> {
-    fn new(settings: &'a PublisherSettings, shared: &'a Shared) -> Session<'a> {
-        let (client, events) = client::connect(&settings.connect);
-        Session {
+    fn new(settings: &'a PublisherSettings, shared: &'a Shared) -> Result<Session<'a>, String> {
+        let (client, events) = client::connect(&settings.connect)?;
+        Ok(Session {
             settings,
             shared,
             client,
@@ -205,23 +239,32 @@ impl<'a> Session<'a> {
             was_connected: false,
             last_counts: HashMap::new(),
             last_beat: std::time::Instant::now(),
-        }
+        })
     }
 
-    async fn run(&mut self, shutdown: &mut watch::Receiver<bool>, drain: Duration) -> SessionEnd {
+    /// Serves one connection. `deadline` is set once shutdown is asked for (here or before
+    /// this session): from then on the session ends when the outbox is empty or the
+    /// deadline passes.
+    async fn run(
+        &mut self,
+        shutdown: &mut watch::Receiver<bool>,
+        deadline: &mut Option<tokio::time::Instant>,
+        drain: Duration,
+    ) -> SessionEnd {
         let mut heartbeat = tokio::time::interval(self.settings.heartbeat_every);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let wake = Arc::clone(&self.shared.wake);
-        let mut draining_until: Option<tokio::time::Instant> = None;
         loop {
-            if let Some(deadline) = draining_until {
-                let empty = self.outbox_in_flight == 0 && self.outbox_len() == 0;
-                if empty || !self.connected || tokio::time::Instant::now() >= deadline {
+            if let Some(d) = *deadline
+                && self.connected
+            {
+                let empty = self.outbox_in_flight == 0 && outbox_len(self.shared) == 0;
+                if empty || tokio::time::Instant::now() >= d {
                     self.goodbye().await;
                     return SessionEnd::Shutdown;
                 }
             }
-            let drain_tick = tokio::time::sleep(Duration::from_millis(100));
+            let tick = tokio::time::sleep(Duration::from_millis(100));
             tokio::select! {
                 polled = self.events.poll() => match polled {
                     Ok(event) => {
@@ -229,33 +272,23 @@ impl<'a> Session<'a> {
                             return SessionEnd::Lost(reason);
                         }
                     }
-                    Err(reason) => {
-                        if draining_until.is_some() {
-                            return SessionEnd::Shutdown;
-                        }
-                        return SessionEnd::Lost(reason);
-                    }
+                    Err(reason) => return SessionEnd::Lost(reason),
                 },
                 _ = wake.notified(), if self.connected => self.fill(),
                 _ = heartbeat.tick(), if self.connected => self.heartbeat(),
-                _ = shutdown.changed(), if draining_until.is_none() => {
-                    if !self.connected {
+                _ = shutdown.changed(), if deadline.is_none() => {
+                    *deadline = Some(tokio::time::Instant::now() + drain);
+                }
+                _ = tick, if deadline.is_some() => {
+                    if let Some(d) = *deadline
+                        && !self.connected
+                        && tokio::time::Instant::now() >= d
+                    {
                         return SessionEnd::Shutdown;
                     }
-                    draining_until = Some(tokio::time::Instant::now() + drain);
                 }
-                _ = drain_tick, if draining_until.is_some() => {}
             }
         }
-    }
-
-    fn outbox_len(&self) -> u64 {
-        self.shared
-            .store
-            .lock()
-            .ok()
-            .and_then(|s| s.outbox_stats().ok())
-            .map_or(0, |s| s.events)
     }
 
     fn handle(&mut self, event: Polled) -> Result<(), String> {
@@ -273,7 +306,13 @@ impl<'a> Session<'a> {
                     "cameras": self.settings.cameras,
                     "started_at": self.settings.started_at,
                 });
-                self.send(&self.settings.topics.status(), status.to_string().into_bytes(), true, true, None)?;
+                self.send(
+                    &self.settings.topics.status(),
+                    status.to_string().into_bytes(),
+                    true,
+                    true,
+                    None,
+                )?;
                 self.client.subscribe(&self.settings.topics.commands())?;
                 self.fill();
             }
@@ -286,7 +325,12 @@ impl<'a> Session<'a> {
             Polled::PubAck(pkid) => {
                 if let Some(Some(id)) = self.in_flight.remove(&pkid) {
                     self.outbox_in_flight = self.outbox_in_flight.saturating_sub(1);
-                    let deleted = self.shared.store.lock().map_err(|_| "store lock poisoned".to_string())?.outbox_delete(&[id]);
+                    let deleted = self
+                        .shared
+                        .store
+                        .lock()
+                        .map_err(|_| "store lock poisoned".to_string())?
+                        .outbox_delete(&[id]);
                     if let Err(e) = deleted {
                         tracing::error!("outbox delete failed: {e}");
                     }
@@ -300,7 +344,14 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
-    fn send(&mut self, topic: &str, payload: Vec<u8>, qos1: bool, retain: bool, row: Option<i64>) -> Result<(), String> {
+    fn send(
+        &mut self,
+        topic: &str,
+        payload: Vec<u8>,
+        qos1: bool,
+        retain: bool,
+        row: Option<i64>,
+    ) -> Result<(), String> {
         self.client.publish(topic, payload, qos1, retain)?;
         if qos1 {
             self.sent.push_back(row);
@@ -321,7 +372,10 @@ impl<'a> Session<'a> {
             Ok(rows) => {
                 for row in rows {
                     self.cursor = row.id;
-                    if self.send(&row.topic, row.payload, true, false, Some(row.id)).is_err() {
+                    if self
+                        .send(&row.topic, row.payload, true, false, Some(row.id))
+                        .is_err()
+                    {
                         // The request channel is closed: the session is ending anyway and
                         // the next one starts from the outbox again.
                         return;
@@ -343,7 +397,10 @@ impl<'a> Session<'a> {
             .map(|(id, m)| {
                 let frames_in = m.frames_in.load(Ordering::Relaxed);
                 let frames_out = m.frames_inferred.load(Ordering::Relaxed);
-                let (prev_in, prev_out) = self.last_counts.insert(id.clone(), (frames_in, frames_out)).unwrap_or((frames_in, frames_out));
+                let (prev_in, prev_out) = self
+                    .last_counts
+                    .insert(id.clone(), (frames_in, frames_out))
+                    .unwrap_or((frames_in, frames_out));
                 json!({
                     "id": id,
                     "fps_in": ((frames_in - prev_in) as f64 / elapsed * 10.0).round() / 10.0,
@@ -353,7 +410,13 @@ impl<'a> Session<'a> {
                 })
             })
             .collect();
-        let outbox = self.shared.store.lock().ok().and_then(|s| s.outbox_stats().ok()).unwrap_or_default();
+        let outbox = self
+            .shared
+            .store
+            .lock()
+            .ok()
+            .and_then(|s| s.outbox_stats().ok())
+            .unwrap_or_default();
         let now_us = chrono::Utc::now().timestamp_micros();
         let latency = metrics.inference_latency_ms();
         let beat = json!({
@@ -372,11 +435,18 @@ impl<'a> Session<'a> {
             },
             "disk_free_bytes": disk_free(&self.settings.data_dir),
         });
-        let _ = self.send(&self.settings.topics.heartbeat(), beat.to_string().into_bytes(), false, false, None);
+        let _ = self.send(
+            &self.settings.topics.heartbeat(),
+            beat.to_string().into_bytes(),
+            false,
+            false,
+            None,
+        );
     }
 
     fn command(&mut self, topic: &str, payload: &[u8]) -> Result<(), String> {
-        let Some(name) = topic.strip_prefix(&format!("{}/cmd/", self.settings.topics.prefix)) else {
+        let Some(name) = topic.strip_prefix(&format!("{}/cmd/", self.settings.topics.prefix))
+        else {
             return Ok(());
         };
         if name == "result" {
@@ -386,17 +456,45 @@ impl<'a> Session<'a> {
         let result = match commands::parse(name, payload) {
             Err(reason) => {
                 tracing::warn!(command = name, "rejected a command: {reason}");
-                CommandResult { command: name.to_string(), id: None, ok: false, error: Some(reason), event_id: None }
+                CommandResult {
+                    command: name.to_string(),
+                    id: None,
+                    ok: false,
+                    error: Some(reason),
+                    event_id: None,
+                }
             }
-            Ok(Command::Ping(ping)) => CommandResult { command: "ping".into(), id: ping.id, ok: true, error: None, event_id: None },
+            Ok(Command::Ping(ping)) => CommandResult {
+                command: "ping".into(),
+                id: ping.id,
+                ok: true,
+                error: None,
+                event_id: None,
+            },
             Ok(Command::Review(review)) => {
                 let topic = {
-                    let camera = self.shared.store.lock().ok().and_then(|s| s.incident(&review.incident_id).ok().flatten()).and_then(|e| e["camera"]["id"].as_str().map(String::from));
+                    let camera = self
+                        .shared
+                        .store
+                        .lock()
+                        .ok()
+                        .and_then(|s| s.incident(&review.incident_id).ok().flatten())
+                        .and_then(|e| e["camera"]["id"].as_str().map(String::from));
                     camera.map(|c| self.settings.topics.incident(&c))
                 };
                 let outcome = match (&topic, self.shared.store.lock()) {
                     (Some(topic), Ok(mut store)) => store
-                        .review(&review.incident_id, review.verdict, &review.reviewer, &review.note, chrono::Utc::now().timestamp_micros(), self.settings.offset, Some(topic))
+                        .review(
+                            &ReviewRequest {
+                                incident_id: &review.incident_id,
+                                verdict: review.verdict,
+                                reviewer: &review.reviewer,
+                                note: &review.note,
+                                at_us: chrono::Utc::now().timestamp_micros(),
+                            },
+                            self.settings.offset,
+                            Some(topic),
+                        )
                         .map_err(|e| e.to_string()),
                     (None, _) => Err(format!("no incident {}", review.incident_id)),
                     (_, Err(_)) => Err("store unavailable".into()),
@@ -405,17 +503,35 @@ impl<'a> Session<'a> {
                     Ok(event) => {
                         tracing::info!(incident = %review.incident_id, reviewer = %review.reviewer, "review stored");
                         self.fill();
-                        CommandResult { command: "review".into(), id: review.id, ok: true, error: None, event_id: event["event_id"].as_str().map(String::from) }
+                        CommandResult {
+                            command: "review".into(),
+                            id: review.id,
+                            ok: true,
+                            error: None,
+                            event_id: event["event_id"].as_str().map(String::from),
+                        }
                     }
                     Err(reason) => {
                         tracing::warn!(command = "review", "rejected a command: {reason}");
-                        CommandResult { command: "review".into(), id: review.id, ok: false, error: Some(reason), event_id: None }
+                        CommandResult {
+                            command: "review".into(),
+                            id: review.id,
+                            ok: false,
+                            error: Some(reason),
+                            event_id: None,
+                        }
                     }
                 }
             }
         };
         let payload = serde_json::to_vec(&result).unwrap_or_default();
-        self.send(&self.settings.topics.command_result(), payload, true, false, None)
+        self.send(
+            &self.settings.topics.command_result(),
+            payload,
+            true,
+            false,
+            None,
+        )
     }
 
     /// A clean goodbye: the retained status says offline (the Last Will only fires on an
@@ -427,7 +543,16 @@ impl<'a> Session<'a> {
             "site": self.settings.site,
             "box_id": self.settings.box_id,
         });
-        if self.send(&self.settings.topics.status(), status.to_string().into_bytes(), true, true, None).is_ok() {
+        if self
+            .send(
+                &self.settings.topics.status(),
+                status.to_string().into_bytes(),
+                true,
+                true,
+                None,
+            )
+            .is_ok()
+        {
             // Let the event loop flush it (bounded: a dead broker must not hold us up).
             let deadline = tokio::time::sleep(Duration::from_secs(2));
             tokio::pin!(deadline);
@@ -460,8 +585,13 @@ impl Delivery {
     /// Stores the event (renumbering it after any reviews) and queues it for MQTT.
     pub fn record(&self, event: &mut crate::incidents::IncidentEvent) -> Result<(), String> {
         let topic = self.topics.as_ref().map(|t| t.incident(&event.camera.id));
-        let mut store = self.store.lock().map_err(|_| "store lock poisoned".to_string())?;
-        store.record(event, topic.as_deref()).map_err(|e| e.to_string())?;
+        let mut store = self
+            .store
+            .lock()
+            .map_err(|_| "store lock poisoned".to_string())?;
+        store
+            .record(event, topic.as_deref())
+            .map_err(|e| e.to_string())?;
         drop(store);
         self.wake.notify_one();
         Ok(())
@@ -477,16 +607,29 @@ pub struct Background {
 
 impl Background {
     /// Starts publishing; on `stop`, delivery continues for up to `drain`.
-    pub fn start(settings: PublisherSettings, shared: Arc<Shared>, drain: Duration) -> std::io::Result<Background> {
+    pub fn start(
+        settings: PublisherSettings,
+        shared: Arc<Shared>,
+        drain: Duration,
+    ) -> std::io::Result<Background> {
         let (shutdown, receiver) = watch::channel(false);
         let task_shared = Arc::clone(&shared);
-        let thread = std::thread::Builder::new().name("publisher".into()).spawn(move || {
-            match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(runtime) => runtime.block_on(run(settings, task_shared, receiver, drain)),
-                Err(e) => tracing::error!("cannot start the publisher runtime: {e}"),
-            }
-        })?;
-        Ok(Background { shutdown, thread, shared })
+        let thread = std::thread::Builder::new()
+            .name("publisher".into())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime.block_on(run(settings, task_shared, receiver, drain)),
+                    Err(e) => tracing::error!("cannot start the publisher runtime: {e}"),
+                }
+            })?;
+        Ok(Background {
+            shutdown,
+            thread,
+            shared,
+        })
     }
 
     /// Stops after delivering what it can within the drain time; returns the events still
@@ -494,6 +637,11 @@ impl Background {
     pub fn stop(self) -> u64 {
         let _ = self.shutdown.send(true);
         let _ = self.thread.join();
-        self.shared.store.lock().ok().and_then(|s| s.outbox_stats().ok()).map_or(0, |s| s.events)
+        self.shared
+            .store
+            .lock()
+            .ok()
+            .and_then(|s| s.outbox_stats().ok())
+            .map_or(0, |s| s.events)
     }
 }

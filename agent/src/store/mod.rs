@@ -75,6 +75,17 @@ pub struct OutboxRow {
     pub created_at_us: i64,
 }
 
+/// A station's verdict on an incident, as the API and the MQTT command give it.
+#[derive(Debug, Clone, Copy)]
+pub struct ReviewRequest<'a> {
+    pub incident_id: &'a str,
+    pub verdict: Verdict,
+    pub reviewer: &'a str,
+    pub note: &'a str,
+    /// When the verdict was given, Unix microseconds.
+    pub at_us: i64,
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OutboxStats {
     pub events: u64,
@@ -417,14 +428,17 @@ impl Store {
     /// outbox when `topic` is given).
     pub fn review(
         &mut self,
-        incident_id: &str,
-        verdict: Verdict,
-        reviewer: &str,
-        note: &str,
-        at_us: i64,
+        request: &ReviewRequest<'_>,
         offset: FixedOffset,
         topic: Option<&str>,
     ) -> Result<Value, StoreError> {
+        let ReviewRequest {
+            incident_id,
+            verdict,
+            reviewer,
+            note,
+            at_us,
+        } = *request;
         let row: Option<(String, u32, String)> = self
             .conn
             .query_row(

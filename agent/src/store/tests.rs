@@ -205,17 +205,14 @@ fn review_adds_a_reviewed_event_to_the_outbox() {
     let mut opened = log.record(&change(0, Transition::Open, 0));
     store.record(&mut opened, Some(TOPIC)).unwrap();
     let offset = FixedOffset::east_opt(8 * 3600).unwrap();
-    let reviewed = store
-        .review(
-            &opened.incident_id,
-            Verdict::Dismissed,
-            "王网格员",
-            "有停车证",
-            1_764_000_100_000_000,
-            offset,
-            Some(TOPIC),
-        )
-        .unwrap();
+    let request = ReviewRequest {
+        incident_id: &opened.incident_id,
+        verdict: Verdict::Dismissed,
+        reviewer: "王网格员",
+        note: "有停车证",
+        at_us: 1_764_000_100_000_000,
+    };
+    let reviewed = store.review(&request, offset, Some(TOPIC)).unwrap();
     assert_eq!(reviewed["state"], "reviewed");
     assert_eq!(reviewed["seq"], 1);
     assert_eq!(reviewed["review"]["verdict"], "dismissed");
@@ -224,9 +221,14 @@ fn review_adds_a_reviewed_event_to_the_outbox() {
     let rows = store.outbox_after(0, 10).unwrap();
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[1].event_id, reviewed["event_id"].as_str().unwrap());
-    let err = store
-        .review("nope", Verdict::Confirmed, "x", "", 0, offset, Some(TOPIC))
-        .unwrap_err();
+    let unknown = ReviewRequest {
+        incident_id: "nope",
+        verdict: Verdict::Confirmed,
+        reviewer: "x",
+        note: "",
+        at_us: 0,
+    };
+    let err = store.review(&unknown, offset, Some(TOPIC)).unwrap_err();
     assert!(matches!(err, StoreError::UnknownIncident(_)));
     // A later lifecycle event is renumbered after the review.
     let mut update = log.record(&change(0, Transition::Update, 120));

@@ -1,0 +1,555 @@
+//! Delivery to the grid platform over MQTT, against a real mosquitto started by the tests:
+//! every event arrives, in order per camera, schema-valid, through broker outages, agent
+//! crashes, TLS and authentication problems; the status topic and its Last Will; commands.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gridwatch_e2e::broker::{Broker, BrokerOptions, Message, Subscriber, make_ca};
+use gridwatch_e2e::scenario;
+use gridwatch_e2e::*;
+use serde_json::Value;
+
+const PREFIX: &str = "gridwatch/v1/scenario";
+
+/// The scenario's config with `[storage]` in `dir` and the given `[mqtt]` table.
+fn config_with(dir: &Path, scenario_name: &str, mqtt: &str) -> PathBuf {
+    let base = std::fs::read_to_string(
+        scenario::scenarios_dir()
+            .join(scenario_name)
+            .join("config.toml"),
+    )
+    .unwrap();
+    let at = base.find("[[cameras]]").unwrap();
+    let text = format!(
+        "{}[storage]\ndata_dir = \"data\"\n\n{mqtt}\n\n{}",
+        &base[..at],
+        &base[at..]
+    );
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn mqtt_table(port: u16, extra: &str) -> String {
+    format!(
+        "[mqtt]\nhost = \"127.0.0.1\"\nport = {port}\nbox_id = \"box-{port}\"\nheartbeat_every = \"1s\"\nreconnect_min = \"200ms\"\nreconnect_max = \"1s\"\n{extra}\n"
+    )
+}
+
+fn replay_cmd(config: &Path, scenario_name: &str, dir: &Path, drain: &str) -> Command {
+    let s = scenario::load(scenario_name);
+    let clip = scenario::clip(&s);
+    let mut cmd = replay_command(
+        config,
+        &clip,
+        &dir.join("out.jsonl"),
+        &["--start-time", &s.start_time, "--drain-timeout", drain],
+    );
+    cmd.env("GRIDWATCH_LOG", "info");
+    cmd
+}
+
+/// The event ids a scenario produces (replays are deterministic: same ids every time).
+fn expected_events(scenario_name: &str) -> Vec<Value> {
+    let dir = tempfile::tempdir().unwrap();
+    let s = scenario::load(scenario_name);
+    scenario::run(&s, dir.path()).events
+}
+
+fn incident_messages(sub: &Subscriber) -> Vec<Value> {
+    sub.on_topic("/incident")
+        .iter()
+        .map(Message::json)
+        .collect()
+}
+
+fn ids(events: &[Value]) -> BTreeSet<String> {
+    events
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Every expected id arrived; per camera, the first arrival of each event is in order.
+fn assert_complete_and_ordered(received: &[Value], expected: &[Value]) {
+    let got = ids(received);
+    let want = ids(expected);
+    let missing: Vec<_> = want.difference(&got).collect();
+    assert!(missing.is_empty(), "missing events: {missing:?}");
+    let mut first_seen = BTreeSet::new();
+    let mut by_camera: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+    for e in received {
+        if first_seen.insert(e["event_id"].as_str().unwrap().to_string()) {
+            by_camera
+                .entry(e["camera"]["id"].as_str().unwrap().to_string())
+                .or_default()
+                .push(e);
+        }
+    }
+    for (camera, events) in by_camera {
+        let times: Vec<&str> = events
+            .iter()
+            .map(|e| e["event_at"].as_str().unwrap())
+            .collect();
+        let mut sorted = times.clone();
+        sorted.sort();
+        assert_eq!(times, sorted, "camera {camera}: events out of order");
+    }
+    for e in received {
+        let errors = schema_errors(e);
+        assert!(errors.is_empty(), "schema: {errors:?}");
+    }
+}
+
+/// Kills the child if the test fails before it ends it: no stray agents after a failure.
+struct Reaper(Option<Child>);
+
+impl Reaper {
+    fn child(&mut self) -> &mut Child {
+        self.0.as_mut().unwrap()
+    }
+    fn take(mut self) -> Child {
+        self.0.take().unwrap()
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn spawn(cmd: &mut Command) -> Reaper {
+    Reaper(Some(cmd.spawn().expect("spawn gridwatch")))
+}
+
+fn terminate(child: &mut Child) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+}
+
+fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "process did not exit");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn stderr_of(child: Child) -> String {
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Rows in the agent's outbox; 0 while the database is still being created.
+fn outbox_depth(dir: &Path) -> i64 {
+    rusqlite::Connection::open(dir.join("data/gridwatch.db"))
+        .and_then(|db| db.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0)))
+        .unwrap_or(0)
+}
+
+#[test]
+fn every_event_arrives_in_order_and_matches_the_schema() {
+    let broker = Broker::start(BrokerOptions::default());
+    let sub = Subscriber::start(broker.port, &format!("{PREFIX}/#"), None);
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with(dir.path(), "charging_night", &mqtt_table(broker.port, ""));
+    run_ok(&mut replay_cmd(
+        &config,
+        "charging_night",
+        dir.path(),
+        "30s",
+    ));
+    let expected = expected_events("charging_night");
+    assert!(expected.len() >= 3, "the scenario raises events");
+    sub.wait_for(Duration::from_secs(20), "all events", |m| {
+        ids(&m
+            .iter()
+            .filter(|m| m.topic.ends_with("/incident"))
+            .map(Message::json)
+            .collect::<Vec<_>>())
+        .len()
+            >= expected.len()
+    });
+    assert_complete_and_ordered(&incident_messages(&sub), &expected);
+    for m in sub.on_topic("/incident") {
+        assert_eq!(m.topic, format!("{PREFIX}/porch/incident"));
+    }
+    let status = sub.on_topic("/status");
+    assert_eq!(status.first().unwrap().json()["state"], "online");
+    assert_eq!(
+        status.last().unwrap().json()["state"],
+        "offline",
+        "clean shutdown announces offline"
+    );
+    let beat = sub
+        .on_topic("/heartbeat")
+        .first()
+        .cloned()
+        .expect("a heartbeat")
+        .json();
+    assert!(
+        beat["outbox"]["depth"].is_u64() && beat["disk_free_bytes"].as_u64().unwrap() > 0,
+        "{beat}"
+    );
+    assert_eq!(outbox_depth(dir.path()), 0, "delivered rows are deleted");
+}
+
+#[test]
+fn mqtt_5_delivers_too() {
+    let broker = Broker::start(BrokerOptions::default());
+    let sub = Subscriber::start(broker.port, &format!("{PREFIX}/+/incident"), None);
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with(
+        dir.path(),
+        "camera_offline",
+        &mqtt_table(broker.port, "protocol = \"5\""),
+    );
+    run_ok(&mut replay_cmd(
+        &config,
+        "camera_offline",
+        dir.path(),
+        "30s",
+    ));
+    let expected = expected_events("camera_offline");
+    sub.wait_for(Duration::from_secs(20), "both events", |m| m.len() >= 2);
+    assert_complete_and_ordered(&incident_messages(&sub), &expected);
+}
+
+#[test]
+fn a_30_second_broker_outage_loses_nothing() {
+    let mut broker = Broker::start(BrokerOptions::default());
+    let sub = Subscriber::start(broker.port, &format!("{PREFIX}/+/incident"), None);
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with(dir.path(), "parking_positive", &mqtt_table(broker.port, ""));
+    let mut replay =
+        spawn(replay_cmd(&config, "parking_positive", dir.path(), "120s").stderr(Stdio::piped()));
+    // Mid-replay: the car has been reported, its updates and its departure are still ahead.
+    sub.wait_for(Duration::from_secs(120), "the opened event", |m| {
+        !m.is_empty()
+    });
+    broker.pause();
+    std::thread::sleep(Duration::from_secs(30));
+    broker.resume();
+    let status = wait_exit(replay.child(), Duration::from_secs(150));
+    assert!(
+        status.success(),
+        "replay failed: {}",
+        stderr_of(replay.take())
+    );
+    let expected = expected_events("parking_positive");
+    sub.wait_for(Duration::from_secs(30), "every event", |m| {
+        ids(&m.iter().map(Message::json).collect::<Vec<_>>()).len() >= expected.len()
+    });
+    assert_complete_and_ordered(&incident_messages(&sub), &expected);
+    assert_eq!(outbox_depth(dir.path()), 0);
+}
+
+#[test]
+fn a_killed_agent_loses_nothing_after_restart() {
+    let mut broker = Broker::start(BrokerOptions::default());
+    let sub = Subscriber::start(broker.port, &format!("{PREFIX}/+/incident"), None);
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with(dir.path(), "charging_night", &mqtt_table(broker.port, ""));
+    // Broker down: events pile up in the outbox; kill the agent hard once some are there.
+    broker.pause();
+    let mut replay =
+        spawn(replay_cmd(&config, "charging_night", dir.path(), "120s").stderr(Stdio::null()));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !(dir.path().join("data/gridwatch.db").exists() && outbox_depth(dir.path()) >= 2) {
+        assert!(Instant::now() < deadline, "no events reached the outbox");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    replay.child().kill().unwrap();
+    replay.child().wait().unwrap();
+    let committed = outbox_depth(dir.path());
+    broker.resume();
+
+    // The daemon on the same data directory delivers what the killed run committed.
+    let run_config = dir.path().join("run.toml");
+    std::fs::write(
+        &run_config,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("url = ", "enabled = false\nurl = "),
+    )
+    .unwrap();
+    let mut daemon = spawn(gridwatch().arg("run").arg("--config").arg(&run_config));
+    sub.wait_for(Duration::from_secs(30), "the committed events", |m| {
+        m.len() as i64 >= committed
+    });
+    terminate(daemon.child());
+    assert!(wait_exit(daemon.child(), Duration::from_secs(15)).success());
+    assert_eq!(outbox_depth(dir.path()), 0);
+
+    // Running the interrupted replay again completes the set; duplicates are harmless.
+    run_ok(&mut replay_cmd(
+        &config,
+        "charging_night",
+        dir.path(),
+        "30s",
+    ));
+    let expected = expected_events("charging_night");
+    sub.wait_for(Duration::from_secs(20), "every event", |m| {
+        ids(&m.iter().map(Message::json).collect::<Vec<_>>()).len() >= expected.len()
+    });
+    assert_complete_and_ordered(&incident_messages(&sub), &expected);
+}
+
+#[test]
+fn tls_with_the_right_ca_connects_and_the_wrong_ca_is_refused_clearly() {
+    let certs = tempfile::tempdir().unwrap();
+    let good = make_ca(certs.path(), "good");
+    let other = make_ca(certs.path(), "other");
+    let broker = Broker::start(BrokerOptions {
+        tls: Some(good),
+        ..Default::default()
+    });
+    let tls_port = broker.tls_port.unwrap();
+    let sub = Subscriber::start(broker.port, &format!("{PREFIX}/+/incident"), None);
+
+    let dir = tempfile::tempdir().unwrap();
+    let tls = format!(
+        "[mqtt.tls]\nca_file = \"{}\"\n",
+        certs.path().join("good-ca.pem").display()
+    );
+    let config = config_with(dir.path(), "camera_offline", &mqtt_table(tls_port, &tls));
+    run_ok(&mut replay_cmd(
+        &config,
+        "camera_offline",
+        dir.path(),
+        "30s",
+    ));
+    sub.wait_for(Duration::from_secs(20), "events over TLS", |m| m.len() >= 2);
+
+    let dir = tempfile::tempdir().unwrap();
+    let tls = format!("[mqtt.tls]\nca_file = \"{}\"\n", other.ca.display());
+    let config = config_with(dir.path(), "camera_offline", &mqtt_table(tls_port, &tls));
+    let r = run_ok(&mut replay_cmd(&config, "camera_offline", dir.path(), "3s"));
+    let stderr = r.stderr();
+    let failures: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("MQTT connect failed"))
+        .collect();
+    assert_eq!(failures.len(), 1, "logged once, not per retry:\n{stderr}");
+    assert!(
+        failures[0].contains("UnknownIssuer") && failures[0].contains("mqtt.tls.ca_file"),
+        "{}",
+        failures[0]
+    );
+    assert!(stderr.contains("stay in the outbox"), "{stderr}");
+    assert_eq!(outbox_depth(dir.path()), 2, "kept for later");
+}
+
+#[test]
+fn a_wrong_password_is_reported_and_events_go_out_once_it_is_fixed() {
+    let broker = Broker::start(BrokerOptions {
+        user: Some(("agent".into(), "right-secret".into())),
+        ..Default::default()
+    });
+    let sub = Subscriber::start(
+        broker.port,
+        &format!("{PREFIX}/+/incident"),
+        Some(("agent", "right-secret")),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let password_file = dir.path().join("mqtt.pass");
+    std::fs::write(&password_file, "wrong-secret\n").unwrap();
+    let extra = format!(
+        "username = \"agent\"\npassword_file = \"{}\"",
+        password_file.display()
+    );
+    let config = config_with(
+        dir.path(),
+        "camera_offline",
+        &mqtt_table(broker.port, &extra),
+    );
+    let mut replay =
+        spawn(replay_cmd(&config, "camera_offline", dir.path(), "60s").stderr(Stdio::piped()));
+    // Let it fail for a while: the events must wait in the outbox.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(dir.path().join("data/gridwatch.db").exists() && outbox_depth(dir.path()) == 2) {
+        assert!(Instant::now() < deadline, "events never reached the outbox");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(sub.messages.lock().unwrap().is_empty());
+    std::fs::write(&password_file, "right-secret\n").unwrap();
+    assert!(wait_exit(replay.child(), Duration::from_secs(60)).success());
+    let stderr = stderr_of(replay.take());
+    let refused: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("broker refused the connection"))
+        .collect();
+    assert_eq!(refused.len(), 1, "one line, not one per retry:\n{stderr}");
+    assert!(refused[0].contains("password"), "{}", refused[0]);
+    assert!(
+        !stderr.contains("wrong-secret"),
+        "the password is never logged"
+    );
+    sub.wait_for(Duration::from_secs(10), "both events", |m| m.len() >= 2);
+    assert_eq!(outbox_depth(dir.path()), 0);
+}
+
+#[test]
+fn killing_the_agent_sets_status_offline_through_the_last_will() {
+    let broker = Broker::start(BrokerOptions::default());
+    let sub = Subscriber::start(broker.port, &format!("{PREFIX}/status"), None);
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with(dir.path(), "camera_offline", &mqtt_table(broker.port, ""));
+    let config_text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("url = ", "enabled = false\nurl = ");
+    std::fs::write(&config, config_text).unwrap();
+    let mut daemon = spawn(gridwatch().arg("run").arg("--config").arg(&config));
+    sub.wait_for(Duration::from_secs(20), "online", |m| {
+        m.iter().any(|m| m.json()["state"] == "online")
+    });
+    daemon.child().kill().unwrap();
+    daemon.child().wait().unwrap();
+    sub.wait_for(Duration::from_secs(20), "offline", |m| {
+        m.last().is_some_and(|m| m.json()["state"] == "offline")
+    });
+    let last = sub.messages.lock().unwrap().last().cloned().unwrap().json();
+    assert_eq!(
+        last["reason"], "connection lost",
+        "the will, not a clean goodbye"
+    );
+    // A late subscriber sees the retained offline status.
+    let late = Subscriber::start(broker.port, &format!("{PREFIX}/status"), None);
+    late.wait_for(Duration::from_secs(10), "retained status", |m| {
+        !m.is_empty()
+    });
+    assert!(late.messages.lock().unwrap()[0].retained);
+}
+
+#[test]
+fn commands_review_an_incident_and_reject_bad_payloads_harmlessly() {
+    let broker = Broker::start(BrokerOptions::default());
+    let sub = Subscriber::start(broker.port, &format!("{PREFIX}/#"), None);
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with(dir.path(), "camera_offline", &mqtt_table(broker.port, ""));
+    run_ok(&mut replay_cmd(
+        &config,
+        "camera_offline",
+        dir.path(),
+        "30s",
+    ));
+    sub.wait_for(Duration::from_secs(20), "the incident", |m| {
+        m.iter().filter(|m| m.topic.ends_with("/incident")).count() >= 2
+    });
+    let incident_id = sub.on_topic("/incident")[0].json()["incident_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let config_text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("url = ", "enabled = false\nurl = ");
+    std::fs::write(&config, config_text).unwrap();
+    let mut daemon = spawn(
+        gridwatch()
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
+            .stderr(Stdio::piped()),
+    );
+    sub.wait_for(Duration::from_secs(20), "online", |m| {
+        m.iter()
+            .filter(|m| m.topic.ends_with("/status"))
+            .any(|m| m.json()["state"] == "online")
+    });
+    let results = |sub: &Subscriber| {
+        sub.on_topic("/cmd/result")
+            .iter()
+            .map(Message::json)
+            .collect::<Vec<_>>()
+    };
+
+    sub.publish(
+        &format!("{PREFIX}/cmd/review"),
+        serde_json::json!({"id": "r1", "incident_id": incident_id, "verdict": "dismissed", "reviewer": "王网格员", "note": "摄像头维护"}).to_string(),
+    );
+    sub.wait_for(Duration::from_secs(20), "the reviewed event", |m| {
+        m.iter()
+            .filter(|m| m.topic.ends_with("/incident"))
+            .any(|m| m.json()["state"] == "reviewed")
+    });
+    let reviewed = incident_messages(&sub)
+        .into_iter()
+        .find(|e| e["state"] == "reviewed")
+        .unwrap();
+    assert_eq!(reviewed["incident_id"], incident_id.as_str());
+    assert_eq!(reviewed["review"]["verdict"], "dismissed");
+    assert_eq!(reviewed["seq"], 2);
+    assert!(
+        schema_errors(&reviewed).is_empty(),
+        "{:?}",
+        schema_errors(&reviewed)
+    );
+    sub.wait_for(Duration::from_secs(10), "the review result", |_| {
+        results(&sub).iter().any(|r| r["id"] == "r1")
+    });
+    let ok = results(&sub).into_iter().find(|r| r["id"] == "r1").unwrap();
+    assert_eq!(ok["ok"], true);
+    assert_eq!(ok["event_id"], reviewed["event_id"]);
+
+    let bad: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("review", b"{not json".to_vec(), "key must be a string"),
+        (
+            "review",
+            br#"{"incident_id":"0000","verdict":"confirmed","reviewer":"x"}"#.to_vec(),
+            "no incident",
+        ),
+        (
+            "review",
+            br#"{"incident_id":7,"verdict":"confirmed","reviewer":"x"}"#.to_vec(),
+            "invalid type",
+        ),
+        ("review", vec![b'x'; 1_000_000], "over the"),
+        ("shutdown", b"{}".to_vec(), "unknown command"),
+    ];
+    for (command, payload, _) in &bad {
+        sub.publish(&format!("{PREFIX}/cmd/{command}"), payload.clone());
+    }
+    sub.wait_for(Duration::from_secs(20), "every rejection", |_| {
+        results(&sub).iter().filter(|r| r["ok"] == false).count() >= bad.len()
+    });
+    let rejections: Vec<String> = results(&sub)
+        .iter()
+        .filter(|r| r["ok"] == false)
+        .map(|r| r["error"].as_str().unwrap().to_string())
+        .collect();
+    for (_, _, reason) in &bad {
+        assert!(
+            rejections.iter().any(|r| r.contains(reason)),
+            "no rejection mentions `{reason}`: {rejections:?}"
+        );
+    }
+    // Still alive and answering.
+    sub.publish(&format!("{PREFIX}/cmd/ping"), r#"{"id":"after"}"#);
+    sub.wait_for(Duration::from_secs(10), "pong", |_| {
+        results(&sub)
+            .iter()
+            .any(|r| r["id"] == "after" && r["ok"] == true)
+    });
+    assert!(
+        daemon.child().try_wait().unwrap().is_none(),
+        "the daemon survived"
+    );
+    terminate(daemon.child());
+    assert!(wait_exit(daemon.child(), Duration::from_secs(15)).success());
+    let stderr = stderr_of(daemon.take());
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
