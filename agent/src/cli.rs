@@ -550,6 +550,29 @@ fn cmd_check(args: CheckArgs) -> anyhow::Result<()> {
         config.site.timezone
     );
     println!("data dir    {}", config.storage.data_dir.display());
+    match &config.mqtt {
+        Some(mqtt) => {
+            // Reads the password source and the TLS files, as the publisher will.
+            PublisherSettings::from_config(&config, mqtt).map_err(crate::config::ConfigError)?;
+            println!(
+                "mqtt        {}:{} (MQTT {}, {}, user {}), topics under {}",
+                mqtt.host,
+                mqtt.port,
+                match mqtt.protocol {
+                    crate::config::MqttProtocol::V311 => "3.1.1",
+                    crate::config::MqttProtocol::V5 => "5",
+                },
+                if mqtt.tls.is_some() {
+                    "TLS"
+                } else {
+                    "plain TCP"
+                },
+                mqtt.username.as_deref().unwrap_or("none"),
+                mqtt.prefix(&config.site.id)
+            );
+        }
+        None => println!("mqtt        not configured: incidents are stored only"),
+    }
     let loaded = detect::prepare(&config.detector, &config.base_dir())?;
     let detector = Detector::new(
         &loaded.runtime,

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One sampled frame, as the rest of the pipeline knows it.
 #[derive(Debug, Clone)]
@@ -21,8 +21,8 @@ pub struct FrameMeta {
 }
 
 /// An axis-aligned box: left, top, right, bottom.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
-#[serde(into = "[f32; 4]")]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(into = "[f32; 4]", from = "[f32; 4]")]
 pub struct BBox {
     pub x1: f32,
     pub y1: f32,
@@ -33,6 +33,12 @@ pub struct BBox {
 impl From<BBox> for [f32; 4] {
     fn from(b: BBox) -> Self {
         [b.x1, b.y1, b.x2, b.y2]
+    }
+}
+
+impl From<[f32; 4]> for BBox {
+    fn from([x1, y1, x2, y2]: [f32; 4]) -> Self {
+        BBox { x1, y1, x2, y2 }
     }
 }
 

@@ -31,3 +31,6 @@ pub mod source;
 pub mod store;
 pub mod track;
 pub mod zones;
+
+#[cfg(test)]
+mod hostile_input_tests;

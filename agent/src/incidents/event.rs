@@ -2,14 +2,14 @@
 //! `replay`'s JSON Lines. docs/events.md explains every field; docs/schema/incident-v1.json
 //! is its JSON Schema, checked against real output by the tests.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{Category, Location};
 use crate::rules::{CloseReason, Kind, ObjectRef, Signal};
 
 pub const SCHEMA: &str = "gridwatch.incident.v1";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventState {
     Opened,
@@ -19,7 +19,7 @@ pub enum EventState {
     Reviewed,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     Confirmed,
@@ -27,7 +27,7 @@ pub enum Verdict {
 }
 
 /// The station's verdict on an incident.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Review {
     pub verdict: Verdict,
     pub reviewer: String,
@@ -38,14 +38,14 @@ pub struct Review {
 /// How sure gridwatch is: `suspected` when the evidence is circumstantial (a two-wheeler
 /// standing in a corridor at night, with no cable seen), `confirmed` when the model saw the
 /// offence itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Suspected,
     Confirmed,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SiteRef {
     pub id: String,
     pub name: String,
@@ -53,14 +53,14 @@ pub struct SiteRef {
     pub grid_code: String,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CameraRef {
     pub id: String,
     pub name: String,
     pub location: Option<Location>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ZoneRef {
     pub id: String,
     pub name: String,
@@ -68,7 +68,7 @@ pub struct ZoneRef {
 }
 
 /// A stored evidence file (snapshot, thumbnail, clip); filled in by the evidence stage.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct EvidenceFile {
     pub kind: String,
     pub path: String,
@@ -77,15 +77,16 @@ pub struct EvidenceFile {
     pub sha256: String,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Evidence {
     pub signals: Vec<Signal>,
     pub files: Vec<EvidenceFile>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct IncidentEvent {
-    pub schema: &'static str,
+    pub schema: String,
     pub event_id: String,
     pub incident_id: String,
     /// 0 for `opened`, then one more per event of the same incident.

@@ -205,7 +205,7 @@ impl IncidentLog {
             density_per_m2,
         );
         IncidentEvent {
-            schema: SCHEMA,
+            schema: SCHEMA.to_string(),
             event_id,
             incident_id: open.incident_id,
             seq,

@@ -14,7 +14,7 @@ mod stationary;
 use std::sync::Arc;
 
 use chrono::FixedOffset;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{CameraConfig, Config};
 use crate::frame::{BBox, Detection};
@@ -27,7 +27,7 @@ pub use offline::OfflineRule;
 pub use schedule::Schedule;
 pub use stationary::{CableSpec, StationaryRule};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     IllegalParking,
@@ -48,7 +48,7 @@ impl Kind {
 }
 
 /// What a rule saw that made it fire; listed in the incident's `evidence.signals`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Signal {
     StationaryVehicle,
@@ -59,7 +59,7 @@ pub enum Signal {
     NoFrames,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CloseReason {
     /// The object left (or was not seen) for the rule's grace period.
@@ -78,7 +78,7 @@ pub enum Transition {
 }
 
 /// An object involved in an incident.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ObjectRef {
     pub track_id: u64,
     pub label: Arc<str>,
