@@ -217,6 +217,7 @@ pub struct Message {
     pub topic: String,
     pub payload: Vec<u8>,
     pub retained: bool,
+    pub received: Instant,
 }
 
 impl Message {
@@ -273,6 +274,7 @@ impl Subscriber {
                                 topic: p.topic.clone(),
                                 payload: p.payload.to_vec(),
                                 retained: p.retain,
+                                received: Instant::now(),
                             });
                         }
                         Ok(_) => {}
