@@ -232,7 +232,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         };
         let (sample, summary) = measure(false, || {
             let analytics = empty_analytics(&options.camera, detector.manifest())?;
-            replay(&mut detector, analytics, None, &options, std::io::sink())
+            replay(
+                &mut detector,
+                analytics,
+                None,
+                None,
+                &options,
+                std::io::sink(),
+            )
         })?;
         inferred = summary.frames_detected;
         full.push(sample);

@@ -433,20 +433,37 @@ fn cmd_replay(args: ReplayArgs) -> anyhow::Result<()> {
         report_confidence: config.detector.confidence,
     };
     let (delivery, background) = start_delivery(&config, args.store, args.drain_timeout)?;
+    let evidence = match &delivery {
+        Some(delivery) if config.evidence.enabled => {
+            Some(start_evidence(&config, &options.camera, delivery, true)?)
+        }
+        _ => None,
+    };
     let result = match &args.out {
         Some(path) => std::fs::File::create(path)
             .with_context(|| format!("cannot create the output file {}", path.display()))
             .and_then(|file| {
-                crate::replay::replay(&mut detector, analytics, delivery, &options, file)
+                crate::replay::replay(
+                    &mut detector,
+                    analytics,
+                    delivery,
+                    evidence.as_ref(),
+                    &options,
+                    file,
+                )
             }),
         None => crate::replay::replay(
             &mut detector,
             analytics,
             delivery,
+            evidence.as_ref(),
             &options,
             std::io::stdout().lock(),
         ),
     };
+    if let Some(evidence) = evidence {
+        evidence.worker.finish();
+    }
     if let Some(background) = background {
         let waiting = background.stop();
         if waiting > 0 {
@@ -476,6 +493,43 @@ fn cmd_replay(args: ReplayArgs) -> anyhow::Result<()> {
             Err(err)
         }
     }
+}
+
+/// The packet ring and evidence worker for one camera. A replay runs far faster than real
+/// time, so its ring holds a longer window for the worker to catch up.
+pub fn start_evidence(
+    config: &Config,
+    camera: &CameraConfig,
+    delivery: &Delivery,
+    replay: bool,
+) -> anyhow::Result<crate::replay::Evidence> {
+    let e = &config.evidence;
+    let margin = if replay { 120 } else { 10 };
+    let window = e.pre_roll + e.post_roll + std::time::Duration::from_secs(margin);
+    let ring = crate::evidence::PacketRing::new(window.as_micros() as i64, 256 << 20);
+    let worker = crate::evidence::EvidenceWorker::start(crate::evidence::EvidenceContext {
+        config: e.clone(),
+        data_dir: config.storage.data_dir.clone(),
+        rings: [(camera.id.clone(), ring.clone())].into_iter().collect(),
+        delivery: delivery.clone(),
+        offset: config.site.timezone,
+    })
+    .context("starting the evidence worker")?;
+    let zones = camera
+        .zones
+        .iter()
+        .map(|z| {
+            (
+                z.id.clone(),
+                z.polygon.iter().map(|p| (p[0], p[1])).collect(),
+            )
+        })
+        .collect();
+    Ok(crate::replay::Evidence {
+        worker,
+        ring,
+        zones,
+    })
 }
 
 /// Opens the store (always with MQTT, else when `store` is asked for) and starts the

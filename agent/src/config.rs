@@ -40,7 +40,47 @@ pub struct Config {
     /// Delivery to the grid platform; without it, incidents go to the store only.
     pub mqtt: Option<MqttConfig>,
     #[serde(default)]
+    pub evidence: EvidenceConfig,
+    #[serde(default)]
     pub cameras: Vec<CameraConfig>,
+}
+
+/// Clips and snapshots for station review, and how much disk they may use.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvidenceConfig {
+    pub enabled: bool,
+    /// Video kept before the moment an incident opens.
+    #[serde(with = "humantime_serde")]
+    pub pre_roll: Duration,
+    /// Video recorded after it.
+    #[serde(with = "humantime_serde")]
+    pub post_roll: Duration,
+    /// Most bytes evidence may use; None = no byte limit.
+    pub quota_bytes: Option<u64>,
+    /// Most of the filesystem (percent of its size) evidence may use.
+    pub quota_percent: Option<f64>,
+    /// Evidence older than this is deleted; None = kept until the quota needs the space.
+    #[serde(with = "humantime_serde")]
+    pub max_age: Option<Duration>,
+    /// JPEG quality of snapshots, 1-100.
+    pub jpeg_quality: u8,
+    pub thumbnail_width: u32,
+}
+
+impl Default for EvidenceConfig {
+    fn default() -> Self {
+        EvidenceConfig {
+            enabled: true,
+            pre_roll: Duration::from_secs(10),
+            post_roll: Duration::from_secs(20),
+            quota_bytes: None,
+            quota_percent: Some(50.0),
+            max_age: Some(Duration::from_secs(90 * 86_400)),
+            jpeg_quality: 85,
+            thumbnail_width: 320,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -898,6 +938,19 @@ impl Config {
                     "client_cert_file and client_key_file go together".into(),
                 );
             }
+        }
+        let e = &self.evidence;
+        if e.quota_percent.is_some_and(|p| !(p > 0.0 && p <= 100.0)) {
+            return fail(&["evidence", "quota_percent"], "must be in (0, 100]".into());
+        }
+        if !(1..=100).contains(&e.jpeg_quality) {
+            return fail(&["evidence", "jpeg_quality"], "must be 1..=100".into());
+        }
+        if e.thumbnail_width < 16 {
+            return fail(
+                &["evidence", "thumbnail_width"],
+                "must be at least 16".into(),
+            );
         }
         let t = &self.tracker;
         if !(t.low_score > 0.0 && t.low_score <= t.high_score && t.high_score < 1.0) {

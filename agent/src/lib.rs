@@ -17,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod detect;
+pub mod evidence;
 pub mod exit;
 pub mod frame;
 pub mod incidents;

@@ -180,6 +180,8 @@ pub struct DecodeOptions {
     /// Play a file no faster than real time, as a camera would deliver it.
     pub pace: bool,
     pub metrics: Option<Arc<CameraMetrics>>,
+    /// Keeps the stream's compressed packets for evidence clips and snapshots.
+    pub ring: Option<crate::evidence::PacketRing>,
 }
 
 /// Where a frame's wall-clock time comes from.
@@ -202,6 +204,7 @@ impl DecodeOptions {
             clock,
             pace: false,
             metrics: None,
+            ring: None,
         }
     }
 }
@@ -218,6 +221,9 @@ pub fn decode_into_queue(
 ) -> Result<DecodeReport, SourceError> {
     let mut source = VideoSource::open(&options.url, &options.open, stop)?;
     let info = source.info().clone();
+    if let Some(ring) = &options.ring {
+        ring.start_stream(source.stream_setup());
+    }
     on_open(&info);
     let mut sampler = FrameSampler::new(options.detect_fps);
     let mut letterboxer = Letterboxer::new(spec);
@@ -225,7 +231,16 @@ pub fn decode_into_queue(
     let mut scaler_error = None;
     let url = source.display_url().to_string();
     let started = std::time::Instant::now();
-    let stats = source.run(|frame, time| {
+    let wall = |pts_us: i64| match options.clock {
+        Clock::Stream { start_at_us } => start_at_us + pts_us,
+        Clock::Arrival => chrono::Utc::now().timestamp_micros(),
+    };
+    let on_packet = |packet: &ffmpeg_next::Packet, pts_us: i64| {
+        if let Some(ring) = &options.ring {
+            ring.push(packet, wall(pts_us));
+        }
+    };
+    let stats = source.run_with_packets(on_packet, |frame, time| {
         if let Some(m) = &options.metrics {
             m.frames_in.fetch_add(1, Ordering::Relaxed);
         }
@@ -246,10 +261,7 @@ pub fn decode_into_queue(
                 slot.meta.seq = queue.next_seq.get();
                 queue.next_seq.set(slot.meta.seq + 1);
                 slot.meta.pts_us = time.pts_us;
-                slot.meta.at_us = match options.clock {
-                    Clock::Stream { start_at_us } => start_at_us + time.pts_us,
-                    Clock::Arrival => chrono::Utc::now().timestamp_micros(),
-                };
+                slot.meta.at_us = wall(time.pts_us);
                 slot.meta.width = geometry.src_width;
                 slot.meta.height = geometry.src_height;
                 slot.meta.keyframe = time.keyframe;
@@ -268,6 +280,9 @@ pub fn decode_into_queue(
             }
         }
     })?;
+    if let Some(ring) = &options.ring {
+        ring.end_stream();
+    }
     if let Some(err) = scaler_error {
         return Err(SourceError::Scaler {
             url,

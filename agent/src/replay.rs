@@ -129,10 +129,11 @@ impl std::fmt::Display for ReplaySummary {
     }
 }
 
-struct ReplaySink<W: Write> {
+struct ReplaySink<'e, W: Write> {
     writer: JsonlWriter<BufWriter<W>>,
     analytics: CameraAnalytics,
     delivery: Option<Delivery>,
+    evidence: Option<&'e Evidence>,
     report_confidence: f32,
     incidents: Vec<IncidentSummary>,
     labels: BTreeMap<String, LabelSummary>,
@@ -141,7 +142,7 @@ struct ReplaySink<W: Write> {
     seen: Vec<u16>,
 }
 
-impl<W: Write> FrameSink for ReplaySink<W> {
+impl<W: Write> FrameSink for ReplaySink<'_, W> {
     fn on_frame(&mut self, meta: &FrameMeta, detections: &[Detection]) -> anyhow::Result<()> {
         // Incident events first: one dated before this frame (a camera that went offline
         // during a gap) must not follow the frame in the stream.
@@ -153,6 +154,11 @@ impl<W: Write> FrameSink for ReplaySink<W> {
                 // The JSON Lines output still gets the event; the store problem is reported
                 // (a full disk must not stop the analysis).
                 tracing::error!(incident = %event.incident_id, "cannot store the event: {e}");
+            }
+            if let Some(evidence) = self.evidence
+                && event.state == EventState::Opened
+            {
+                evidence.request_for(&event);
             }
             self.writer
                 .write_incident(&event)
@@ -218,10 +224,30 @@ fn note_incident(incidents: &mut Vec<IncidentSummary>, event: &IncidentEvent) {
 /// writing JSON Lines (detected frames and incident events, in time order) to `out`.
 /// The output is flushed before any input problem (corrupt packets, truncation) is
 /// returned, so whatever could be processed is kept.
+/// Clips and snapshots during a replay: the worker and the camera's packet ring.
+pub struct Evidence {
+    pub worker: crate::evidence::EvidenceWorker,
+    pub ring: crate::evidence::PacketRing,
+    pub zones: Vec<(String, Vec<(f32, f32)>)>,
+}
+
+impl Evidence {
+    fn request_for(&self, event: &IncidentEvent) {
+        let polygon = event
+            .zone
+            .as_ref()
+            .and_then(|z| self.zones.iter().find(|(id, _)| *id == z.id))
+            .map(|(_, p)| p.clone());
+        self.worker
+            .request(crate::evidence::EvidenceRequest::for_event(event, polygon));
+    }
+}
+
 pub fn replay<W: Write>(
     detector: &mut Detector,
     analytics: CameraAnalytics,
     delivery: Option<Delivery>,
+    evidence: Option<&Evidence>,
     options: &ReplayOptions,
     out: W,
 ) -> anyhow::Result<ReplaySummary> {
@@ -229,13 +255,14 @@ pub fn replay<W: Write>(
     let camera: Arc<str> = Arc::from(options.camera.id.as_str());
     let spec = detector.manifest().input.clone();
     let (producer, consumer) = frame_queue(&camera, &spec, options.queue_depth, Backpressure::Wait);
-    let decode_options = DecodeOptions::for_camera(
+    let mut decode_options = DecodeOptions::for_camera(
         &options.camera,
         &options.input,
         Clock::Stream {
             start_at_us: options.start_at_us,
         },
     );
+    decode_options.ring = evidence.map(|e| e.ring.clone());
     let progress = if options.progress {
         ProgressBar::new(0).with_style(
             ProgressStyle::with_template(
@@ -251,6 +278,7 @@ pub fn replay<W: Write>(
         writer: JsonlWriter::new(BufWriter::with_capacity(1 << 16, out), options.offset),
         analytics,
         delivery,
+        evidence,
         report_confidence: options.report_confidence,
         incidents: Vec::new(),
         labels: BTreeMap::new(),

@@ -81,6 +81,8 @@ pub struct EvidenceFile {
 pub struct Evidence {
     pub signals: Vec<Signal>,
     pub files: Vec<EvidenceFile>,
+    /// Why evidence could not be stored (a full disk, say); the incident stands regardless.
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

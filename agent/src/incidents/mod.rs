@@ -232,6 +232,7 @@ impl IncidentLog {
             evidence: Evidence {
                 signals: change.signals.clone(),
                 files: Vec::new(),
+                error: None,
             },
             close_reason: match change.transition {
                 Transition::Close(reason) => Some(reason),

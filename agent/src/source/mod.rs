@@ -203,6 +203,8 @@ pub struct VideoSource {
     url: String,
     input: ffmpeg::format::context::Input,
     stream_index: usize,
+    parameters: ffmpeg::codec::Parameters,
+    first_packet_ts: Option<i64>,
     decoder: ffmpeg::decoder::Video,
     time_base: ffmpeg::Rational,
     info: StreamInfo,
@@ -308,6 +310,10 @@ impl VideoSource {
             });
         }
         let decoder = context.decoder().video().map_err(decoder_error)?;
+        let parameters = input
+            .stream(stream_index)
+            .map(|s| s.parameters())
+            .unwrap_or_default();
 
         let rate = stream.avg_frame_rate();
         let fps = (rate.numerator() > 0 && rate.denominator() > 0)
@@ -329,6 +335,8 @@ impl VideoSource {
             url: shown,
             input,
             stream_index,
+            parameters,
+            first_packet_ts: None,
             decoder,
             time_base,
             info,
@@ -343,6 +351,16 @@ impl VideoSource {
         &self.info
     }
 
+    /// Codec parameters and time base of the video stream, for remuxing its packets.
+    pub fn stream_setup(&self) -> crate::evidence::ring::StreamSetup {
+        crate::evidence::ring::StreamSetup {
+            parameters: self.parameters.clone(),
+            time_base: self.time_base,
+            width: self.info.width,
+            height: self.info.height,
+        }
+    }
+
     /// The URL as shown in logs and errors (credentials redacted).
     pub fn display_url(&self) -> &str {
         &self.url
@@ -351,8 +369,22 @@ impl VideoSource {
     /// Decodes until the end of the stream, the stop flag, or `on_frame` breaking. Packet
     /// read failures end decoding with an error; undecodable packets are counted and skipped
     /// (see [`DecodeStats::check_complete`] to turn them into an error for a file).
-    pub fn run<F>(&mut self, mut on_frame: F) -> Result<DecodeStats, SourceError>
+    pub fn run<F>(&mut self, on_frame: F) -> Result<DecodeStats, SourceError>
     where
+        F: FnMut(&ffmpeg::frame::Video, FrameTime) -> ControlFlow<()>,
+    {
+        self.run_with_packets(|_, _| {}, on_frame)
+    }
+
+    /// As [`VideoSource::run`], also showing every compressed video packet (with its time
+    /// in microseconds since the first packet) to `on_packet` before it is decoded.
+    pub fn run_with_packets<P, F>(
+        &mut self,
+        mut on_packet: P,
+        mut on_frame: F,
+    ) -> Result<DecodeStats, SourceError>
+    where
+        P: FnMut(&ffmpeg::Packet, i64),
         F: FnMut(&ffmpeg::frame::Video, FrameTime) -> ControlFlow<()>,
     {
         let mut stats = DecodeStats::default();
@@ -386,6 +418,16 @@ impl VideoSource {
                 continue;
             }
             stats.packets += 1;
+            let packet_us = packet
+                .pts()
+                .or(packet.dts())
+                .map_or(stats.last_pts_us, |ts| {
+                    let first = *self.first_packet_ts.get_or_insert(ts);
+                    let num = i128::from(self.time_base.numerator());
+                    let den = i128::from(self.time_base.denominator()).max(1);
+                    ((i128::from(ts - first) * num * 1_000_000 + den / 2) / den) as i64
+                });
+            on_packet(&packet, packet_us);
             if let Err(err) = self.decoder.send_packet(&packet) {
                 note_error(&mut stats, err.to_string());
                 continue;

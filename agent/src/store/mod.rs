@@ -17,10 +17,13 @@ use chrono::FixedOffset;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
-use crate::incidents::{IncidentEvent, Review, Verdict, event_id};
+use crate::incidents::{EvidenceFile, IncidentEvent, Review, Verdict, event_id};
 use crate::output::format_time;
 
-const MIGRATIONS: &[(u32, &str)] = &[(1, include_str!("migrations/001_initial.sql"))];
+const MIGRATIONS: &[(u32, &str)] = &[
+    (1, include_str!("migrations/001_initial.sql")),
+    (2, include_str!("migrations/002_evidence.sql")),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -190,6 +193,16 @@ impl Store {
             )
             .optional()
             .map_err(self.sql())?;
+        // Evidence attached since the rules made this event carries over to it.
+        if event.evidence.files.is_empty()
+            && let Some(previous) = self.incident(&event.incident_id)?
+            && let Some(files) = previous["evidence"]["files"].as_array()
+            && !files.is_empty()
+        {
+            event.evidence.files =
+                serde_json::from_value(Value::Array(files.clone())).unwrap_or_default();
+            event.evidence.error = previous["evidence"]["error"].as_str().map(String::from);
+        }
         if let Some(last) = last_seq
             && event.seq <= last
         {
@@ -432,13 +445,96 @@ impl Store {
         offset: FixedOffset,
         topic: Option<&str>,
     ) -> Result<Value, StoreError> {
-        let ReviewRequest {
-            incident_id,
-            verdict,
-            reviewer,
-            note,
-            at_us,
-        } = *request;
+        let at = format_time(request.at_us, offset);
+        let review = Review {
+            verdict: request.verdict,
+            reviewer: request.reviewer.to_string(),
+            note: request.note.to_string(),
+            reviewed_at: at.clone(),
+        };
+        let review =
+            serde_json::to_value(&review).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let event = self.derive_event(
+            request.incident_id,
+            request.at_us,
+            offset,
+            topic,
+            false,
+            |event| {
+                event["state"] = "reviewed".into();
+                event["review"] = review;
+            },
+        )?;
+        self.conn
+            .execute(
+                "UPDATE incidents SET review_verdict = ?2, reviewer = ?3, review_note = ?4, reviewed_at = ?5
+                 WHERE incident_id = ?1",
+                params![request.incident_id, serde_plain(&request.verdict), request.reviewer, request.note, at],
+            )
+            .map_err(self.sql())?;
+        Ok(event)
+    }
+
+    /// Adds evidence files (replacing earlier files of the same kind) or an evidence error
+    /// to an incident, as an `updated` event. Returns the event.
+    pub fn attach_evidence(
+        &mut self,
+        incident_id: &str,
+        files: &[EvidenceFile],
+        error: Option<&str>,
+        at_us: i64,
+        offset: FixedOffset,
+        topic: Option<&str>,
+    ) -> Result<Value, StoreError> {
+        let files_json =
+            serde_json::to_value(files).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let event = self.derive_event(incident_id, at_us, offset, topic, true, |event| {
+            event["state"] = "updated".into();
+            event["review"] = Value::Null;
+            let mut merged: Vec<Value> = event["evidence"]["files"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            for file in files_json.as_array().into_iter().flatten() {
+                merged.retain(|f| f["kind"] != file["kind"]);
+                merged.push(file.clone());
+            }
+            event["evidence"]["files"] = Value::Array(merged);
+            if let Some(error) = error {
+                event["evidence"]["error"] = error.into();
+            }
+        })?;
+        for file in files {
+            self.conn
+                .execute(
+                    "INSERT INTO evidence (incident_id, kind, path, bytes, sha256, created_at_us)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        incident_id,
+                        file.kind,
+                        file.path,
+                        file.bytes as i64,
+                        file.sha256,
+                        at_us
+                    ],
+                )
+                .map_err(self.sql())?;
+        }
+        Ok(event)
+    }
+
+    /// A new event of an incident derived from its latest one: next `seq`, new id and time,
+    /// then `change` applied. Stored in the event log and, with a topic, the outbox; with
+    /// `lifecycle`, it also becomes the incident's latest event.
+    fn derive_event(
+        &mut self,
+        incident_id: &str,
+        at_us: i64,
+        offset: FixedOffset,
+        topic: Option<&str>,
+        lifecycle: bool,
+        change: impl FnOnce(&mut Value),
+    ) -> Result<Value, StoreError> {
         let row: Option<(String, u32, String)> = self
             .conn
             .query_row(
@@ -454,32 +550,37 @@ impl Store {
         let mut event: Value =
             serde_json::from_str(&last).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let seq = last_seq + 1;
-        let at = format_time(at_us, offset);
-        let review = Review {
-            verdict,
-            reviewer: reviewer.to_string(),
-            note: note.to_string(),
-            reviewed_at: at.clone(),
-        };
         event["event_id"] = event_id(incident_id, seq, at_us).into();
         event["seq"] = seq.into();
-        event["state"] = "reviewed".into();
-        event["event_at"] = at.clone().into();
-        event["review"] =
-            serde_json::to_value(&review).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        event["event_at"] = format_time(at_us, offset).into();
+        change(&mut event);
         let payload = event.to_string();
-        let verdict_text = serde_plain(&verdict);
+        let state = event["state"].as_str().unwrap_or("updated").to_string();
         let tx = self.conn.unchecked_transaction().map_err(self.sql())?;
-        tx.execute(
-            "UPDATE incidents SET last_seq = ?2, review_verdict = ?3, reviewer = ?4, review_note = ?5,
-                 reviewed_at = ?6 WHERE incident_id = ?1",
-            params![incident_id, seq, verdict_text, reviewer, note, at],
-        )
-        .map_err(self.sql())?;
+        if lifecycle {
+            tx.execute(
+                "UPDATE incidents SET last_seq = ?2, last_event = ?3 WHERE incident_id = ?1",
+                params![incident_id, seq, payload],
+            )
+            .map_err(self.sql())?;
+        } else {
+            tx.execute(
+                "UPDATE incidents SET last_seq = ?2 WHERE incident_id = ?1",
+                params![incident_id, seq],
+            )
+            .map_err(self.sql())?;
+        }
         tx.execute(
             "INSERT INTO events (event_id, incident_id, seq, state, event_at, payload)
-             VALUES (?1, ?2, ?3, 'reviewed', ?4, ?5)",
-            params![event["event_id"].as_str(), incident_id, seq, at, payload],
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                event["event_id"].as_str(),
+                incident_id,
+                seq,
+                state,
+                event["event_at"].as_str(),
+                payload
+            ],
         )
         .map_err(self.sql())?;
         let mut added = 0;
@@ -487,11 +588,12 @@ impl Store {
             added = tx
                 .execute(
                     "INSERT INTO outbox (event_id, camera_id, topic, state, payload, created_at_us)
-                     VALUES (?1, ?2, ?3, 'reviewed', ?4, ?5)",
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     params![
                         event["event_id"].as_str(),
                         camera_id,
                         topic,
+                        state,
                         payload.as_bytes(),
                         chrono::Utc::now().timestamp_micros()
                     ],
@@ -506,6 +608,79 @@ impl Store {
         }
         Ok(event)
     }
+
+    /// Evidence files still on disk, with their incident's review state, oldest first.
+    pub fn live_evidence(&self) -> Result<Vec<StoredEvidence>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT e.id, e.incident_id, e.kind, e.path, e.bytes, e.created_at_us,
+                        i.review_verdict IS NOT NULL
+                 FROM evidence e JOIN incidents i USING (incident_id)
+                 WHERE e.deleted_at_us IS NULL ORDER BY e.created_at_us, e.id",
+            )
+            .map_err(self.sql())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(StoredEvidence {
+                    id: r.get(0)?,
+                    incident_id: r.get(1)?,
+                    kind: r.get(2)?,
+                    path: r.get(3)?,
+                    bytes: r.get::<_, i64>(4)? as u64,
+                    created_at_us: r.get(5)?,
+                    reviewed: r.get(6)?,
+                })
+            })
+            .map_err(self.sql())?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.sql())?;
+        Ok(rows)
+    }
+
+    pub fn mark_evidence_deleted(&mut self, id: i64, at_us: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE evidence SET deleted_at_us = ?2 WHERE id = ?1",
+                params![id, at_us],
+            )
+            .map_err(self.sql())?;
+        Ok(())
+    }
+
+    /// The file of one kind of an incident's evidence, if it is still on disk.
+    pub fn evidence_path(
+        &self,
+        incident_id: &str,
+        kind: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT path FROM evidence WHERE incident_id = ?1 AND kind = ?2 AND deleted_at_us IS NULL
+                 ORDER BY id DESC LIMIT 1",
+                [incident_id, kind],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.sql())
+    }
+
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+/// An evidence file the store knows about.
+#[derive(Debug, Clone)]
+pub struct StoredEvidence {
+    pub id: i64,
+    pub incident_id: String,
+    pub kind: String,
+    /// Relative to the data directory.
+    pub path: String,
+    pub bytes: u64,
+    pub created_at_us: i64,
+    pub reviewed: bool,
 }
 
 fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {

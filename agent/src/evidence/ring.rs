@@ -1,0 +1,229 @@
+//! A ring buffer of a camera's recent compressed video packets, for clips and snapshots.
+//!
+//! The decode thread appends every packet of the recording stream; the evidence worker
+//! copies a time range out. The ring always starts on a keyframe (whole GOPs are evicted) so
+//! any range can be remuxed or decoded from its start. Packet buffers are recycled: once the
+//! ring is full, appending allocates nothing.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use ffmpeg_next as ffmpeg;
+
+/// One compressed packet and its times.
+#[derive(Debug, Clone)]
+pub struct RingPacket {
+    pub data: Vec<u8>,
+    /// Timestamps in the stream's time base.
+    pub pts: Option<i64>,
+    pub dts: Option<i64>,
+    pub duration: i64,
+    pub key: bool,
+    /// Wall-clock time of the packet (replay: start + PTS), Unix microseconds.
+    pub at_us: i64,
+}
+
+/// What a clip or snapshot needs besides the packets.
+#[derive(Clone)]
+pub struct StreamSetup {
+    pub parameters: ffmpeg::codec::Parameters,
+    pub time_base: ffmpeg::Rational,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// Packets copied out of the ring, starting with a keyframe.
+pub struct PacketRange {
+    pub setup: StreamSetup,
+    pub packets: Vec<RingPacket>,
+}
+
+#[derive(Default)]
+struct Inner {
+    setup: Option<StreamSetup>,
+    packets: VecDeque<RingPacket>,
+    spare: Vec<Vec<u8>>,
+    bytes: usize,
+    /// The stream ended (or the camera stopped): no newer packets are coming for now.
+    ended: bool,
+}
+
+/// Shared between a camera's decode thread and the evidence worker.
+#[derive(Clone)]
+pub struct PacketRing {
+    inner: Arc<Mutex<Inner>>,
+    window_us: i64,
+    max_bytes: usize,
+}
+
+impl std::fmt::Debug for PacketRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PacketRing")
+            .field("window_us", &self.window_us)
+            .field("bytes", &self.bytes())
+            .finish()
+    }
+}
+
+impl PacketRing {
+    pub fn new(window_us: i64, max_bytes: usize) -> PacketRing {
+        PacketRing {
+            inner: Arc::default(),
+            window_us,
+            max_bytes,
+        }
+    }
+
+    /// A new stream (or a reconnect, possibly at another resolution): old packets cannot be
+    /// muxed with the new parameters, so they go.
+    pub fn start_stream(&self, setup: StreamSetup) {
+        if let Ok(mut inner) = self.inner.lock() {
+            let Inner { packets, spare, .. } = &mut *inner;
+            spare.extend(packets.drain(..).map(|p| p.data));
+            inner.bytes = 0;
+            inner.setup = Some(setup);
+            inner.ended = false;
+        }
+    }
+
+    pub fn end_stream(&self) {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.ended = true;
+        }
+    }
+
+    /// Appends a packet; evicts whole GOPs older than the window (or over the byte cap).
+    pub fn push(&self, packet: &ffmpeg::Packet, at_us: i64) {
+        let Some(data) = packet.data() else { return };
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        if inner.packets.is_empty() && !packet.is_key() {
+            // A clip must start on a keyframe; wait for one.
+            return;
+        }
+        let mut buffer = inner.spare.pop().unwrap_or_default();
+        buffer.clear();
+        buffer.extend_from_slice(data);
+        inner.bytes += buffer.len();
+        inner.packets.push_back(RingPacket {
+            data: buffer,
+            pts: packet.pts(),
+            dts: packet.dts(),
+            duration: packet.duration(),
+            key: packet.is_key(),
+            at_us,
+        });
+        let cutoff = at_us - self.window_us;
+        loop {
+            // The next keyframe after the oldest one: everything before it is one GOP.
+            let next_key = inner
+                .packets
+                .iter()
+                .skip(1)
+                .position(|p| p.key)
+                .map(|i| i + 1);
+            let Some(next_key) = next_key else { break };
+            let next_key_at = inner.packets[next_key].at_us;
+            if next_key_at > cutoff && inner.bytes <= self.max_bytes {
+                break;
+            }
+            for _ in 0..next_key {
+                if let Some(old) = inner.packets.pop_front() {
+                    inner.bytes -= old.data.len();
+                    inner.spare.push(old.data);
+                }
+            }
+        }
+    }
+
+    /// Time of the newest packet and whether the stream has ended.
+    pub fn newest(&self) -> (Option<i64>, bool) {
+        match self.inner.lock() {
+            Ok(inner) => (inner.packets.back().map(|p| p.at_us), inner.ended),
+            Err(_) => (None, true),
+        }
+    }
+
+    /// Copies the packets from the last keyframe at or before `from_us` (or the oldest one
+    /// held) up to `to_us`.
+    pub fn range(&self, from_us: i64, to_us: i64) -> Option<PacketRange> {
+        let inner = self.inner.lock().ok()?;
+        let setup = inner.setup.clone()?;
+        let start = inner
+            .packets
+            .iter()
+            .rposition(|p| p.key && p.at_us <= from_us)
+            .unwrap_or(0);
+        let packets: Vec<RingPacket> = inner
+            .packets
+            .iter()
+            .skip(start)
+            .take_while(|p| p.at_us <= to_us)
+            .cloned()
+            .collect();
+        (!packets.is_empty()).then_some(PacketRange { setup, packets })
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.inner.lock().map_or(0, |i| i.bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packet(key: bool, size: usize) -> ffmpeg::Packet {
+        let mut p = ffmpeg::Packet::copy(&vec![0u8; size]);
+        if key {
+            p.set_flags(ffmpeg::packet::Flags::KEY);
+        }
+        p
+    }
+
+    fn setup() -> StreamSetup {
+        StreamSetup {
+            parameters: ffmpeg::codec::Parameters::new(),
+            time_base: ffmpeg::Rational::new(1, 1000),
+            width: 0,
+            height: 0,
+        }
+    }
+
+    #[test]
+    fn keeps_whole_gops_within_the_window_and_starts_on_a_keyframe() {
+        crate::source::init_ffmpeg();
+        let ring = PacketRing::new(10_000_000, usize::MAX);
+        ring.start_stream(setup());
+        ring.push(&packet(false, 10), 0); // before any keyframe: ignored
+        // 1 s GOPs of 25 packets for 60 s.
+        for i in 0..1500i64 {
+            ring.push(&packet(i % 25 == 0, 100), i * 40_000);
+        }
+        let range = ring.range(0, i64::MAX).unwrap();
+        assert!(range.packets[0].key);
+        let span = range.packets.last().unwrap().at_us - range.packets[0].at_us;
+        assert!((10_000_000..=11_000_000).contains(&span), "{span}");
+        // A range starting mid-GOP starts at that GOP's keyframe.
+        let range = ring.range(55_500_000, 57_000_000).unwrap();
+        assert_eq!(range.packets[0].at_us, 55_000_000);
+        assert!(range.packets[0].key);
+        assert_eq!(range.packets.last().unwrap().at_us, 57_000_000);
+    }
+
+    #[test]
+    fn byte_cap_and_buffer_reuse() {
+        crate::source::init_ffmpeg();
+        let ring = PacketRing::new(i64::MAX, 10_000);
+        ring.start_stream(setup());
+        for i in 0..500i64 {
+            ring.push(&packet(i % 10 == 0, 100), i);
+        }
+        assert!(ring.bytes() <= 10_000 + 1000, "{}", ring.bytes());
+        // A new stream clears the ring.
+        ring.start_stream(setup());
+        assert_eq!(ring.bytes(), 0);
+        assert!(ring.range(0, i64::MAX).is_none());
+    }
+}
