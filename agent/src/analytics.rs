@@ -2,15 +2,23 @@
 //! a time. Cheap next to inference, so it runs on the inference side of the queue; it owns
 //! nothing another camera needs.
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
 use crate::config::{CameraConfig, Config, ConfigError};
+use crate::incidents::suppress::Suppressions;
 use crate::frame::{Detection, FrameMeta};
 use crate::incidents::{IncidentEvent, IncidentLog};
 use crate::model::ModelManifest;
-use crate::rules::{FrameContext, RuleEvent, RuleSet};
+use crate::rules::{FrameContext, RuleEvent, RuleSet, Transition};
 use crate::track::{Track, Tracker};
 use crate::zones::ZoneMembership;
 
 pub struct CameraAnalytics {
+    camera_id: String,
+    suppressions: Option<Arc<Suppressions>>,
+    /// Rule incidents held back by a dismissal, by rule key.
+    suppressed: HashSet<(usize, u64)>,
     tracker: Tracker,
     membership: ZoneMembership,
     rules: RuleSet,
@@ -30,6 +38,9 @@ impl CameraAnalytics {
             .map_err(|(path, msg)| config.error_at(&path, &msg))?;
         let log = IncidentLog::new(config, camera, &rules.zones);
         Ok(CameraAnalytics {
+            camera_id: camera.id.clone(),
+            suppressions: None,
+            suppressed: HashSet::new(),
             tracker: Tracker::new(config.tracker.clone()),
             membership: ZoneMembership::default(),
             rules,
@@ -70,12 +81,46 @@ impl CameraAnalytics {
         self.record()
     }
 
+    /// Applies dismissal memory: new incidents matching a dismissed one are held back.
+    pub fn set_suppressions(&mut self, suppressions: Arc<Suppressions>) {
+        self.suppressions = Some(suppressions);
+    }
+
     fn record(&mut self) -> &[IncidentEvent] {
         self.events.clear();
-        for change in &self.changes {
+        let changes = std::mem::take(&mut self.changes);
+        for change in &changes {
+            if self.is_suppressed(change) {
+                continue;
+            }
             self.events.push(self.log.record(change));
         }
+        // Hand the (cleared) buffer back so its capacity is reused.
+        self.changes = changes;
         &self.events
+    }
+
+    fn is_suppressed(&mut self, change: &RuleEvent) -> bool {
+        if self.suppressed.contains(&change.key) {
+            if matches!(change.transition, Transition::Close(_)) {
+                self.suppressed.remove(&change.key);
+            }
+            return true;
+        }
+        let Some(memory) = &self.suppressions else { return false };
+        if change.transition != Transition::Open {
+            return false;
+        }
+        let zone = change.zone.and_then(|z| self.rules.zones.get(z)).map(|z| z.id.as_str());
+        let bbox = change.objects.first().map(|o| &o.bbox);
+        match memory.matches(&self.camera_id, zone, change.kind.as_str(), bbox, change.at_us) {
+            Some(s) => {
+                tracing::info!(camera = %self.camera_id, kind = change.kind.as_str(), dismissed = %s.incident_id, "incident suppressed by an earlier dismissal");
+                self.suppressed.insert(change.key);
+                true
+            }
+            None => false,
+        }
     }
 
     pub fn tracks(&self) -> &[Track] {

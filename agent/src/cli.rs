@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 
 use crate::analytics::CameraAnalytics;
+use crate::incidents::suppress::Suppressions;
 use crate::assets::{self, AssetKind, AssetSpec, Fetched};
 use crate::config::{CameraConfig, Config, DetectorConfig};
 use crate::detect::{self, Detector, DetectorSettings};
@@ -422,7 +423,7 @@ fn cmd_replay(args: ReplayArgs) -> anyhow::Result<()> {
         ..config.detector.clone()
     };
     let mut detector = build_detector(&detector_config, &config.base_dir())?;
-    let analytics = CameraAnalytics::new(&config, &camera, detector.manifest())?;
+    let mut analytics = CameraAnalytics::new(&config, &camera, detector.manifest())?;
     let options = ReplayOptions {
         camera,
         input: args.input.clone(),
@@ -433,6 +434,9 @@ fn cmd_replay(args: ReplayArgs) -> anyhow::Result<()> {
         report_confidence: config.detector.confidence,
     };
     let (delivery, background) = start_delivery(&config, args.store, args.drain_timeout)?;
+    if let Some(memory) = delivery.as_ref().and_then(|d| d.suppressions.as_ref()) {
+        analytics.set_suppressions(Arc::clone(memory));
+    }
     let evidence = match &delivery {
         Some(delivery) if config.evidence.enabled => {
             Some(start_evidence(&config, &options.camera, delivery, true)?)
@@ -560,13 +564,21 @@ pub fn start_delivery_with(
             max_events: m.outbox.max_events,
             max_bytes: m.outbox.max_bytes,
         });
-    let store = Arc::new(Mutex::new(Store::open(&config.storage.data_dir, limits)?));
+    let opened = Store::open(&config.storage.data_dir, limits)?;
+    let suppressions = Arc::new(Suppressions::load(
+        &opened,
+        config.incidents.dismissal_iou,
+        config.incidents.dismissal_memory.as_micros() as i64,
+        chrono::Utc::now().timestamp_micros(),
+    )?);
+    let store = Arc::new(Mutex::new(opened));
     let wake = Arc::new(tokio::sync::Notify::new());
     let Some(mqtt) = &config.mqtt else {
         let delivery = Delivery {
             store,
             topics: None,
             wake,
+            suppressions: Some(suppressions),
         };
         return Ok((Some(delivery), None));
     };
@@ -574,6 +586,7 @@ pub fn start_delivery_with(
         PublisherSettings::from_config(config, mqtt).map_err(crate::config::ConfigError)?;
     let shared = Arc::new(Shared {
         store: Arc::clone(&store),
+        suppressions: Some(Arc::clone(&suppressions)),
         wake: Arc::clone(&wake),
         metrics,
         connected: AtomicBool::new(false),
@@ -585,6 +598,7 @@ pub fn start_delivery_with(
         store,
         topics: Some(Topics::new(mqtt, &config.site.id)),
         wake,
+        suppressions: Some(suppressions),
     };
     Ok((Some(delivery), Some(background)))
 }

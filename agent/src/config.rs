@@ -41,8 +41,57 @@ pub struct Config {
     pub mqtt: Option<MqttConfig>,
     #[serde(default)]
     pub evidence: EvidenceConfig,
+    /// The HTTP API and review page; without it, no HTTP server runs.
+    pub web: Option<WebConfig>,
     #[serde(default)]
     pub cameras: Vec<CameraConfig>,
+}
+
+/// The station's review page and the HTTP API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    /// Address to listen on, e.g. "0.0.0.0:8080" (LAN) or "127.0.0.1:8080".
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Bearer token for API clients (file, first line). Unset: a random one per start,
+    /// usable only through the login.
+    pub token_file: Option<PathBuf>,
+    /// Password of the review page's login (file, first line, or an environment variable).
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+
+fn first_line(path: &Path, what: &str) -> Result<String, String> {
+    std::fs::read_to_string(path)
+        .map(|t| t.lines().next().unwrap_or_default().trim().to_string())
+        .map_err(|e| format!("cannot read {what} {}: {e}", path.display()))
+}
+
+impl WebConfig {
+    pub fn token(&self) -> Result<Option<String>, String> {
+        self.token_file
+            .as_deref()
+            .map(|p| first_line(p, "web.token_file"))
+            .transpose()
+            .map(|t| t.filter(|t| !t.is_empty()))
+    }
+
+    pub fn password(&self) -> Result<Option<String>, String> {
+        if let Some(path) = &self.password_file {
+            return first_line(path, "web.password_file").map(Some);
+        }
+        if let Some(var) = &self.password_env {
+            return std::env::var(var)
+                .map(Some)
+                .map_err(|_| format!("web.password_env names {var}, which is not set"));
+        }
+        Ok(None)
+    }
 }
 
 /// Clips and snapshots for station review, and how much disk they may use.
@@ -275,6 +324,12 @@ pub struct IncidentsConfig {
     /// raise no new incident for this long: one car coming and going is not ten incidents.
     #[serde(with = "humantime_serde")]
     pub cooldown: Duration,
+    /// A dismissed incident suppresses new ones of the same kind in the same zone for an
+    /// object at the same place (a car with a parking permit) for this long.
+    #[serde(with = "humantime_serde")]
+    pub dismissal_memory: Duration,
+    /// "Same place": box overlap (IoU) with the dismissed incident's object.
+    pub dismissal_iou: f32,
 }
 
 impl Default for IncidentsConfig {
@@ -282,6 +337,8 @@ impl Default for IncidentsConfig {
         IncidentsConfig {
             update_every: Duration::from_secs(60),
             cooldown: Duration::from_secs(120),
+            dismissal_memory: Duration::from_secs(7 * 86_400),
+            dismissal_iou: 0.5,
         }
     }
 }
@@ -706,6 +763,11 @@ impl Config {
         if let Some(lib) = self.detector.runtime_library.as_mut() {
             resolve(lib);
         }
+        if let Some(w) = self.web.as_mut() {
+            for p in [&mut w.token_file, &mut w.password_file].into_iter().flatten() {
+                resolve(p);
+            }
+        }
         if let Some(m) = self.mqtt.as_mut() {
             if let Some(p) = m.password_file.as_mut() {
                 resolve(p);
@@ -938,6 +1000,11 @@ impl Config {
                     "client_cert_file and client_key_file go together".into(),
                 );
             }
+        }
+        if let Some(w) = &self.web
+            && w.listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            return fail(&["web", "listen"], format!("`{}` is not an address like 0.0.0.0:8080", w.listen));
         }
         let e = &self.evidence;
         if e.quota_percent.is_some_and(|p| !(p > 0.0 && p <= 100.0)) {

@@ -11,7 +11,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use crossbeam_channel::Select;
 
+use std::collections::HashMap;
+
 use crate::analytics::CameraAnalytics;
+use crate::evidence::{EvidenceContext, EvidenceRequest, EvidenceWorker, PacketRing};
+use crate::incidents::EventState;
 use crate::config::{CameraConfig, Config, DetectorConfig};
 use crate::metrics::{CameraMetrics, Metrics};
 use crate::model::InputSpec;
@@ -52,6 +56,23 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 
     let spec = detector.manifest().input.clone();
     let now = chrono::Utc::now().timestamp_micros();
+    let e = &config.evidence;
+    let window = e.pre_roll + e.post_roll + Duration::from_secs(10);
+    let rings: HashMap<String, PacketRing> = cameras
+        .iter()
+        .map(|c| (c.id.clone(), PacketRing::new(window.as_micros() as i64, 128 << 20)))
+        .collect();
+    let evidence = if e.enabled {
+        Some(EvidenceWorker::start(EvidenceContext {
+            config: e.clone(),
+            data_dir: config.storage.data_dir.clone(),
+            rings: rings.clone(),
+            delivery: delivery.clone(),
+            offset: config.site.timezone,
+        })?)
+    } else {
+        None
+    };
     let mut lanes = Vec::new();
     let mut decoders = Vec::new();
     for camera in &cameras {
@@ -59,20 +80,29 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         let (producer, consumer) = frame_queue(&id, &spec, QUEUE_DEPTH, Backpressure::DropOldest);
         let mut analytics = CameraAnalytics::new(&config, camera, detector.manifest())?;
         analytics.watch_from(now);
+        if let Some(memory) = &delivery.suppressions {
+            analytics.set_suppressions(Arc::clone(memory));
+        }
         let camera_metrics = metrics.camera(&camera.id).unwrap_or_default();
         lanes.push(Lane {
             consumer,
             analytics,
             metrics: Arc::clone(&camera_metrics),
             reported_drops: 0,
+            zones: camera
+                .zones
+                .iter()
+                .map(|z| (z.id.clone(), z.polygon.iter().map(|p| (p[0], p[1])).collect()))
+                .collect(),
         });
+        let ring = rings.get(&camera.id).cloned();
         let thread = std::thread::Builder::new()
             .name(format!("cam-{}", camera.id))
             .spawn({
                 let camera = camera.clone();
                 let spec = spec.clone();
                 let stop = Arc::clone(&stop);
-                move || camera_loop(&camera, &spec, &producer, &stop, &camera_metrics)
+                move || camera_loop(&camera, &spec, &producer, &stop, &camera_metrics, ring)
             })?;
         decoders.push(thread);
     }
@@ -83,11 +113,14 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         "gridwatch running"
     );
 
-    inference_loop(&mut lanes, &mut detector, &delivery, &metrics, &stop);
+    inference_loop(&mut lanes, &mut detector, &delivery, evidence.as_ref(), &metrics, &stop);
 
     tracing::info!("stopping: inputs closed, delivering what is queued");
     for thread in decoders {
         let _ = thread.join();
+    }
+    if let Some(evidence) = evidence {
+        evidence.finish();
     }
     if let Some(background) = background {
         let waiting = background.stop();
@@ -107,12 +140,15 @@ struct Lane {
     analytics: CameraAnalytics,
     metrics: Arc<CameraMetrics>,
     reported_drops: u64,
+    /// Zone polygons by id, for annotating snapshots.
+    zones: Vec<(String, Vec<(f32, f32)>)>,
 }
 
 fn inference_loop(
     lanes: &mut [Lane],
     detector: &mut crate::detect::Detector,
     delivery: &Delivery,
+    evidence: Option<&EvidenceWorker>,
     metrics: &Metrics,
     stop: &AtomicBool,
 ) {
@@ -135,7 +171,7 @@ fn inference_loop(
             let now = chrono::Utc::now().timestamp_micros();
             for lane in lanes.iter_mut() {
                 let events: Vec<_> = lane.analytics.on_idle(now).to_vec();
-                deliver(delivery, events);
+                deliver(delivery, None, &lane.zones, events);
             }
         }
         if lanes.is_empty() {
@@ -162,7 +198,7 @@ fn inference_loop(
                 metrics.record_inference(started.elapsed().as_secs_f32() * 1000.0);
                 lane.metrics.frames_inferred.fetch_add(1, Ordering::Relaxed);
                 let events: Vec<_> = lane.analytics.on_frame(meta, detections).to_vec();
-                deliver(delivery, events);
+                deliver(delivery, evidence, &lane.zones, events);
             }
             Err(e) => tracing::error!(camera = %meta.camera, "inference failed: {e}"),
         }
@@ -177,7 +213,12 @@ fn inference_loop(
     }
 }
 
-fn deliver(delivery: &Delivery, events: Vec<crate::incidents::IncidentEvent>) {
+fn deliver(
+    delivery: &Delivery,
+    evidence: Option<&EvidenceWorker>,
+    zones: &[(String, Vec<(f32, f32)>)],
+    events: Vec<crate::incidents::IncidentEvent>,
+) {
     for mut event in events {
         tracing::info!(
             kind = event.kind.as_str(),
@@ -188,6 +229,16 @@ fn deliver(delivery: &Delivery, events: Vec<crate::incidents::IncidentEvent>) {
         );
         if let Err(e) = delivery.record(&mut event) {
             tracing::error!(incident = %event.incident_id, "cannot store the event: {e}");
+        }
+        if let Some(worker) = evidence
+            && event.state == EventState::Opened
+        {
+            let polygon = event
+                .zone
+                .as_ref()
+                .and_then(|z| zones.iter().find(|(id, _)| *id == z.id))
+                .map(|(_, p)| p.clone());
+            worker.request(EvidenceRequest::for_event(&event, polygon));
         }
     }
 }
@@ -201,12 +252,14 @@ fn camera_loop(
     producer: &FrameProducer,
     stop: &Arc<AtomicBool>,
     metrics: &Arc<CameraMetrics>,
+    ring: Option<PacketRing>,
 ) {
     let url = camera.detection_url();
     let is_file = !url.contains("://");
     let mut options = DecodeOptions::for_camera(camera, url, Clock::Arrival);
     options.pace = is_file;
     options.metrics = Some(Arc::clone(metrics));
+    options.ring = ring;
     let mut backoff = Duration::from_secs(1);
     let mut last_error = String::new();
     while !stop.load(Ordering::Relaxed) {

@@ -33,7 +33,15 @@ pub struct Metrics {
     pub cameras: Vec<(String, Arc<CameraMetrics>)>,
     latencies: Mutex<LatencyWindow>,
     pub inferences: AtomicU64,
+    /// Cumulative histogram of inference latency: counts per bucket of
+    /// [`LATENCY_BUCKETS_MS`] (each count includes the faster buckets' ones when read out),
+    /// and the sum in microseconds.
+    latency_buckets: [AtomicU64; LATENCY_BUCKETS_MS.len()],
+    latency_sum_us: AtomicU64,
 }
+
+/// Upper bounds of the inference latency histogram, in milliseconds.
+pub const LATENCY_BUCKETS_MS: [f32; 10] = [2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, f32::INFINITY];
 
 const WINDOW: usize = 512;
 
@@ -50,7 +58,23 @@ impl Metrics {
                 next: 0,
             }),
             inferences: AtomicU64::new(0),
+            latency_buckets: Default::default(),
+            latency_sum_us: AtomicU64::new(0),
         }
+    }
+
+    /// (upper bound ms, cumulative count) per bucket, total count and sum in seconds.
+    pub fn latency_histogram(&self) -> (Vec<(f32, u64)>, u64, f64) {
+        let mut cumulative = 0;
+        let buckets = LATENCY_BUCKETS_MS
+            .iter()
+            .zip(&self.latency_buckets)
+            .map(|(bound, count)| {
+                cumulative += count.load(Ordering::Relaxed);
+                (*bound, cumulative)
+            })
+            .collect();
+        (buckets, cumulative, self.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6)
     }
 
     pub fn camera(&self, id: &str) -> Option<Arc<CameraMetrics>> {
@@ -66,6 +90,9 @@ impl Metrics {
 
     pub fn record_inference(&self, millis: f32) {
         self.inferences.fetch_add(1, Ordering::Relaxed);
+        let bucket = LATENCY_BUCKETS_MS.iter().position(|b| millis <= *b).unwrap_or(LATENCY_BUCKETS_MS.len() - 1);
+        self.latency_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_us.fetch_add((millis * 1000.0) as u64, Ordering::Relaxed);
         if let Ok(mut w) = self.latencies.lock() {
             if w.samples.len() < WINDOW {
                 w.samples.push(millis);

@@ -9,6 +9,7 @@
 
 mod describe;
 mod event;
+pub mod suppress;
 
 use std::collections::HashMap;
 

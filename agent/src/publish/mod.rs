@@ -39,6 +39,8 @@ const WINDOW: usize = 64;
 /// What the publisher shares with the rest of the agent.
 pub struct Shared {
     pub store: Arc<Mutex<Store>>,
+    /// Dismissal memory, fed by reviews that arrive as commands.
+    pub suppressions: Option<Arc<crate::incidents::suppress::Suppressions>>,
     /// Woken when a new row is in the outbox.
     pub wake: Arc<Notify>,
     pub metrics: Arc<Metrics>,
@@ -483,19 +485,20 @@ impl<'a> Session<'a> {
                     camera.map(|c| self.settings.topics.incident(&c))
                 };
                 let outcome = match (&topic, self.shared.store.lock()) {
-                    (Some(topic), Ok(mut store)) => store
-                        .review(
-                            &ReviewRequest {
-                                incident_id: &review.incident_id,
-                                verdict: review.verdict,
-                                reviewer: &review.reviewer,
-                                note: &review.note,
-                                at_us: chrono::Utc::now().timestamp_micros(),
-                            },
-                            self.settings.offset,
-                            Some(topic),
-                        )
-                        .map_err(|e| e.to_string()),
+                    (Some(topic), Ok(mut store)) => crate::incidents::suppress::apply_review(
+                        &mut store,
+                        self.shared.suppressions.as_deref(),
+                        &ReviewRequest {
+                            incident_id: &review.incident_id,
+                            verdict: review.verdict,
+                            reviewer: &review.reviewer,
+                            note: &review.note,
+                            at_us: chrono::Utc::now().timestamp_micros(),
+                        },
+                        self.settings.offset,
+                        Some(topic),
+                    )
+                    .map_err(|e| e.to_string()),
                     (None, _) => Err(format!("no incident {}", review.incident_id)),
                     (_, Err(_)) => Err("store unavailable".into()),
                 };
@@ -579,6 +582,8 @@ pub struct Delivery {
     /// `None` without MQTT: events are stored but not queued.
     pub topics: Option<Topics>,
     pub wake: Arc<Notify>,
+    /// Dismissal memory shared with the cameras' analytics.
+    pub suppressions: Option<Arc<crate::incidents::suppress::Suppressions>>,
 }
 
 impl Delivery {

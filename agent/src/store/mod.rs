@@ -668,6 +668,53 @@ impl Store {
     pub fn connection(&self) -> &Connection {
         &self.conn
     }
+
+    pub fn insert_suppression(
+        &mut self,
+        s: &crate::incidents::suppress::Suppression,
+        now_us: i64,
+    ) -> Result<i64, StoreError> {
+        let box_norm = serde_json::to_string(&s.box_norm).unwrap_or_else(|_| "null".into());
+        self.conn
+            .execute(
+                "INSERT INTO suppressions (incident_id, camera_id, zone_id, kind, box_norm, created_at_us, until_us)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![s.incident_id, s.camera_id, s.zone_id, s.kind, box_norm, now_us, s.until_us],
+            )
+            .map_err(self.sql())?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub fn active_suppressions(
+        &self,
+        now_us: i64,
+    ) -> Result<Vec<crate::incidents::suppress::Suppression>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, incident_id, camera_id, zone_id, kind, box_norm, until_us, hits
+                 FROM suppressions WHERE until_us > ?1 ORDER BY id",
+            )
+            .map_err(self.sql())?;
+        let rows = stmt
+            .query_map([now_us], |r| {
+                let box_norm: String = r.get(5)?;
+                Ok(crate::incidents::suppress::Suppression {
+                    id: r.get(0)?,
+                    incident_id: r.get(1)?,
+                    camera_id: r.get(2)?,
+                    zone_id: r.get(3)?,
+                    kind: r.get(4)?,
+                    box_norm: serde_json::from_str(&box_norm).unwrap_or(None),
+                    until_us: r.get(6)?,
+                    hits: r.get::<_, i64>(7)? as u64,
+                })
+            })
+            .map_err(self.sql())?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.sql())?;
+        Ok(rows)
+    }
 }
 
 /// An evidence file the store knows about.

@@ -101,6 +101,7 @@ fn run(agents: usize, per_agent: usize) -> Row {
         let wake = Arc::new(tokio::sync::Notify::new());
         let shared = Arc::new(Shared {
             store: Arc::clone(&store),
+            suppressions: None,
             wake: Arc::clone(&wake),
             metrics: Arc::new(Metrics::new(&["cam".to_string()])),
             connected: AtomicBool::new(false),
@@ -113,6 +114,7 @@ fn run(agents: usize, per_agent: usize) -> Row {
             store,
             topics: Some(Topics::new(&mqtt, &config.site.id)),
             wake,
+            suppressions: None,
         };
         boxes.push((delivery, background, events_for(&config, per_agent)));
     }
