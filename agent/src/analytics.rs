@@ -6,8 +6,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::config::{CameraConfig, Config, ConfigError};
-use crate::incidents::suppress::Suppressions;
 use crate::frame::{Detection, FrameMeta};
+use crate::incidents::suppress::Suppressions;
 use crate::incidents::{IncidentEvent, IncidentLog};
 use crate::model::ModelManifest;
 use crate::rules::{FrameContext, RuleEvent, RuleSet, Transition};
@@ -107,13 +107,24 @@ impl CameraAnalytics {
             }
             return true;
         }
-        let Some(memory) = &self.suppressions else { return false };
+        let Some(memory) = &self.suppressions else {
+            return false;
+        };
         if change.transition != Transition::Open {
             return false;
         }
-        let zone = change.zone.and_then(|z| self.rules.zones.get(z)).map(|z| z.id.as_str());
+        let zone = change
+            .zone
+            .and_then(|z| self.rules.zones.get(z))
+            .map(|z| z.id.as_str());
         let bbox = change.objects.first().map(|o| &o.bbox);
-        match memory.matches(&self.camera_id, zone, change.kind.as_str(), bbox, change.at_us) {
+        match memory.matches(
+            &self.camera_id,
+            zone,
+            change.kind.as_str(),
+            bbox,
+            change.at_us,
+        ) {
             Some(s) => {
                 tracing::info!(camera = %self.camera_id, kind = change.kind.as_str(), dismissed = %s.incident_id, "incident suppressed by an earlier dismissal");
                 self.suppressed.insert(change.key);

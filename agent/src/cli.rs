@@ -12,11 +12,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 
 use crate::analytics::CameraAnalytics;
-use crate::incidents::suppress::Suppressions;
 use crate::assets::{self, AssetKind, AssetSpec, Fetched};
 use crate::config::{CameraConfig, Config, DetectorConfig};
 use crate::detect::{self, Detector, DetectorSettings};
 use crate::exit::{ExitKind, one_line};
+use crate::incidents::suppress::Suppressions;
 use crate::metrics::Metrics;
 use crate::model::{self, ModelManifest};
 use crate::publish::{Background, Delivery, PublisherSettings, Shared, Topics};
@@ -153,9 +153,12 @@ pub struct ReplayArgs {
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// Config file (site, detector, cameras, zones, mqtt).
+    /// Config file (site, detector, cameras, zones, mqtt, web).
     #[arg(long, short)]
     pub config: PathBuf,
+    /// Do not open the cameras: serve the review page and deliver queued events only.
+    #[arg(long)]
+    pub no_cameras: bool,
 }
 
 #[derive(Args, Debug)]
@@ -262,7 +265,7 @@ fn init_logging(filter: &str, format: LogFormat) {
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Detect(args) => cmd_detect(args),
-        Command::Run(args) => crate::daemon::run(Config::load(&args.config)?),
+        Command::Run(args) => crate::daemon::run(Config::load(&args.config)?, !args.no_cameras),
         Command::Replay(args) => cmd_replay(args),
         Command::Check(args) => cmd_check(args),
         Command::Models(cmd) => cmd_models(cmd),

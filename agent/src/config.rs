@@ -764,7 +764,10 @@ impl Config {
             resolve(lib);
         }
         if let Some(w) = self.web.as_mut() {
-            for p in [&mut w.token_file, &mut w.password_file].into_iter().flatten() {
+            for p in [&mut w.token_file, &mut w.password_file]
+                .into_iter()
+                .flatten()
+            {
                 resolve(p);
             }
         }
@@ -1004,7 +1007,10 @@ impl Config {
         if let Some(w) = &self.web
             && w.listen.parse::<std::net::SocketAddr>().is_err()
         {
-            return fail(&["web", "listen"], format!("`{}` is not an address like 0.0.0.0:8080", w.listen));
+            return fail(
+                &["web", "listen"],
+                format!("`{}` is not an address like 0.0.0.0:8080", w.listen),
+            );
         }
         let e = &self.evidence;
         if e.quota_percent.is_some_and(|p| !(p > 0.0 && p <= 100.0)) {

@@ -14,9 +14,9 @@ use crossbeam_channel::Select;
 use std::collections::HashMap;
 
 use crate::analytics::CameraAnalytics;
+use crate::config::{CameraConfig, Config, DetectorConfig};
 use crate::evidence::{EvidenceContext, EvidenceRequest, EvidenceWorker, PacketRing};
 use crate::incidents::EventState;
-use crate::config::{CameraConfig, Config, DetectorConfig};
 use crate::metrics::{CameraMetrics, Metrics};
 use crate::model::InputSpec;
 use crate::pipeline::{
@@ -30,7 +30,9 @@ const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
 /// Frames waiting per camera before the oldest is dropped.
 const QUEUE_DEPTH: usize = 3;
 
-pub fn run(config: Config) -> anyhow::Result<()> {
+/// Runs the daemon; with `cameras` false only the store, the publisher and the web page run
+/// (reviewing recorded incidents, or a box whose cameras are down for maintenance).
+pub fn run(config: Config, cameras_on: bool) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, Arc::clone(&stop))
@@ -39,7 +41,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let cameras: Vec<CameraConfig> = config
         .cameras
         .iter()
-        .filter(|c| c.enabled)
+        .filter(|c| c.enabled && cameras_on)
         .cloned()
         .collect();
     let camera_ids: Vec<String> = cameras.iter().map(|c| c.id.clone()).collect();
@@ -53,6 +55,15 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let (delivery, background) =
         crate::cli::start_delivery_with(&config, true, SHUTDOWN_DRAIN, Arc::clone(&metrics))?;
     let delivery = delivery.context("the daemon always has a store")?;
+    let web = match &config.web {
+        Some(web) => Some(crate::web::start(
+            &config,
+            web,
+            delivery.clone(),
+            Arc::clone(&metrics),
+        )?),
+        None => None,
+    };
 
     let spec = detector.manifest().input.clone();
     let now = chrono::Utc::now().timestamp_micros();
@@ -60,7 +71,12 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let window = e.pre_roll + e.post_roll + Duration::from_secs(10);
     let rings: HashMap<String, PacketRing> = cameras
         .iter()
-        .map(|c| (c.id.clone(), PacketRing::new(window.as_micros() as i64, 128 << 20)))
+        .map(|c| {
+            (
+                c.id.clone(),
+                PacketRing::new(window.as_micros() as i64, 128 << 20),
+            )
+        })
         .collect();
     let evidence = if e.enabled {
         Some(EvidenceWorker::start(EvidenceContext {
@@ -92,7 +108,12 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             zones: camera
                 .zones
                 .iter()
-                .map(|z| (z.id.clone(), z.polygon.iter().map(|p| (p[0], p[1])).collect()))
+                .map(|z| {
+                    (
+                        z.id.clone(),
+                        z.polygon.iter().map(|p| (p[0], p[1])).collect(),
+                    )
+                })
                 .collect(),
         });
         let ring = rings.get(&camera.id).cloned();
@@ -113,7 +134,14 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         "gridwatch running"
     );
 
-    inference_loop(&mut lanes, &mut detector, &delivery, evidence.as_ref(), &metrics, &stop);
+    inference_loop(
+        &mut lanes,
+        &mut detector,
+        &delivery,
+        evidence.as_ref(),
+        &metrics,
+        &stop,
+    );
 
     tracing::info!("stopping: inputs closed, delivering what is queued");
     for thread in decoders {
@@ -121,6 +149,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     }
     if let Some(evidence) = evidence {
         evidence.finish();
+    }
+    if let Some(web) = web {
+        web.stop();
     }
     if let Some(background) = background {
         let waiting = background.stop();

@@ -31,6 +31,7 @@ pub mod rules;
 pub mod source;
 pub mod store;
 pub mod track;
+pub mod web;
 pub mod zones;
 
 #[cfg(test)]

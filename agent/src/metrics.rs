@@ -41,7 +41,18 @@ pub struct Metrics {
 }
 
 /// Upper bounds of the inference latency histogram, in milliseconds.
-pub const LATENCY_BUCKETS_MS: [f32; 10] = [2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, f32::INFINITY];
+pub const LATENCY_BUCKETS_MS: [f32; 10] = [
+    2.0,
+    5.0,
+    10.0,
+    20.0,
+    50.0,
+    100.0,
+    200.0,
+    500.0,
+    1000.0,
+    f32::INFINITY,
+];
 
 const WINDOW: usize = 512;
 
@@ -74,7 +85,11 @@ impl Metrics {
                 (*bound, cumulative)
             })
             .collect();
-        (buckets, cumulative, self.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6)
+        (
+            buckets,
+            cumulative,
+            self.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6,
+        )
     }
 
     pub fn camera(&self, id: &str) -> Option<Arc<CameraMetrics>> {
@@ -90,9 +105,13 @@ impl Metrics {
 
     pub fn record_inference(&self, millis: f32) {
         self.inferences.fetch_add(1, Ordering::Relaxed);
-        let bucket = LATENCY_BUCKETS_MS.iter().position(|b| millis <= *b).unwrap_or(LATENCY_BUCKETS_MS.len() - 1);
+        let bucket = LATENCY_BUCKETS_MS
+            .iter()
+            .position(|b| millis <= *b)
+            .unwrap_or(LATENCY_BUCKETS_MS.len() - 1);
         self.latency_buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        self.latency_sum_us.fetch_add((millis * 1000.0) as u64, Ordering::Relaxed);
+        self.latency_sum_us
+            .fetch_add((millis * 1000.0) as u64, Ordering::Relaxed);
         if let Ok(mut w) = self.latencies.lock() {
             if w.samples.len() < WINDOW {
                 w.samples.push(millis);

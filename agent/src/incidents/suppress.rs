@@ -35,7 +35,12 @@ pub struct Suppressions {
 }
 
 impl Suppressions {
-    pub fn load(store: &Store, iou: f32, memory_us: i64, now_us: i64) -> Result<Suppressions, StoreError> {
+    pub fn load(
+        store: &Store,
+        iou: f32,
+        memory_us: i64,
+        now_us: i64,
+    ) -> Result<Suppressions, StoreError> {
         Ok(Suppressions {
             list: RwLock::new(store.active_suppressions(now_us)?),
             iou,
@@ -44,15 +49,30 @@ impl Suppressions {
     }
 
     /// Remembers a dismissed incident (its latest event).
-    pub fn add_dismissed(&self, store: &mut Store, event: &Value, now_us: i64) -> Result<(), StoreError> {
+    pub fn add_dismissed(
+        &self,
+        store: &mut Store,
+        event: &Value,
+        now_us: i64,
+    ) -> Result<(), StoreError> {
         let box_norm = event["objects"][0]["box_norm"]
             .as_array()
             .filter(|a| a.len() == 4)
-            .map(|a| BBox::from(std::array::from_fn::<f32, 4, _>(|i| a[i].as_f64().unwrap_or(0.0) as f32)));
+            .map(|a| {
+                BBox::from(std::array::from_fn::<f32, 4, _>(|i| {
+                    a[i].as_f64().unwrap_or(0.0) as f32
+                }))
+            });
         let mut s = Suppression {
             id: 0,
-            incident_id: event["incident_id"].as_str().unwrap_or_default().to_string(),
-            camera_id: event["camera"]["id"].as_str().unwrap_or_default().to_string(),
+            incident_id: event["incident_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            camera_id: event["camera"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
             zone_id: event["zone"]["id"].as_str().map(String::from),
             kind: event["kind"].as_str().unwrap_or_default().to_string(),
             box_norm,
@@ -67,7 +87,14 @@ impl Suppressions {
     }
 
     /// Does an incident about to open match a dismissed one? Counts the hit.
-    pub fn matches(&self, camera: &str, zone: Option<&str>, kind: &str, bbox: Option<&BBox>, at_us: i64) -> Option<Suppression> {
+    pub fn matches(
+        &self,
+        camera: &str,
+        zone: Option<&str>,
+        kind: &str,
+        bbox: Option<&BBox>,
+        at_us: i64,
+    ) -> Option<Suppression> {
         let mut list = self.list.write().ok()?;
         let found = list.iter_mut().find(|s| {
             s.camera_id == camera
@@ -126,13 +153,50 @@ mod tests {
             "kind": "illegal_parking", "objects": [{"box_norm": [0.1, 0.1, 0.3, 0.3]}],
         });
         memory.add_dismissed(&mut store, &event, 0).unwrap();
-        let same = BBox { x1: 0.11, y1: 0.1, x2: 0.31, y2: 0.3 };
-        let elsewhere = BBox { x1: 0.6, y1: 0.6, x2: 0.8, y2: 0.8 };
-        assert!(memory.matches("cam", Some("lane"), "illegal_parking", Some(&same), 10).is_some());
-        assert!(memory.matches("cam", Some("lane"), "illegal_parking", Some(&elsewhere), 10).is_none());
-        assert!(memory.matches("cam", Some("other"), "illegal_parking", Some(&same), 10).is_none());
-        assert!(memory.matches("cam", Some("lane"), "fly_wire_charging", Some(&same), 10).is_none());
-        assert!(memory.matches("cam", Some("lane"), "illegal_parking", Some(&same), 2_000_000).is_none(), "expired");
+        let same = BBox {
+            x1: 0.11,
+            y1: 0.1,
+            x2: 0.31,
+            y2: 0.3,
+        };
+        let elsewhere = BBox {
+            x1: 0.6,
+            y1: 0.6,
+            x2: 0.8,
+            y2: 0.8,
+        };
+        assert!(
+            memory
+                .matches("cam", Some("lane"), "illegal_parking", Some(&same), 10)
+                .is_some()
+        );
+        assert!(
+            memory
+                .matches("cam", Some("lane"), "illegal_parking", Some(&elsewhere), 10)
+                .is_none()
+        );
+        assert!(
+            memory
+                .matches("cam", Some("other"), "illegal_parking", Some(&same), 10)
+                .is_none()
+        );
+        assert!(
+            memory
+                .matches("cam", Some("lane"), "fly_wire_charging", Some(&same), 10)
+                .is_none()
+        );
+        assert!(
+            memory
+                .matches(
+                    "cam",
+                    Some("lane"),
+                    "illegal_parking",
+                    Some(&same),
+                    2_000_000
+                )
+                .is_none(),
+            "expired"
+        );
         assert_eq!(memory.active(10)[0].hits, 1);
         // Survives a restart.
         let again = Suppressions::load(&store, 0.5, 1_000_000, 10).unwrap();

@@ -669,6 +669,141 @@ impl Store {
         &self.conn
     }
 
+    /// Incidents matching `filter`, newest first: (total matching, one page of summaries).
+    pub fn list_incidents(
+        &self,
+        filter: &IncidentFilter<'_>,
+    ) -> Result<(u64, Vec<Value>), StoreError> {
+        let mut clauses = Vec::new();
+        let mut values: Vec<rusqlite::types::Value> = Vec::new();
+        let mut add = |clause: &str, value: rusqlite::types::Value| {
+            values.push(value);
+            clauses.push(clause.replace('?', &format!("?{}", values.len())));
+        };
+        if let Some(v) = filter.state {
+            add("state = ?", v.to_string().into());
+        }
+        if let Some(v) = filter.kind {
+            add("kind = ?", v.to_string().into());
+        }
+        if let Some(v) = filter.camera {
+            add("camera_id = ?", v.to_string().into());
+        }
+        if let Some(v) = filter.zone {
+            add("zone_id = ?", v.to_string().into());
+        }
+        if let Some(v) = filter.from_us {
+            add("opened_at_us >= ?", v.into());
+        }
+        if let Some(v) = filter.to_us {
+            add("opened_at_us <= ?", v.into());
+        }
+        match filter.review {
+            Some("pending") => clauses.push("review_verdict IS NULL".into()),
+            Some(v) => add("review_verdict = ?", v.to_string().into()),
+            None => {}
+        }
+        let condition = if clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", clauses.join(" AND "))
+        };
+        let total: i64 = self
+            .conn
+            .query_row(
+                &format!("SELECT COUNT(*) FROM incidents {condition}"),
+                rusqlite::params_from_iter(values.iter()),
+                |r| r.get(0),
+            )
+            .map_err(self.sql())?;
+        let ids: Vec<String> = {
+            let mut stmt = self
+                .conn
+                .prepare(&format!(
+                    "SELECT incident_id FROM incidents {condition} ORDER BY opened_at_us DESC, incident_id LIMIT {} OFFSET {}",
+                    filter.limit, filter.offset
+                ))
+                .map_err(self.sql())?;
+            stmt.query_map(rusqlite::params_from_iter(values.iter()), |r| r.get(0))
+                .map_err(self.sql())?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(self.sql())?
+        };
+        let mut items = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(summary) = self.incident_summary(&id)? {
+                items.push(summary);
+            }
+        }
+        Ok((total as u64, items))
+    }
+
+    /// What the review page shows of one incident: its latest state, the review, the
+    /// evidence files still on disk (as API URLs).
+    pub fn incident_summary(&self, incident_id: &str) -> Result<Option<Value>, StoreError> {
+        let row: Option<(String, ReviewColumns)> = self
+            .conn
+            .query_row(
+                "SELECT last_event, review_verdict, reviewer, review_note, reviewed_at FROM incidents WHERE incident_id = ?1",
+                [incident_id],
+                |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))),
+            )
+            .optional()
+            .map_err(self.sql())?;
+        let Some((last, (verdict, reviewer, note, reviewed_at))) = row else {
+            return Ok(None);
+        };
+        let event: Value =
+            serde_json::from_str(&last).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let url = |kind: &str, name: &str| -> Result<Value, StoreError> {
+            Ok(self
+                .evidence_path(incident_id, kind)?
+                .map_or(Value::Null, |_| {
+                    format!("/api/incidents/{incident_id}/{name}").into()
+                }))
+        };
+        Ok(Some(serde_json::json!({
+            "incident_id": incident_id,
+            "kind": event["kind"],
+            "state": event["state"],
+            "status": event["status"],
+            "camera": event["camera"],
+            "zone": event["zone"],
+            "category": event["category"],
+            "description": event["description"],
+            "started_at": event["started_at"],
+            "opened_at": event["opened_at"],
+            "closed_at": event["closed_at"],
+            "duration_s": event["duration_s"],
+            "count": event["count"],
+            "peak_count": event["peak_count"],
+            "confidence": event["confidence"],
+            "objects": event["objects"],
+            "signals": event["evidence"]["signals"],
+            "evidence_error": event["evidence"]["error"],
+            "review": verdict.map(|v| serde_json::json!({
+                "verdict": v, "reviewer": reviewer, "note": note, "reviewed_at": reviewed_at,
+            })),
+            "snapshot_url": url("snapshot", "snapshot.jpg")?,
+            "thumbnail_url": url("thumbnail", "thumb.jpg")?,
+            "clip_url": url("clip", "clip.mp4")?,
+        })))
+    }
+
+    /// Incidents raised, per kind.
+    pub fn incident_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT kind, COUNT(*) FROM incidents GROUP BY kind ORDER BY kind")
+            .map_err(self.sql())?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+            .map_err(self.sql())?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.sql())?;
+        Ok(rows)
+    }
+
     pub fn insert_suppression(
         &mut self,
         s: &crate::incidents::suppress::Suppression,
@@ -715,6 +850,29 @@ impl Store {
             .map_err(self.sql())?;
         Ok(rows)
     }
+}
+
+/// Verdict, reviewer, note and time of a review, as stored (all null before one).
+type ReviewColumns = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// Filters of the incident list (all optional).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IncidentFilter<'a> {
+    pub state: Option<&'a str>,
+    pub kind: Option<&'a str>,
+    pub camera: Option<&'a str>,
+    pub zone: Option<&'a str>,
+    pub from_us: Option<i64>,
+    pub to_us: Option<i64>,
+    /// pending, confirmed or dismissed.
+    pub review: Option<&'a str>,
+    pub limit: u32,
+    pub offset: u32,
 }
 
 /// An evidence file the store knows about.

@@ -1,0 +1,571 @@
+//! Web stage: the HTTP API and the station's review page (axum).
+//!
+//! Every route but `/healthz` and the page itself needs the token: an
+//! `Authorization: Bearer <token>` header (API clients) or the session cookie the login sets
+//! (the page). Incident ids are checked against the UUID form before they reach the store,
+//! and evidence files are served only from the evidence directory (canonicalised), so no
+//! request can read another file. Clips are served with HTTP Range support for seeking.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::FixedOffset;
+use rand::Rng as _;
+use serde::Deserialize;
+use serde_json::json;
+use tower::ServiceExt as _;
+
+use crate::config::{Config, WebConfig};
+use crate::incidents::Verdict;
+use crate::incidents::suppress::{Suppressions, apply_review};
+use crate::metrics::Metrics;
+use crate::publish::Delivery;
+use crate::store::{ReviewRequest, Store};
+
+const PAGE: &str = include_str!("page.html");
+const COOKIE: &str = "gridwatch_session";
+
+pub struct WebState {
+    store: Arc<Mutex<Store>>,
+    delivery: Delivery,
+    suppressions: Option<Arc<Suppressions>>,
+    metrics: Arc<Metrics>,
+    token: String,
+    password: Option<String>,
+    data_dir: PathBuf,
+    offset: FixedOffset,
+}
+
+/// The server's address and a way to stop it.
+pub struct WebServer {
+    pub address: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl WebServer {
+    pub fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts the server on its own thread and runtime.
+pub fn start(
+    config: &Config,
+    web: &WebConfig,
+    delivery: Delivery,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<WebServer> {
+    let token = match web.token().map_err(crate::config::ConfigError)? {
+        Some(t) => t,
+        None => {
+            let mut bytes = [0u8; 24];
+            rand::rng().fill(&mut bytes);
+            hex::encode(bytes)
+        }
+    };
+    let password = web.password().map_err(crate::config::ConfigError)?;
+    if password.is_none() && web.token_file.is_none() {
+        tracing::warn!(
+            "web: neither web.password_file/password_env nor web.token_file is set; the API is unusable"
+        );
+    }
+    let state = Arc::new(WebState {
+        store: Arc::clone(&delivery.store),
+        suppressions: delivery.suppressions.clone(),
+        delivery,
+        metrics,
+        token,
+        password,
+        data_dir: config.storage.data_dir.clone(),
+        offset: config.site.timezone,
+    });
+    let listener = std::net::TcpListener::bind(&web.listen)
+        .map_err(|e| anyhow::anyhow!("web: cannot listen on {}: {e}", web.listen))?;
+    listener.set_nonblocking(true)?;
+    let address = listener.local_addr()?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("web".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => return tracing::error!("web runtime: {e}"),
+            };
+            runtime.block_on(async move {
+                let listener = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => l,
+                    Err(e) => return tracing::error!("web listener: {e}"),
+                };
+                let served = axum::serve(listener, router(state)).with_graceful_shutdown(async {
+                    let _ = rx.await;
+                });
+                if let Err(e) = served.await {
+                    tracing::error!("web server: {e}");
+                }
+            });
+        })?;
+    tracing::info!("review page at http://{address}/");
+    Ok(WebServer {
+        address,
+        shutdown: Some(tx),
+        thread: Some(thread),
+    })
+}
+
+pub fn router(state: Arc<WebState>) -> Router {
+    let api = Router::new()
+        .route("/api/incidents", get(list_incidents))
+        .route("/api/incidents/{id}", get(get_incident))
+        .route("/api/incidents/{id}/review", post(post_review))
+        .route("/api/incidents/{id}/{file}", get(get_file))
+        .route("/api/suppressions", get(list_suppressions))
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            require_token,
+        ));
+    Router::new()
+        .route("/", get(|| async { Html(PAGE) }))
+        .route("/healthz", get(healthz))
+        .route("/api/login", post(login))
+        .route("/api/logout", post(logout))
+        .merge(api)
+        .with_state(state)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+fn cookie_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.to_string())
+}
+
+/// Compares without an early exit, so response times do not leak the token.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+async fn require_token(
+    State(state): State<Arc<WebState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let headers = request.headers();
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let presented = bearer.or_else(|| cookie_token(headers));
+    match presented {
+        Some(token) if same(&token, &state.token) => next.run(request).await,
+        Some(_) => error(StatusCode::UNAUTHORIZED, "wrong token"),
+        None => error(
+            StatusCode::UNAUTHORIZED,
+            "log in or send Authorization: Bearer <token>",
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Login {
+    password: String,
+}
+
+async fn login(State(state): State<Arc<WebState>>, Json(login): Json<Login>) -> Response {
+    match &state.password {
+        Some(password) if same(password, &login.password) => {
+            let cookie = format!(
+                "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",
+                state.token
+            );
+            let mut response = Json(json!({ "ok": true })).into_response();
+            if let Ok(value) = HeaderValue::from_str(&cookie) {
+                response.headers_mut().insert(header::SET_COOKIE, value);
+            }
+            response
+        }
+        Some(_) => error(StatusCode::UNAUTHORIZED, "wrong password"),
+        None => error(
+            StatusCode::FORBIDDEN,
+            "login is not configured (web.password_file)",
+        ),
+    }
+}
+
+async fn logout() -> Response {
+    let mut response = Json(json!({ "ok": true })).into_response();
+    let expired = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    if let Ok(value) = HeaderValue::from_str(&expired) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+async fn healthz(State(state): State<Arc<WebState>>) -> Response {
+    let outbox = state
+        .store
+        .lock()
+        .ok()
+        .and_then(|s| s.outbox_stats().ok())
+        .unwrap_or_default();
+    Json(json!({
+        "status": "ok",
+        "uptime_s": state.metrics.uptime_s().round(),
+        "cameras": state.metrics.cameras.iter().map(|(id, _)| id).collect::<Vec<_>>(),
+        "outbox_depth": outbox.events,
+    }))
+    .into_response()
+}
+
+/// UUID-shaped ids only: nothing else can reach a query or a path.
+fn valid_id(id: &str) -> bool {
+    id.len() == 36
+        && id.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    state: Option<String>,
+    kind: Option<String>,
+    camera: Option<String>,
+    zone: Option<String>,
+    /// RFC 3339 bounds on the opening time.
+    from: Option<String>,
+    to: Option<String>,
+    /// pending, confirmed or dismissed.
+    review: Option<String>,
+    limit: Option<u32>,
+    offset: Option<u32>,
+}
+
+async fn list_incidents(
+    State(state): State<Arc<WebState>>,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    let time = |t: &Option<String>| -> Result<Option<i64>, String> {
+        t.as_ref()
+            .map(|t| {
+                chrono::DateTime::parse_from_rfc3339(t)
+                    .map(|t| t.timestamp_micros())
+                    .map_err(|e| format!("bad time `{t}`: {e}"))
+            })
+            .transpose()
+    };
+    let (from, to) = match (time(&q.from), time(&q.to)) {
+        (Ok(f), Ok(t)) => (f, t),
+        (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    if let Some(review) = &q.review
+        && !matches!(review.as_str(), "pending" | "confirmed" | "dismissed")
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "review must be pending, confirmed or dismissed",
+        );
+    }
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let offset = q.offset.unwrap_or(0);
+    let Ok(store) = state.store.lock() else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "store unavailable");
+    };
+    match store.list_incidents(&crate::store::IncidentFilter {
+        state: q.state.as_deref(),
+        kind: q.kind.as_deref(),
+        camera: q.camera.as_deref(),
+        zone: q.zone.as_deref(),
+        from_us: from,
+        to_us: to,
+        review: q.review.as_deref(),
+        limit,
+        offset,
+    }) {
+        Ok((total, items)) => {
+            Json(json!({ "total": total, "limit": limit, "offset": offset, "items": items }))
+                .into_response()
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn get_incident(State(state): State<Arc<WebState>>, Path(id): Path<String>) -> Response {
+    if !valid_id(&id) {
+        return error(StatusCode::BAD_REQUEST, "not an incident id");
+    }
+    let Ok(store) = state.store.lock() else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "store unavailable");
+    };
+    match (store.incident_summary(&id), store.events_of(&id)) {
+        (Ok(Some(summary)), Ok(events)) => {
+            Json(json!({ "incident": summary, "events": events })).into_response()
+        }
+        (Ok(None), _) => error(StatusCode::NOT_FOUND, "no such incident"),
+        (Err(e), _) | (_, Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReviewBody {
+    verdict: Verdict,
+    reviewer: String,
+    #[serde(default)]
+    note: String,
+}
+
+async fn post_review(
+    State(state): State<Arc<WebState>>,
+    Path(id): Path<String>,
+    Json(body): Json<ReviewBody>,
+) -> Response {
+    if !valid_id(&id) {
+        return error(StatusCode::BAD_REQUEST, "not an incident id");
+    }
+    if body.reviewer.trim().is_empty()
+        || body.reviewer.chars().count() > 64
+        || body.note.chars().count() > 2000
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "reviewer must be 1-64 characters, note at most 2000",
+        );
+    }
+    let Ok(mut store) = state.store.lock() else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "store unavailable");
+    };
+    let camera = match store.incident(&id) {
+        Ok(Some(event)) => event["camera"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        Ok(None) => return error(StatusCode::NOT_FOUND, "no such incident"),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let topic = state.delivery.topics.as_ref().map(|t| t.incident(&camera));
+    let request = ReviewRequest {
+        incident_id: &id,
+        verdict: body.verdict,
+        reviewer: &body.reviewer,
+        note: &body.note,
+        at_us: chrono::Utc::now().timestamp_micros(),
+    };
+    let result = apply_review(
+        &mut store,
+        state.suppressions.as_deref(),
+        &request,
+        state.offset,
+        topic.as_deref(),
+    );
+    drop(store);
+    match result {
+        Ok(event) => {
+            state.delivery.wake.notify_one();
+            tracing::info!(incident = %id, reviewer = %body.reviewer, "review stored");
+            Json(event).into_response()
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn get_file(
+    State(state): State<Arc<WebState>>,
+    Path((id, file)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    if !valid_id(&id) {
+        return error(StatusCode::BAD_REQUEST, "not an incident id");
+    }
+    let kind = match file.as_str() {
+        "snapshot.jpg" => "snapshot",
+        "thumb.jpg" => "thumbnail",
+        "clip.mp4" => "clip",
+        _ => return error(StatusCode::NOT_FOUND, "no such file"),
+    };
+    let relative = match state.store.lock().map(|s| s.evidence_path(&id, kind)) {
+        Ok(Ok(Some(p))) => p,
+        Ok(Ok(None)) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "no such evidence (not made yet, or removed by retention)",
+            );
+        }
+        _ => return error(StatusCode::INTERNAL_SERVER_ERROR, "store unavailable"),
+    };
+    // Only files inside the evidence directory, whatever the database says.
+    let root = match state.data_dir.join("evidence").canonicalize() {
+        Ok(r) => r,
+        Err(_) => return error(StatusCode::NOT_FOUND, "no evidence directory"),
+    };
+    let path = match state.data_dir.join(&relative).canonicalize() {
+        Ok(p) if p.starts_with(&root) => p,
+        _ => return error(StatusCode::NOT_FOUND, "no such file"),
+    };
+    // ServeFile answers Range requests (the video player seeks with them) and sets the
+    // content type from the extension.
+    match tower_http::services::ServeFile::new(&path)
+        .oneshot(request)
+        .await
+    {
+        Ok(response) => response.into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn list_suppressions(State(state): State<Arc<WebState>>) -> Response {
+    let now = chrono::Utc::now().timestamp_micros();
+    let items = state
+        .suppressions
+        .as_ref()
+        .map(|s| s.active(now))
+        .unwrap_or_default();
+    Json(json!({ "items": items })).into_response()
+}
+
+async fn metrics(State(state): State<Arc<WebState>>) -> Response {
+    use std::fmt::Write as _;
+    let m = &state.metrics;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP gridwatch_frames_decoded_total Frames decoded, per camera.\n# TYPE gridwatch_frames_decoded_total counter"
+    );
+    for (id, c) in &m.cameras {
+        let _ = writeln!(
+            out,
+            "gridwatch_frames_decoded_total{{camera=\"{id}\"}} {}",
+            c.frames_in.load(Ordering::Relaxed)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP gridwatch_frames_inferred_total Frames the detector ran on, per camera.\n# TYPE gridwatch_frames_inferred_total counter"
+    );
+    for (id, c) in &m.cameras {
+        let _ = writeln!(
+            out,
+            "gridwatch_frames_inferred_total{{camera=\"{id}\"}} {}",
+            c.frames_inferred.load(Ordering::Relaxed)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP gridwatch_frames_dropped_total Frames dropped because inference was behind.\n# TYPE gridwatch_frames_dropped_total counter"
+    );
+    for (id, c) in &m.cameras {
+        let _ = writeln!(
+            out,
+            "gridwatch_frames_dropped_total{{camera=\"{id}\"}} {}",
+            c.frames_dropped.load(Ordering::Relaxed)
+        );
+    }
+    let (buckets, count, sum) = m.latency_histogram();
+    let _ = writeln!(
+        out,
+        "# HELP gridwatch_inference_latency_seconds Inference latency.\n# TYPE gridwatch_inference_latency_seconds histogram"
+    );
+    for (bound, cumulative) in buckets {
+        let le = if bound.is_infinite() {
+            "+Inf".to_string()
+        } else {
+            format!("{}", bound / 1000.0)
+        };
+        let _ = writeln!(
+            out,
+            "gridwatch_inference_latency_seconds_bucket{{le=\"{le}\"}} {cumulative}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "gridwatch_inference_latency_seconds_sum {sum}\ngridwatch_inference_latency_seconds_count {count}"
+    );
+    if let Ok(store) = state.store.lock() {
+        let _ = writeln!(
+            out,
+            "# HELP gridwatch_incidents_total Incidents raised, by kind.\n# TYPE gridwatch_incidents_total counter"
+        );
+        for (kind, n) in store.incident_counts().unwrap_or_default() {
+            let _ = writeln!(out, "gridwatch_incidents_total{{kind=\"{kind}\"}} {n}");
+        }
+        let outbox = store.outbox_stats().unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "# HELP gridwatch_outbox_events Events waiting for MQTT delivery.\n# TYPE gridwatch_outbox_events gauge\ngridwatch_outbox_events {}",
+            outbox.events
+        );
+        let _ = writeln!(
+            out,
+            "# HELP gridwatch_outbox_dropped_total Events dropped by the outbox bound.\n# TYPE gridwatch_outbox_dropped_total counter\ngridwatch_outbox_dropped_total {}",
+            outbox.dropped_total
+        );
+        let evidence: u64 = store
+            .live_evidence()
+            .map(|f| f.iter().map(|f| f.bytes).sum())
+            .unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "# HELP gridwatch_evidence_bytes Bytes of evidence files on disk.\n# TYPE gridwatch_evidence_bytes gauge\ngridwatch_evidence_bytes {evidence}"
+        );
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_uuid_shaped_ids_pass() {
+        assert!(valid_id("01a20b48-14b8-7ec1-956a-7428ee286dc6"));
+        assert!(!valid_id("../../etc/passwd"));
+        assert!(!valid_id("01a20b48-14b8-7ec1-956a-7428ee286dc"));
+        assert!(!valid_id("01a20b48x14b8-7ec1-956a-7428ee286dc6"));
+        assert!(!valid_id("01a20b48-14b8-7ec1-956a-7428ee286d/."));
+    }
+
+    #[test]
+    fn token_comparison_and_cookies() {
+        assert!(same("abc", "abc"));
+        assert!(!same("abc", "abd"));
+        assert!(!same("abc", "abcd"));
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; gridwatch_session=tok; b=2"),
+        );
+        assert_eq!(cookie_token(&headers).as_deref(), Some("tok"));
+    }
+}
