@@ -34,6 +34,7 @@ apt_packages=(
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libavfilter-dev libavdevice-dev
   ffmpeg
   mosquitto openssl
+  chromium fonts-wqy-microhei
   python3 python3-venv python3-pip
   ca-certificates
 )
@@ -75,6 +76,18 @@ ort_lib=$(ls "$venv"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.
 mkdir -p "$GRIDWATCH_LOCAL/lib"
 ln -sfn "$ort_lib" "$GRIDWATCH_LOCAL/lib/libonnxruntime.so"
 say "ONNX Runtime library: $GRIDWATCH_LOCAL/lib/libonnxruntime.so -> ${ort_lib#"$root"/}"
+
+# --- 2b. the browser test's driver (playwright-core from npm; Debian's Chromium) ---------
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  say "installing Node.js for the browser test"
+  sudo_cmd=()
+  [ "$(id -u)" -ne 0 ] && sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  say "installing playwright-core (npm ci) for the browser test"
+  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+fi
 
 # --- 3. build ------------------------------------------------------------------------------
 # GRIDWATCH_PROFILE=dev (the test command) builds the dev profile the tests use; the demo

@@ -575,6 +575,7 @@ pub fn start_delivery_with(
         chrono::Utc::now().timestamp_micros(),
     )?);
     let store = Arc::new(Mutex::new(opened));
+    suppressions.persist_hits(Arc::clone(&store));
     let wake = Arc::new(tokio::sync::Notify::new());
     let Some(mqtt) = &config.mqtt else {
         let delivery = Delivery {

@@ -3,7 +3,7 @@
 //! are suppressed for a while, so the station is not asked about it every day. Suppressions
 //! are stored (they survive restarts), expire, and are listed by the API with their hits.
 
-use std::sync::RwLock;
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -32,6 +32,8 @@ pub struct Suppressions {
     list: RwLock<Vec<Suppression>>,
     iou: f32,
     memory_us: i64,
+    /// Where hits are counted, so they survive restarts.
+    store: std::sync::OnceLock<Arc<Mutex<Store>>>,
 }
 
 impl Suppressions {
@@ -45,7 +47,13 @@ impl Suppressions {
             list: RwLock::new(store.active_suppressions(now_us)?),
             iou,
             memory_us,
+            store: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Counts hits in `store` from now on.
+    pub fn persist_hits(&self, store: Arc<Mutex<Store>>) {
+        let _ = self.store.set(store);
     }
 
     /// Remembers a dismissed incident (its latest event).
@@ -108,7 +116,14 @@ impl Suppressions {
                 }
         })?;
         found.hits += 1;
-        Some(found.clone())
+        let hit = found.clone();
+        drop(list);
+        if let Some(store) = self.store.get()
+            && let Ok(mut store) = store.lock()
+        {
+            let _ = store.count_suppression_hit(hit.id);
+        }
+        Some(hit)
     }
 
     pub fn active(&self, now_us: i64) -> Vec<Suppression> {

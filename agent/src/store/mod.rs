@@ -108,6 +108,14 @@ pub struct Store {
 
 const DROPPED: &str = "outbox_dropped";
 
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) the database in `data_dir` and applies migrations.
     pub fn open(data_dir: &Path, limits: OutboxLimits) -> Result<Store, StoreError> {
@@ -680,8 +688,11 @@ impl Store {
             values.push(value);
             clauses.push(clause.replace('?', &format!("?{}", values.len())));
         };
-        if let Some(v) = filter.state {
-            add("state = ?", v.to_string().into());
+        match filter.state {
+            // "open": not closed yet, whatever the last update was.
+            Some("open") => add("state != ?", "closed".to_string().into()),
+            Some(v) => add("state = ?", v.to_string().into()),
+            None => {}
         }
         if let Some(v) = filter.kind {
             add("kind = ?", v.to_string().into());
@@ -699,7 +710,7 @@ impl Store {
             add("opened_at_us <= ?", v.into());
         }
         match filter.review {
-            Some("pending") => clauses.push("review_verdict IS NULL".into()),
+            Some("pending") => add("COALESCE(review_verdict, ?) = ''", String::new().into()),
             Some(v) => add("review_verdict = ?", v.to_string().into()),
             None => {}
         }
@@ -818,6 +829,16 @@ impl Store {
             )
             .map_err(self.sql())?;
         Ok(self.conn.last_insert_rowid())
+    }
+
+    pub fn count_suppression_hit(&mut self, id: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE suppressions SET hits = hits + 1 WHERE id = ?1",
+                [id],
+            )
+            .map_err(self.sql())?;
+        Ok(())
     }
 
     pub fn active_suppressions(
