@@ -54,7 +54,11 @@ impl CameraAnalytics {
     /// Runs one detected frame through tracking, zones and rules; returns the incident
     /// events it caused, in time order.
     pub fn on_frame(&mut self, meta: &FrameMeta, detections: &[Detection]) -> &[IncidentEvent] {
-        self.tracker.update(meta.at_us, detections);
+        if meta.unchanged {
+            self.tracker.carry_forward(meta.at_us);
+        } else {
+            self.tracker.update(meta.at_us, detections);
+        }
         self.membership
             .update(&self.rules.zones, self.tracker.tracks(), meta.at_us);
         self.changes.clear();

@@ -598,6 +598,47 @@ pub struct CameraConfig {
     pub location: Option<Location>,
     #[serde(default)]
     pub zones: Vec<ZoneConfig>,
+    /// "all" (default) decodes every frame; "keyframes" decodes only keyframes, for cameras
+    /// with slow rules only (parking, charging): detection then follows the GOP.
+    #[serde(default)]
+    pub decode: DecodeMode,
+    /// Skip inference on frames without motion in the zones.
+    #[serde(default)]
+    pub motion: MotionConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DecodeMode {
+    #[default]
+    All,
+    Keyframes,
+}
+
+/// Motion gating: frame differencing on a small grey image inside the zones.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MotionConfig {
+    pub enabled: bool,
+    /// Without motion, still run the detector this often, so stationary objects keep their
+    /// tracks (and dwell clocks) alive.
+    #[serde(with = "humantime_serde")]
+    pub recheck: Duration,
+    /// Grey-level change of a pixel that counts as a change (0-255).
+    pub pixel_threshold: u8,
+    /// Fraction of the zones' pixels that must change to count as motion.
+    pub min_changed: f32,
+}
+
+impl Default for MotionConfig {
+    fn default() -> Self {
+        MotionConfig {
+            enabled: false,
+            recheck: Duration::from_secs(5),
+            pixel_threshold: 25,
+            min_changed: 0.002,
+        }
+    }
 }
 
 impl CameraConfig {
@@ -859,6 +900,10 @@ impl Config {
             }
             if cam.io_timeout < Duration::from_millis(100) {
                 return fail(&at("io_timeout"), "must be at least 100ms".into());
+            }
+            if cam.motion.enabled && !(cam.motion.min_changed > 0.0 && cam.motion.min_changed < 1.0)
+            {
+                return fail(&at("motion"), "min_changed must be in (0, 1)".into());
             }
             if cam.offline_after < Duration::from_secs(1) {
                 return fail(&at("offline_after"), "must be at least 1s".into());

@@ -226,8 +226,10 @@ fn inference_loop(
         } = &mut *slot;
         match detector.detect(input, detections) {
             Ok(()) => {
-                metrics.record_inference(started.elapsed().as_secs_f32() * 1000.0);
-                lane.metrics.frames_inferred.fetch_add(1, Ordering::Relaxed);
+                if !meta.unchanged {
+                    metrics.record_inference(started.elapsed().as_secs_f32() * 1000.0);
+                    lane.metrics.frames_inferred.fetch_add(1, Ordering::Relaxed);
+                }
                 let events: Vec<_> = lane.analytics.on_frame(meta, detections).to_vec();
                 deliver(delivery, evidence, &lane.zones, events);
             }

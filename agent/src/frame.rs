@@ -18,6 +18,8 @@ pub struct FrameMeta {
     pub width: u32,
     pub height: u32,
     pub keyframe: bool,
+    /// The motion gate saw nothing move: no inference ran, the scene is as it was.
+    pub unchanged: bool,
 }
 
 /// An axis-aligned box: left, top, right, bottom.

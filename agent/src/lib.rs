@@ -23,6 +23,7 @@ pub mod frame;
 pub mod incidents;
 pub mod metrics;
 pub mod model;
+pub mod motion;
 pub mod output;
 pub mod pipeline;
 pub mod publish;

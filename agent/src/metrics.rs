@@ -15,6 +15,8 @@ pub struct CameraMetrics {
     pub frames_inferred: AtomicU64,
     /// Frames dropped because inference was behind.
     pub frames_dropped: AtomicU64,
+    /// Sampled frames the motion gate kept from the detector (nothing moved).
+    pub frames_gated: AtomicU64,
     pub decode_errors: AtomicU64,
     /// Times the stream was (re)opened.
     pub connects: AtomicU64,

@@ -143,6 +143,7 @@ mod tests {
             width: 768,
             height: 432,
             keyframe: false,
+            unchanged: false,
         };
         let det = Detection {
             label: Arc::from("car"),

@@ -68,6 +68,7 @@ pub fn frame_queue(
                 width: 0,
                 height: 0,
                 keyframe: false,
+                unchanged: false,
             },
             input: ModelInput::new(spec),
             detections: Vec::with_capacity(64),
@@ -166,6 +167,8 @@ pub struct DecodeReport {
     pub info: StreamInfo,
     pub stats: DecodeStats,
     pub sampled: u64,
+    /// Sampled frames the motion gate kept from the detector.
+    pub gated: u64,
     pub url: String,
 }
 
@@ -182,6 +185,8 @@ pub struct DecodeOptions {
     pub metrics: Option<Arc<CameraMetrics>>,
     /// Keeps the stream's compressed packets for evidence clips and snapshots.
     pub ring: Option<crate::evidence::PacketRing>,
+    /// Motion gating: the settings and the zones (normalised polygons) it watches.
+    pub motion: Option<(crate::config::MotionConfig, Vec<crate::zones::Polygon>)>,
 }
 
 /// Where a frame's wall-clock time comes from.
@@ -205,6 +210,14 @@ impl DecodeOptions {
             pace: false,
             metrics: None,
             ring: None,
+            motion: camera.motion.enabled.then(|| {
+                let zones = camera
+                    .zones
+                    .iter()
+                    .map(|z| z.polygon.iter().map(|p| (p[0], p[1])).collect())
+                    .collect();
+                (camera.motion.clone(), zones)
+            }),
         }
     }
 }
@@ -226,8 +239,13 @@ pub fn decode_into_queue(
     }
     on_open(&info);
     let mut sampler = FrameSampler::new(options.detect_fps);
+    let mut gate = options
+        .motion
+        .as_ref()
+        .map(|(config, zones)| crate::motion::MotionGate::new(config.clone(), zones.clone()));
     let mut letterboxer = Letterboxer::new(spec);
     let mut sampled = 0u64;
+    let mut gated = 0u64;
     let mut scaler_error = None;
     let url = source.display_url().to_string();
     let started = std::time::Instant::now();
@@ -253,9 +271,32 @@ pub fn decode_into_queue(
         if !sampler.accept(time.pts_us) {
             return ControlFlow::Continue(());
         }
+        let unchanged = gate
+            .as_mut()
+            .is_some_and(|g| g.check(frame, time.pts_us) == crate::motion::Verdict::Skip);
         let Some(mut slot) = queue.acquire() else {
             return ControlFlow::Break(());
         };
+        if unchanged {
+            // No inference, but the frame still carries time forward to the rules (a
+            // dwell clock keeps running, a crowd that stands still stays a crowd).
+            if let Some(m) = &options.metrics {
+                m.frames_gated.fetch_add(1, Ordering::Relaxed);
+            }
+            gated += 1;
+            slot.meta.seq = queue.next_seq.get();
+            queue.next_seq.set(slot.meta.seq + 1);
+            slot.meta.pts_us = time.pts_us;
+            slot.meta.at_us = wall(time.pts_us);
+            slot.meta.keyframe = time.keyframe;
+            slot.meta.unchanged = true;
+            return if queue.submit(slot) {
+                ControlFlow::Continue(())
+            } else {
+                ControlFlow::Break(())
+            };
+        }
+        slot.meta.unchanged = false;
         match letterboxer.run(frame, &mut slot.input) {
             Ok(geometry) => {
                 slot.meta.seq = queue.next_seq.get();
@@ -295,6 +336,7 @@ pub fn decode_into_queue(
         info,
         stats,
         sampled,
+        gated,
         url,
     })
 }
@@ -318,13 +360,18 @@ pub fn infer_from_queue(
             input,
             detections,
         } = &mut *slot;
-        let result = detector
-            .detect(input, detections)
-            .map_err(anyhow::Error::from)
-            .and_then(|()| sink.on_frame(meta, detections));
+        let result = if meta.unchanged {
+            detections.clear();
+            sink.on_frame(meta, detections)
+        } else {
+            frames += 1;
+            detector
+                .detect(input, detections)
+                .map_err(anyhow::Error::from)
+                .and_then(|()| sink.on_frame(meta, detections))
+        };
         queue.release(slot);
         result?;
-        frames += 1;
     }
     Ok(frames)
 }

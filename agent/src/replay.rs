@@ -58,6 +58,8 @@ pub struct ReplaySummary {
     pub media_seconds: f64,
     pub frames_decoded: u64,
     pub frames_detected: u64,
+    /// Sampled frames the motion gate kept from the detector.
+    pub frames_gated: u64,
     pub decode_errors: u64,
     pub wall_seconds: f64,
     pub realtime_factor: f64,
@@ -83,7 +85,7 @@ impl std::fmt::Display for ReplaySummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "{}: {} {}x{}, {:.1} s of video, {} frames decoded, {} detected in {:.2} s ({:.1}x realtime)",
+            "{}: {} {}x{}, {:.1} s of video, {} frames decoded, {} detected{} in {:.2} s ({:.1}x realtime)",
             self.input,
             self.codec,
             self.width,
@@ -91,6 +93,11 @@ impl std::fmt::Display for ReplaySummary {
             self.media_seconds,
             self.frames_decoded,
             self.frames_detected,
+            if self.frames_gated > 0 {
+                format!(" ({} skipped by the motion gate)", self.frames_gated)
+            } else {
+                String::new()
+            },
             self.wall_seconds,
             self.realtime_factor
         )?;
@@ -164,6 +171,9 @@ impl<W: Write> FrameSink for ReplaySink<'_, W> {
                 .write_incident(&event)
                 .context("writing the detections output")?;
             note_incident(&mut self.incidents, &event);
+        }
+        if meta.unchanged {
+            return Ok(());
         }
         self.writer
             .write_frame(meta, detections, self.report_confidence)
@@ -336,6 +346,7 @@ pub fn replay<W: Write>(
         media_seconds,
         frames_decoded: report.stats.frames,
         frames_detected: inferred,
+        frames_gated: report.gated,
         decode_errors: report.stats.decode_errors,
         wall_seconds,
         realtime_factor: media_seconds / wall_seconds.max(1e-9),

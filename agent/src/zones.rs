@@ -14,6 +14,9 @@ use crate::frame::BBox;
 use crate::model::ModelManifest;
 use crate::track::Track;
 
+/// A polygon in normalised picture coordinates.
+pub type Polygon = Vec<(f32, f32)>;
+
 /// A zone ready for use: the polygon and the resolved object filter.
 #[derive(Debug, Clone)]
 pub struct Zone {

@@ -72,6 +72,8 @@ pub struct Outcome {
     /// Every incident event, schema-checked by the caller.
     pub events: Vec<Value>,
     pub problems: Vec<String>,
+    /// The replay's summary (frames decoded, detected, gated, ...).
+    pub summary: Value,
 }
 
 impl Outcome {
@@ -178,14 +180,33 @@ fn seconds_between(from: &str, to: &str) -> f64 {
 
 /// Replays the scenario and compares its incidents with the ground truth.
 pub fn run(scenario: &Scenario, out_dir: &Path) -> Outcome {
+    run_with(scenario, out_dir, "")
+}
+
+/// As [`run`], with `camera_keys` (TOML) added to the scenario's camera, e.g. motion gating.
+pub fn run_with(scenario: &Scenario, out_dir: &Path, camera_keys: &str) -> Outcome {
     let clip = clip(scenario);
     let out = out_dir.join(format!("{}.jsonl", scenario.name));
-    run_ok(&mut replay_command(
-        &scenario.dir.join("config.toml"),
+    let mut config = scenario.dir.join("config.toml");
+    if !camera_keys.is_empty() {
+        let text = std::fs::read_to_string(&config).expect("scenario config");
+        let at = text.find("\nurl = ").expect("the camera has a url") + 1;
+        let varied = format!("{}{camera_keys}\n{}", &text[..at], &text[at..]);
+        config = out_dir.join(format!("{}-variant.toml", scenario.name));
+        std::fs::write(&config, varied).expect("write the variant config");
+    }
+    let replay = run_ok(&mut replay_command(
+        &config,
         &clip,
         &out,
-        &["--start-time", &scenario.start_time],
+        &["--start-time", &scenario.start_time, "--summary-json"],
     ));
+    let summary: Value = replay
+        .stderr()
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or(Value::Null);
     let events: Vec<Value> = read_jsonl(&out)
         .into_iter()
         .filter(|r| r["type"] == "incident")
@@ -269,6 +290,7 @@ pub fn run(scenario: &Scenario, out_dir: &Path) -> Outcome {
         matched,
         events,
         problems,
+        summary,
     }
 }
 

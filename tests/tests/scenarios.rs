@@ -182,3 +182,38 @@ fn the_schema_rejects_what_it_must() {
     bad["confidence"] = 1.5.into();
     assert!(!schema_errors(&bad).is_empty());
 }
+
+#[test]
+fn motion_gating_gives_the_same_incidents_with_fewer_inferences() {
+    let mut saved = 0;
+    for name in scenario::all_names() {
+        let s = scenario::load(&name);
+        let out = tempfile::tempdir().unwrap();
+        let gated = scenario::run_with(&s, out.path(), "motion = { enabled = true }");
+        assert!(
+            gated.problems.is_empty(),
+            "{name} with motion gating:\n  {}\nraised: {:#?}",
+            gated.problems.join("\n  "),
+            gated.observed
+        );
+        saved += gated.summary["frames_gated"].as_u64().unwrap();
+    }
+    assert!(
+        saved > 1000,
+        "the static scenes skip most inferences: {saved}"
+    );
+}
+
+#[test]
+fn keyframe_only_decoding_decodes_keyframes_and_still_finds_the_bicycle() {
+    let s = scenario::load("charging_night");
+    let out = tempfile::tempdir().unwrap();
+    let full = scenario::run(&s, out.path());
+    let keyframes = scenario::run_with(&s, out.path(), "decode = \"keyframes\"");
+    let decoded = keyframes.summary["frames_decoded"].as_u64().unwrap();
+    // 300 s at 5 fps with a GOP of 50 frames: 30 keyframes.
+    assert!((29..=32).contains(&decoded), "decoded {decoded} frames");
+    assert_eq!(full.summary["frames_decoded"], 1500);
+    let kinds: Vec<&str> = keyframes.observed.iter().map(|o| o.kind.as_str()).collect();
+    assert!(kinds.contains(&"fly_wire_charging"), "{kinds:?}");
+}

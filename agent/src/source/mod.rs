@@ -112,6 +112,8 @@ pub struct OpenOptions {
     pub rtsp_transport: RtspTransport,
     pub io_timeout: Duration,
     pub decode_threads: usize,
+    /// Decode keyframes only (non-key packets are still shown to the packet tap).
+    pub keyframes_only: bool,
 }
 
 impl OpenOptions {
@@ -120,6 +122,7 @@ impl OpenOptions {
             rtsp_transport: camera.rtsp_transport,
             io_timeout: camera.io_timeout,
             decode_threads: camera.decode_threads,
+            keyframes_only: camera.decode == crate::config::DecodeMode::Keyframes,
         }
     }
 }
@@ -130,6 +133,7 @@ impl Default for OpenOptions {
             rtsp_transport: RtspTransport::Tcp,
             io_timeout: Duration::from_secs(10),
             decode_threads: 1,
+            keyframes_only: false,
         }
     }
 }
@@ -163,6 +167,8 @@ pub struct DecodeStats {
     pub decode_errors: u64,
     pub first_error: Option<(f64, String)>,
     pub last_pts_us: i64,
+    /// Time of the last packet read (keyframe-only decoding stops decoding a GOP early).
+    pub last_packet_us: i64,
     /// The callback asked to stop (or the stop flag was raised) before the end.
     pub stopped: bool,
 }
@@ -212,6 +218,7 @@ pub struct VideoSource {
     first_ts: Option<i64>,
     last_pts_us: Option<i64>,
     nominal_frame_us: i64,
+    keyframes_only: bool,
 }
 
 impl VideoSource {
@@ -309,7 +316,11 @@ impl VideoSource {
                 ..Default::default()
             });
         }
-        let decoder = context.decoder().video().map_err(decoder_error)?;
+        let mut opening = context.decoder();
+        if options.keyframes_only {
+            opening.skip_frame(ffmpeg::Discard::NonKey);
+        }
+        let decoder = opening.video().map_err(decoder_error)?;
         let parameters = input
             .stream(stream_index)
             .map(|s| s.parameters())
@@ -344,6 +355,7 @@ impl VideoSource {
             first_ts: None,
             last_pts_us: None,
             nominal_frame_us,
+            keyframes_only: options.keyframes_only,
         })
     }
 
@@ -428,6 +440,11 @@ impl VideoSource {
                     ((i128::from(ts - first) * num * 1_000_000 + den / 2) / den) as i64
                 });
             on_packet(&packet, packet_us);
+            stats.last_packet_us = stats.last_packet_us.max(packet_us);
+            if self.keyframes_only && !packet.is_key() {
+                // Not even handed to the decoder: the point is to spend no CPU on it.
+                continue;
+            }
             if let Err(err) = self.decoder.send_packet(&packet) {
                 note_error(&mut stats, err.to_string());
                 continue;
@@ -554,7 +571,7 @@ impl DecodeStats {
             });
         }
         if let (Some(duration_s), Some(fps)) = (info.duration_s, info.fps) {
-            let end_s = self.last_pts_us as f64 / 1e6;
+            let end_s = self.last_pts_us.max(self.last_packet_us) as f64 / 1e6;
             // The last frame starts one frame before the end; allow a few more for edits
             // and rounding in the container's duration.
             if end_s + 3.0 / fps + 0.5 < duration_s {

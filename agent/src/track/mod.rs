@@ -51,6 +51,9 @@ pub struct Track {
     pub confirmed: bool,
     /// Matched a detection in the latest frame.
     pub seen_now: bool,
+    /// Matched a detection in the latest frame the detector ran on (frames the motion gate
+    /// skipped do not change it).
+    detected_last: bool,
     /// When the object came to rest, while it is stationary.
     pub stationary_since_us: Option<i64>,
     anchor: BBox,
@@ -130,6 +133,20 @@ impl Tracker {
         &self.tracks
     }
 
+    /// A frame in which nothing moved (the motion gate skipped inference): every track is
+    /// where it was, and counts as seen now.
+    pub fn carry_forward(&mut self, time_us: i64) {
+        self.last_time_us = Some(time_us);
+        for track in &mut self.tracks {
+            // Only what the detector saw last time is still there: a track already missing
+            // then is not brought back by a still scene.
+            track.seen_now = track.detected_last;
+            if track.detected_last {
+                track.last_seen_us = time_us;
+            }
+        }
+    }
+
     /// Feeds one frame's detections (time in microseconds of stream or wall time; only
     /// differences matter).
     pub fn update(&mut self, time_us: i64, detections: &[Detection]) {
@@ -147,6 +164,7 @@ impl Tracker {
                 from_measurement(track.kalman.state())
             };
             track.seen_now = false;
+            track.detected_last = false;
         }
 
         self.select_detections(detections);
@@ -204,6 +222,7 @@ impl Tracker {
                 hits: 1,
                 confirmed: self.config.birth_hits <= 1,
                 seen_now: true,
+                detected_last: true,
                 stationary_since_us: None,
                 anchor: d.norm,
                 anchor_since_us: time_us,
@@ -298,6 +317,7 @@ fn apply_match(config: &TrackerConfig, track: &mut Track, d: &Detection, time_us
     track.score = d.score;
     track.last_seen_us = time_us;
     track.seen_now = true;
+    track.detected_last = true;
     track.hits += 1;
     if track.hits >= config.birth_hits {
         track.confirmed = true;
@@ -512,6 +532,43 @@ mod tests {
             time += FRAME_US;
         }
         assert!(!t.tracks()[0].is_stationary());
+    }
+
+    #[test]
+    fn still_frames_carry_what_was_last_detected_and_nothing_else() {
+        let mut t = tracker();
+        for i in 0..5 {
+            t.update(
+                i * FRAME_US,
+                &[
+                    det(2, 0.9, 0.3, 0.3, 0.2, 0.1),
+                    det(0, 0.9, 0.7, 0.3, 0.05, 0.2),
+                ],
+            );
+        }
+        // The person leaves; the detector runs once more and sees only the car.
+        t.update(5 * FRAME_US, &[det(2, 0.9, 0.3, 0.3, 0.2, 0.1)]);
+        // Then 20 s in which nothing moves: the motion gate skips inference.
+        for i in 6..106 {
+            t.carry_forward(i * FRAME_US);
+        }
+        let car = t.tracks().iter().find(|tr| tr.class_id == 2).unwrap();
+        assert!(
+            car.seen_now && car.last_seen_us == 105 * FRAME_US,
+            "the car is still there"
+        );
+        assert!(
+            t.tracks()
+                .iter()
+                .filter(|tr| tr.class_id == 0)
+                .all(|p| !p.seen_now),
+            "the person is not revived"
+        );
+        t.update(106 * FRAME_US, &[det(2, 0.9, 0.3, 0.3, 0.2, 0.1)]);
+        assert!(
+            t.tracks().iter().all(|tr| tr.class_id == 2),
+            "the person's track died"
+        );
     }
 
     #[test]

@@ -1,0 +1,250 @@
+//! Motion stage: a cheap gate in front of the detector. Frame differencing on a small grey
+//! image (160 px wide) inside the camera's zones decides whether a sampled frame is worth an
+//! inference. Frames without motion are skipped, except for a periodic re-check so parked
+//! cars and charging bikes (which do not move) keep their tracks and dwell clocks alive.
+
+use std::ptr;
+
+use ffmpeg_next as ffmpeg;
+use ffmpeg_next::ffi;
+
+use crate::config::MotionConfig;
+
+const WIDTH: u32 = 160;
+
+pub struct MotionGate {
+    config: MotionConfig,
+    /// Zone polygons (normalised); empty = the whole picture.
+    zones: Vec<Vec<(f32, f32)>>,
+    context: *mut ffi::SwsContext,
+    key: Option<(i32, i32, i32)>,
+    height: u32,
+    current: Vec<u8>,
+    previous: Vec<u8>,
+    mask: Vec<bool>,
+    masked_pixels: usize,
+    last_pass_us: Option<i64>,
+    have_previous: bool,
+}
+
+// SAFETY: the swscale context is owned by this value and only used through `&mut self`.
+unsafe impl Send for MotionGate {}
+
+impl Drop for MotionGate {
+    fn drop(&mut self) {
+        if !self.context.is_null() {
+            // SAFETY: created by sws_getContext, freed once.
+            unsafe { ffi::sws_freeContext(self.context) };
+        }
+    }
+}
+
+fn inside(polygon: &[(f32, f32)], x: f32, y: f32) -> bool {
+    let mut inside = false;
+    for i in 0..polygon.len() {
+        let (x1, y1) = polygon[i];
+        let (x2, y2) = polygon[(i + 1) % polygon.len()];
+        if (y1 > y) != (y2 > y) && x < x1 + (y - y1) * (x2 - x1) / (y2 - y1) {
+            inside = !inside;
+        }
+    }
+    inside
+}
+
+/// What the gate decided for one frame.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Verdict {
+    /// Send it to the detector: motion (the changed fraction) or a re-check.
+    Pass,
+    /// Nothing moved: skip the inference.
+    Skip,
+}
+
+impl MotionGate {
+    pub fn new(config: MotionConfig, zones: Vec<Vec<(f32, f32)>>) -> MotionGate {
+        MotionGate {
+            config,
+            zones,
+            context: ptr::null_mut(),
+            key: None,
+            height: 0,
+            current: Vec::new(),
+            previous: Vec::new(),
+            mask: Vec::new(),
+            masked_pixels: 0,
+            last_pass_us: None,
+            have_previous: false,
+        }
+    }
+
+    fn rebuild(&mut self, w: i32, h: i32, format: i32) -> bool {
+        if !self.context.is_null() {
+            // SAFETY: freeing our own context before replacing it.
+            unsafe { ffi::sws_freeContext(self.context) };
+            self.context = ptr::null_mut();
+        }
+        if w <= 0 || h <= 0 {
+            return false;
+        }
+        self.height = ((h as u64 * WIDTH as u64 / w as u64).max(1)) as u32;
+        // SAFETY: plain constructor; a null result is handled.
+        self.context = unsafe {
+            ffi::sws_getContext(
+                w,
+                h,
+                std::mem::transmute::<i32, ffi::AVPixelFormat>(format),
+                WIDTH as i32,
+                self.height as i32,
+                ffi::AVPixelFormat::AV_PIX_FMT_GRAY8,
+                ffi::SWS_AREA,
+                ptr::null_mut(),
+                ptr::null_mut(),
+                ptr::null(),
+            )
+        };
+        let size = (WIDTH * self.height) as usize;
+        self.current = vec![0; size];
+        self.previous = vec![0; size];
+        self.mask = (0..size)
+            .map(|i| {
+                let x = ((i % WIDTH as usize) as f32 + 0.5) / WIDTH as f32;
+                let y = ((i / WIDTH as usize) as f32 + 0.5) / self.height as f32;
+                self.zones.is_empty() || self.zones.iter().any(|z| inside(z, x, y))
+            })
+            .collect();
+        self.masked_pixels = self.mask.iter().filter(|m| **m).count().max(1);
+        self.have_previous = false;
+        self.key = Some((w, h, format));
+        !self.context.is_null()
+    }
+
+    /// Decides for a sampled frame at `pts_us`.
+    pub fn check(&mut self, frame: &ffmpeg::frame::Video, pts_us: i64) -> Verdict {
+        // SAFETY: reading plain fields of a decoded frame.
+        let key = unsafe {
+            let raw = frame.as_ptr();
+            ((*raw).width, (*raw).height, (*raw).format)
+        };
+        if (self.key != Some(key) || self.context.is_null()) && !self.rebuild(key.0, key.1, key.2) {
+            return Verdict::Pass;
+        }
+        let dst = [
+            self.current.as_mut_ptr(),
+            ptr::null_mut(),
+            ptr::null_mut(),
+            ptr::null_mut(),
+        ];
+        let stride = [WIDTH as i32, 0, 0, 0];
+        // SAFETY: source planes from the frame, destination is our buffer of WIDTH x height.
+        let rows = unsafe {
+            let raw = frame.as_ptr();
+            ffi::sws_scale(
+                self.context,
+                (*raw).data.as_ptr() as *const *const u8,
+                (*raw).linesize.as_ptr(),
+                0,
+                (*raw).height,
+                dst.as_ptr(),
+                stride.as_ptr(),
+            )
+        };
+        if rows <= 0 {
+            return Verdict::Pass;
+        }
+        let changed = self
+            .current
+            .iter()
+            .zip(&self.previous)
+            .zip(&self.mask)
+            .filter(|((c, p), m)| **m && c.abs_diff(**p) > self.config.pixel_threshold)
+            .count();
+        let had_previous = self.have_previous;
+        std::mem::swap(&mut self.current, &mut self.previous);
+        self.have_previous = true;
+        let moving =
+            !had_previous || changed as f32 / self.masked_pixels as f32 >= self.config.min_changed;
+        let recheck = self
+            .last_pass_us
+            .is_none_or(|last| pts_us - last >= self.config.recheck.as_micros() as i64);
+        if moving || recheck {
+            self.last_pass_us = Some(pts_us);
+            Verdict::Pass
+        } else {
+            Verdict::Skip
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn frame(fill: impl Fn(usize, usize) -> u8) -> ffmpeg::frame::Video {
+        crate::source::init_ffmpeg();
+        let mut f = ffmpeg::frame::Video::new(ffmpeg::format::Pixel::YUV420P, 320, 180);
+        let stride = f.stride(0);
+        let data = f.data_mut(0);
+        for y in 0..180 {
+            for x in 0..320 {
+                data[y * stride + x] = fill(x, y);
+            }
+        }
+        f.data_mut(1).fill(128);
+        f.data_mut(2).fill(128);
+        f
+    }
+
+    fn config() -> MotionConfig {
+        MotionConfig {
+            enabled: true,
+            recheck: Duration::from_secs(10),
+            pixel_threshold: 25,
+            min_changed: 0.002,
+        }
+    }
+
+    #[test]
+    fn still_scene_is_skipped_until_the_recheck_and_motion_passes() {
+        let mut gate = MotionGate::new(config(), Vec::new());
+        let still = frame(|x, _| (x % 200) as u8);
+        assert_eq!(gate.check(&still, 0), Verdict::Pass, "first frame");
+        for i in 1..49 {
+            assert_eq!(gate.check(&still, i * 200_000), Verdict::Skip, "frame {i}");
+        }
+        assert_eq!(
+            gate.check(&still, 10_000_000),
+            Verdict::Pass,
+            "re-check after 10 s"
+        );
+        // A bright square appears: motion.
+        let moved = frame(|x, y| {
+            if (100..140).contains(&x) && (50..90).contains(&y) {
+                250
+            } else {
+                (x % 200) as u8
+            }
+        });
+        assert_eq!(gate.check(&moved, 10_200_000), Verdict::Pass);
+    }
+
+    #[test]
+    fn sensor_noise_is_not_motion() {
+        let mut gate = MotionGate::new(config(), Vec::new());
+        gate.check(&frame(|x, y| ((x + y) % 100) as u8 + 50), 0);
+        let noisy =
+            frame(|x, y| (((x + y) % 100) as u8 + 50).wrapping_add(((x * 7 + y * 13) % 9) as u8));
+        assert_eq!(gate.check(&noisy, 200_000), Verdict::Skip);
+    }
+
+    #[test]
+    fn motion_outside_the_zones_is_ignored() {
+        let zone = vec![(0.0, 0.0), (0.4, 0.0), (0.4, 1.0), (0.0, 1.0)];
+        let mut gate = MotionGate::new(config(), vec![zone]);
+        gate.check(&frame(|_, _| 60), 0);
+        let right_side = frame(|x, _| if x > 250 { 220 } else { 60 });
+        assert_eq!(gate.check(&right_side, 200_000), Verdict::Skip);
+        let left_side = frame(|x, _| if x < 60 { 220 } else { 60 });
+        assert_eq!(gate.check(&left_side, 400_000), Verdict::Pass);
+    }
+}
