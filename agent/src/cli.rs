@@ -265,7 +265,7 @@ fn init_logging(filter: &str, format: LogFormat) {
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Detect(args) => cmd_detect(args),
-        Command::Run(args) => crate::daemon::run(Config::load(&args.config)?, !args.no_cameras),
+        Command::Run(args) => crate::daemon::run(&args.config, !args.no_cameras),
         Command::Replay(args) => cmd_replay(args),
         Command::Check(args) => cmd_check(args),
         Command::Models(cmd) => cmd_models(cmd),
@@ -517,7 +517,9 @@ pub fn start_evidence(
     let worker = crate::evidence::EvidenceWorker::start(crate::evidence::EvidenceContext {
         config: e.clone(),
         data_dir: config.storage.data_dir.clone(),
-        rings: [(camera.id.clone(), ring.clone())].into_iter().collect(),
+        rings: Arc::new(std::sync::RwLock::new(
+            [(camera.id.clone(), ring.clone())].into_iter().collect(),
+        )),
         delivery: delivery.clone(),
         offset: config.site.timezone,
     })

@@ -380,7 +380,7 @@ pub struct Location {
 }
 
 /// A named area of a camera's picture, in normalised [0, 1] coordinates.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ZoneConfig {
     /// Letters, digits, `-` and `_`.
@@ -408,7 +408,7 @@ pub struct ZoneConfig {
 }
 
 /// A vehicle (or other object) staying put in a zone.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct StationaryRuleConfig {
     /// How long the object must have stood still in the zone. Default 180 s for parking.
@@ -422,7 +422,7 @@ pub struct StationaryRuleConfig {
     pub schedule: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ChargingRuleConfig {
     /// How long the two-wheeler must have stood still in the zone. Default 120 s.
@@ -443,7 +443,7 @@ pub struct ChargingRuleConfig {
     pub cable_margin: f32,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CrowdingRuleConfig {
     /// Persons in the zone at or above this count start the clock. Default 10.
@@ -565,7 +565,7 @@ pub enum RtspTransport {
     Udp,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CameraConfig {
     /// Short identifier: letters, digits, `-` and `_` (it appears in topics and file names).
@@ -616,7 +616,7 @@ pub enum DecodeMode {
 }
 
 /// Motion gating: frame differencing on a small grey image inside the zones.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MotionConfig {
     pub enabled: bool,

@@ -11,11 +11,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use crossbeam_channel::Select;
 
-use std::collections::HashMap;
-
 use crate::analytics::CameraAnalytics;
 use crate::config::{CameraConfig, Config, DetectorConfig};
-use crate::evidence::{EvidenceContext, EvidenceRequest, EvidenceWorker, PacketRing};
+use crate::evidence::{EvidenceContext, EvidenceRequest, EvidenceWorker, PacketRing, Rings};
 use crate::incidents::EventState;
 use crate::metrics::{CameraMetrics, Metrics};
 use crate::model::InputSpec;
@@ -24,28 +22,30 @@ use crate::pipeline::{
     frame_queue,
 };
 use crate::publish::Delivery;
+use crate::zones::Polygon;
 
 /// How long the publisher may keep delivering after a stop signal.
 const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
 /// Frames waiting per camera before the oldest is dropped.
 const QUEUE_DEPTH: usize = 3;
 
-/// Runs the daemon; with `cameras` false only the store, the publisher and the web page run
-/// (reviewing recorded incidents, or a box whose cameras are down for maintenance).
-pub fn run(config: Config, cameras_on: bool) -> anyhow::Result<()> {
+/// Runs the daemon; with `cameras_on` false only the store, the publisher and the web page
+/// run (reviewing recorded incidents, or a box whose cameras are down for maintenance).
+///
+/// SIGTERM/SIGINT stop it; SIGHUP re-reads the config file and applies camera changes:
+/// added cameras start, removed ones stop, changed ones restart, untouched ones keep running
+/// with their tracks and open incidents. Other sections take effect on restart.
+pub fn run(config_path: &std::path::Path, cameras_on: bool) -> anyhow::Result<()> {
+    let config = Config::load(config_path)?;
     let stop = Arc::new(AtomicBool::new(false));
+    let reload = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .context("installing signal handlers")?;
     }
-    let cameras: Vec<CameraConfig> = config
-        .cameras
-        .iter()
-        .filter(|c| c.enabled && cameras_on)
-        .cloned()
-        .collect();
-    let camera_ids: Vec<String> = cameras.iter().map(|c| c.id.clone()).collect();
-    let metrics = Arc::new(Metrics::new(&camera_ids));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
+        .context("installing signal handlers")?;
+    let metrics = Arc::new(Metrics::new(&[]));
 
     let detector_config = DetectorConfig {
         confidence: config.detector.confidence.min(config.tracker.low_score),
@@ -64,68 +64,37 @@ pub fn run(config: Config, cameras_on: bool) -> anyhow::Result<()> {
         )?),
         None => None,
     };
-
-    let spec = detector.manifest().input.clone();
-    let now = chrono::Utc::now().timestamp_micros();
-    let e = &config.evidence;
-    let window = e.pre_roll + e.post_roll + Duration::from_secs(10);
-    let rings: HashMap<String, PacketRing> = cameras
-        .iter()
-        .map(|c| {
-            (
-                c.id.clone(),
-                PacketRing::new(window.as_micros() as i64, 128 << 20),
-            )
-        })
-        .collect();
-    let evidence = if e.enabled {
+    let rings: Rings = Arc::default();
+    let evidence = if config.evidence.enabled {
         Some(EvidenceWorker::start(EvidenceContext {
-            config: e.clone(),
+            config: config.evidence.clone(),
             data_dir: config.storage.data_dir.clone(),
-            rings: rings.clone(),
+            rings: Arc::clone(&rings),
             delivery: delivery.clone(),
             offset: config.site.timezone,
         })?)
     } else {
         None
     };
-    let mut lanes = Vec::new();
-    let mut decoders = Vec::new();
-    for camera in &cameras {
-        let id: Arc<str> = Arc::from(camera.id.as_str());
-        let (producer, consumer) = frame_queue(&id, &spec, QUEUE_DEPTH, Backpressure::DropOldest);
-        let mut analytics = CameraAnalytics::new(&config, camera, detector.manifest())?;
-        analytics.watch_from(now);
-        if let Some(memory) = &delivery.suppressions {
-            analytics.set_suppressions(Arc::clone(memory));
-        }
-        let camera_metrics = metrics.camera(&camera.id).unwrap_or_default();
-        lanes.push(Lane {
-            consumer,
-            analytics,
-            metrics: Arc::clone(&camera_metrics),
-            reported_drops: 0,
-            zones: camera
-                .zones
-                .iter()
-                .map(|z| {
-                    (
-                        z.id.clone(),
-                        z.polygon.iter().map(|p| (p[0], p[1])).collect(),
-                    )
-                })
-                .collect(),
-        });
-        let ring = rings.get(&camera.id).cloned();
-        let thread = std::thread::Builder::new()
-            .name(format!("cam-{}", camera.id))
-            .spawn({
-                let camera = camera.clone();
-                let spec = spec.clone();
-                let stop = Arc::clone(&stop);
-                move || camera_loop(&camera, &spec, &producer, &stop, &camera_metrics, ring)
-            })?;
-        decoders.push(thread);
+    let shared = Shared {
+        spec: detector.manifest().input.clone(),
+        manifest: Arc::clone(detector.manifest()),
+        delivery,
+        metrics,
+        rings,
+        stop: Arc::clone(&stop),
+    };
+    let wanted = |config: &Config| -> Vec<CameraConfig> {
+        config
+            .cameras
+            .iter()
+            .filter(|c| c.enabled && cameras_on)
+            .cloned()
+            .collect()
+    };
+    let mut cameras = Vec::new();
+    for camera in wanted(&config) {
+        cameras.push(CameraRunner::start(&config, camera, &shared)?);
     }
     tracing::info!(
         cameras = cameras.len(),
@@ -134,18 +103,28 @@ pub fn run(config: Config, cameras_on: bool) -> anyhow::Result<()> {
         "gridwatch running"
     );
 
-    inference_loop(
-        &mut lanes,
-        &mut detector,
-        &delivery,
-        evidence.as_ref(),
-        &metrics,
-        &stop,
-    );
+    loop {
+        inference_loop(
+            &mut cameras,
+            &mut detector,
+            &shared,
+            evidence.as_ref(),
+            &reload,
+        );
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        if reload.swap(false, Ordering::Relaxed) {
+            match Config::load(config_path) {
+                Ok(new) => apply_reload(&new, wanted(&new), &mut cameras, &shared),
+                Err(e) => tracing::error!("config reload refused, keeping the running config: {e}"),
+            }
+        }
+    }
 
     tracing::info!("stopping: inputs closed, delivering what is queued");
-    for thread in decoders {
-        let _ = thread.join();
+    for camera in cameras {
+        camera.stop();
     }
     if let Some(evidence) = evidence {
         evidence.finish();
@@ -165,47 +144,171 @@ pub fn run(config: Config, cameras_on: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One camera's side of the inference loop.
-struct Lane {
+/// What every camera shares.
+struct Shared {
+    spec: InputSpec,
+    manifest: Arc<crate::model::ModelManifest>,
+    delivery: Delivery,
+    metrics: Arc<Metrics>,
+    rings: Rings,
+    /// The daemon-wide stop (signals).
+    stop: Arc<AtomicBool>,
+}
+
+/// One running camera: its decode thread and its side of the inference loop.
+struct CameraRunner {
+    config: CameraConfig,
     consumer: FrameConsumer,
     analytics: CameraAnalytics,
     metrics: Arc<CameraMetrics>,
     reported_drops: u64,
     /// Zone polygons by id, for annotating snapshots.
-    zones: Vec<(String, Vec<(f32, f32)>)>,
+    zones: Vec<(String, Polygon)>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl CameraRunner {
+    fn start(
+        config: &Config,
+        camera: CameraConfig,
+        shared: &Shared,
+    ) -> anyhow::Result<CameraRunner> {
+        let id: Arc<str> = Arc::from(camera.id.as_str());
+        let (producer, consumer) =
+            frame_queue(&id, &shared.spec, QUEUE_DEPTH, Backpressure::DropOldest);
+        let mut analytics = CameraAnalytics::new(config, &camera, &shared.manifest)?;
+        analytics.watch_from(chrono::Utc::now().timestamp_micros());
+        if let Some(memory) = &shared.delivery.suppressions {
+            analytics.set_suppressions(Arc::clone(memory));
+        }
+        let metrics = shared.metrics.register(&camera.id);
+        let e = &config.evidence;
+        let window = e.pre_roll + e.post_roll + Duration::from_secs(10);
+        let ring = PacketRing::new(window.as_micros() as i64, 128 << 20);
+        if let Ok(mut rings) = shared.rings.write() {
+            rings.insert(camera.id.clone(), ring.clone());
+        }
+        // Raised when the camera is removed by a reload or the daemon stops.
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::Builder::new()
+            .name(format!("cam-{}", camera.id))
+            .spawn({
+                let camera = camera.clone();
+                let spec = shared.spec.clone();
+                let stop = Arc::clone(&stop);
+                let metrics = Arc::clone(&metrics);
+                move || camera_loop(&camera, &spec, &producer, &stop, &metrics, Some(ring))
+            })?;
+        let zones = camera
+            .zones
+            .iter()
+            .map(|z| {
+                (
+                    z.id.clone(),
+                    z.polygon.iter().map(|p| (p[0], p[1])).collect(),
+                )
+            })
+            .collect();
+        Ok(CameraRunner {
+            config: camera,
+            consumer,
+            analytics,
+            metrics,
+            reported_drops: 0,
+            zones,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Applies a reloaded camera list: stops removed and changed cameras, starts added and
+/// changed ones, leaves the rest untouched.
+fn apply_reload(
+    config: &Config,
+    wanted: Vec<CameraConfig>,
+    cameras: &mut Vec<CameraRunner>,
+    shared: &Shared,
+) {
+    let (mut kept, mut stopped, mut started) = (Vec::new(), Vec::new(), Vec::new());
+    let mut i = 0;
+    while i < cameras.len() {
+        let still = wanted.iter().any(|w| *w == cameras[i].config);
+        if still {
+            kept.push(cameras[i].config.id.clone());
+            i += 1;
+        } else {
+            let runner = cameras.swap_remove(i);
+            let id = runner.config.id.clone();
+            runner.stop();
+            if let Ok(mut rings) = shared.rings.write() {
+                rings.remove(&id);
+            }
+            if !wanted.iter().any(|w| w.id == id) {
+                shared.metrics.forget(&id);
+            }
+            stopped.push(id);
+        }
+    }
+    for camera in wanted {
+        if cameras.iter().any(|c| c.config.id == camera.id) {
+            continue;
+        }
+        let id = camera.id.clone();
+        match CameraRunner::start(config, camera, shared) {
+            Ok(runner) => {
+                cameras.push(runner);
+                started.push(id);
+            }
+            Err(e) => tracing::error!(camera = %id, "cannot start camera after reload: {e}"),
+        }
+    }
+    tracing::info!(
+        kept = %kept.join(","),
+        stopped = %stopped.join(","),
+        started = %started.join(","),
+        "config reloaded"
+    );
 }
 
 fn inference_loop(
-    lanes: &mut [Lane],
+    cameras: &mut [CameraRunner],
     detector: &mut crate::detect::Detector,
-    delivery: &Delivery,
+    shared: &Shared,
     evidence: Option<&EvidenceWorker>,
-    metrics: &Metrics,
-    stop: &AtomicBool,
+    reload: &AtomicBool,
 ) {
     let mut last_watch = Instant::now();
-    // Built once and reused: a Select allocates, and this loop runs per frame.
-    let receivers: Vec<_> = lanes
+    // Built once per camera set and reused: a Select allocates, this loop runs per frame.
+    let receivers: Vec<_> = cameras
         .iter()
-        .map(|l| l.consumer.receiver().clone())
+        .map(|c| c.consumer.receiver().clone())
         .collect();
     let mut select = Select::new();
     for receiver in &receivers {
         select.recv(receiver);
     }
     loop {
-        if stop.load(Ordering::Relaxed) {
+        if shared.stop.load(Ordering::Relaxed) || reload.load(Ordering::Relaxed) {
             return;
         }
-        if last_watch.elapsed() >= Duration::from_secs(1) || lanes.is_empty() {
+        if last_watch.elapsed() >= Duration::from_secs(1) || cameras.is_empty() {
             last_watch = Instant::now();
             let now = chrono::Utc::now().timestamp_micros();
-            for lane in lanes.iter_mut() {
-                let events: Vec<_> = lane.analytics.on_idle(now).to_vec();
-                deliver(delivery, None, &lane.zones, events);
+            for camera in cameras.iter_mut() {
+                let events: Vec<_> = camera.analytics.on_idle(now).to_vec();
+                deliver(&shared.delivery, None, &camera.zones, events);
             }
         }
-        if lanes.is_empty() {
+        if cameras.is_empty() {
             std::thread::sleep(Duration::from_millis(200));
             continue;
         }
@@ -213,9 +316,10 @@ fn inference_loop(
             continue;
         };
         let index = operation.index();
-        let lane = &mut lanes[index];
+        let camera = &mut cameras[index];
         let Ok(mut slot) = operation.recv(&receivers[index]) else {
-            // This camera's decode thread has ended (it only does at shutdown).
+            // This camera's decode thread has ended (it only does when stopped).
+            std::thread::sleep(Duration::from_millis(20));
             continue;
         };
         let started = Instant::now();
@@ -224,24 +328,36 @@ fn inference_loop(
             input,
             detections,
         } = &mut *slot;
-        match detector.detect(input, detections) {
+        let inferred = if meta.unchanged {
+            detections.clear();
+            Ok(())
+        } else {
+            detector.detect(input, detections)
+        };
+        match inferred {
             Ok(()) => {
                 if !meta.unchanged {
-                    metrics.record_inference(started.elapsed().as_secs_f32() * 1000.0);
-                    lane.metrics.frames_inferred.fetch_add(1, Ordering::Relaxed);
+                    shared
+                        .metrics
+                        .record_inference(started.elapsed().as_secs_f32() * 1000.0);
+                    camera
+                        .metrics
+                        .frames_inferred
+                        .fetch_add(1, Ordering::Relaxed);
                 }
-                let events: Vec<_> = lane.analytics.on_frame(meta, detections).to_vec();
-                deliver(delivery, evidence, &lane.zones, events);
+                let events: Vec<_> = camera.analytics.on_frame(meta, detections).to_vec();
+                deliver(&shared.delivery, evidence, &camera.zones, events);
             }
             Err(e) => tracing::error!(camera = %meta.camera, "inference failed: {e}"),
         }
-        lane.consumer.release(slot);
-        let dropped = lane.consumer.dropped();
-        if dropped > lane.reported_drops {
-            lane.metrics
+        camera.consumer.release(slot);
+        let dropped = camera.consumer.dropped();
+        if dropped > camera.reported_drops {
+            camera
+                .metrics
                 .frames_dropped
-                .fetch_add(dropped - lane.reported_drops, Ordering::Relaxed);
-            lane.reported_drops = dropped;
+                .fetch_add(dropped - camera.reported_drops, Ordering::Relaxed);
+            camera.reported_drops = dropped;
         }
     }
 }
@@ -249,7 +365,7 @@ fn inference_loop(
 fn deliver(
     delivery: &Delivery,
     evidence: Option<&EvidenceWorker>,
-    zones: &[(String, Vec<(f32, f32)>)],
+    zones: &[(String, Polygon)],
     events: Vec<crate::incidents::IncidentEvent>,
 ) {
     for mut event in events {
@@ -287,6 +403,7 @@ fn camera_loop(
     metrics: &Arc<CameraMetrics>,
     ring: Option<PacketRing>,
 ) {
+    let stopped = || stop.load(Ordering::Relaxed);
     let url = camera.detection_url();
     let is_file = !url.contains("://");
     let mut options = DecodeOptions::for_camera(camera, url, Clock::Arrival);
@@ -295,7 +412,7 @@ fn camera_loop(
     options.ring = ring;
     let mut backoff = Duration::from_secs(1);
     let mut last_error = String::new();
-    while !stop.load(Ordering::Relaxed) {
+    while !stopped() {
         metrics.connects.fetch_add(1, Ordering::Relaxed);
         match decode_into_queue(&options, spec, producer, Arc::clone(stop), |info| {
             tracing::info!(camera = %camera.id, codec = %info.codec, width = info.width, height = info.height, "stream open");
@@ -325,7 +442,7 @@ fn camera_loop(
             } else {
                 backoff
             });
-        while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+        while Instant::now() < deadline && !stopped() {
             std::thread::sleep(Duration::from_millis(100));
         }
     }

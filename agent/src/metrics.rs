@@ -32,7 +32,7 @@ struct LatencyWindow {
 #[derive(Debug)]
 pub struct Metrics {
     started: Instant,
-    pub cameras: Vec<(String, Arc<CameraMetrics>)>,
+    cameras: std::sync::RwLock<Vec<(String, Arc<CameraMetrics>)>>,
     latencies: Mutex<LatencyWindow>,
     pub inferences: AtomicU64,
     /// Cumulative histogram of inference latency: counts per bucket of
@@ -62,10 +62,12 @@ impl Metrics {
     pub fn new(camera_ids: &[String]) -> Metrics {
         Metrics {
             started: Instant::now(),
-            cameras: camera_ids
-                .iter()
-                .map(|id| (id.clone(), Arc::new(CameraMetrics::default())))
-                .collect(),
+            cameras: std::sync::RwLock::new(
+                camera_ids
+                    .iter()
+                    .map(|id| (id.clone(), Arc::new(CameraMetrics::default())))
+                    .collect(),
+            ),
             latencies: Mutex::new(LatencyWindow {
                 samples: Vec::with_capacity(WINDOW),
                 next: 0,
@@ -96,9 +98,35 @@ impl Metrics {
 
     pub fn camera(&self, id: &str) -> Option<Arc<CameraMetrics>> {
         self.cameras
+            .read()
+            .ok()?
             .iter()
             .find(|(c, _)| c == id)
             .map(|(_, m)| Arc::clone(m))
+    }
+
+    /// The counters of every camera watched now.
+    pub fn cameras(&self) -> Vec<(String, Arc<CameraMetrics>)> {
+        self.cameras.read().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// Counters for a camera (new or already known), e.g. after a config reload.
+    pub fn register(&self, id: &str) -> Arc<CameraMetrics> {
+        if let Some(existing) = self.camera(id) {
+            return existing;
+        }
+        let fresh = Arc::new(CameraMetrics::default());
+        if let Ok(mut cameras) = self.cameras.write() {
+            cameras.push((id.to_string(), Arc::clone(&fresh)));
+        }
+        fresh
+    }
+
+    /// Stops reporting a camera removed from the config.
+    pub fn forget(&self, id: &str) {
+        if let Ok(mut cameras) = self.cameras.write() {
+            cameras.retain(|(c, _)| c != id);
+        }
     }
 
     pub fn uptime_s(&self) -> f64 {

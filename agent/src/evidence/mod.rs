@@ -29,6 +29,13 @@ use crate::rules::ObjectRef;
 
 pub use ring::PacketRing;
 
+/// Packet rings by camera id.
+pub type Rings = std::sync::Arc<std::sync::RwLock<HashMap<String, PacketRing>>>;
+
+fn ring_of(rings: &Rings, camera: &str) -> Option<PacketRing> {
+    rings.read().ok()?.get(camera).cloned()
+}
+
 /// What the worker needs to know about a new incident.
 #[derive(Debug, Clone)]
 pub struct EvidenceRequest {
@@ -79,7 +86,8 @@ pub struct EvidenceWorker {
 pub struct EvidenceContext {
     pub config: EvidenceConfig,
     pub data_dir: PathBuf,
-    pub rings: HashMap<String, PacketRing>,
+    /// Each camera's packet ring; shared, so a config reload can add or remove cameras.
+    pub rings: Rings,
     pub delivery: Delivery,
     pub offset: FixedOffset,
 }
@@ -154,8 +162,10 @@ impl Worker {
                     if open {
                         open = false;
                         // No more incidents: what will come has come.
-                        for ring in self.context.rings.values() {
-                            ring.end_stream();
+                        if let Ok(rings) = self.context.rings.read() {
+                            for ring in rings.values() {
+                                ring.end_stream();
+                            }
                         }
                     }
                 }
@@ -191,7 +201,7 @@ impl Worker {
     }
 
     fn snapshot_and_queue_clip(&mut self, request: EvidenceRequest) {
-        let Some(ring) = self.context.rings.get(&request.camera_id).cloned() else {
+        let Some(ring) = ring_of(&self.context.rings, &request.camera_id) else {
             return;
         };
         let dir = self.dir_for(&request);
@@ -342,7 +352,7 @@ impl Worker {
         let mut i = 0;
         while i < self.pending.len() {
             let clip = &self.pending[i];
-            let Some(ring) = self.context.rings.get(&clip.request.camera_id).cloned() else {
+            let Some(ring) = ring_of(&self.context.rings, &clip.request.camera_id) else {
                 self.pending.swap_remove(i);
                 continue;
             };

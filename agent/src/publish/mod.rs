@@ -394,7 +394,7 @@ impl<'a> Session<'a> {
         self.last_beat = std::time::Instant::now();
         let metrics = &self.shared.metrics;
         let cameras: Vec<_> = metrics
-            .cameras
+            .cameras()
             .iter()
             .map(|(id, m)| {
                 let frames_in = m.frames_in.load(Ordering::Relaxed);

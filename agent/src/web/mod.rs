@@ -242,7 +242,7 @@ async fn healthz(State(state): State<Arc<WebState>>) -> Response {
     Json(json!({
         "status": "ok",
         "uptime_s": state.metrics.uptime_s().round(),
-        "cameras": state.metrics.cameras.iter().map(|(id, _)| id).collect::<Vec<_>>(),
+        "cameras": state.metrics.cameras().into_iter().map(|(id, _)| id).collect::<Vec<_>>(),
         "outbox_depth": outbox.events,
     }))
     .into_response()
@@ -463,7 +463,7 @@ async fn metrics(State(state): State<Arc<WebState>>) -> Response {
         out,
         "# HELP gridwatch_frames_decoded_total Frames decoded, per camera.\n# TYPE gridwatch_frames_decoded_total counter"
     );
-    for (id, c) in &m.cameras {
+    for (id, c) in &m.cameras() {
         let _ = writeln!(
             out,
             "gridwatch_frames_decoded_total{{camera=\"{id}\"}} {}",
@@ -474,7 +474,7 @@ async fn metrics(State(state): State<Arc<WebState>>) -> Response {
         out,
         "# HELP gridwatch_frames_inferred_total Frames the detector ran on, per camera.\n# TYPE gridwatch_frames_inferred_total counter"
     );
-    for (id, c) in &m.cameras {
+    for (id, c) in &m.cameras() {
         let _ = writeln!(
             out,
             "gridwatch_frames_inferred_total{{camera=\"{id}\"}} {}",
@@ -485,7 +485,7 @@ async fn metrics(State(state): State<Arc<WebState>>) -> Response {
         out,
         "# HELP gridwatch_frames_dropped_total Frames dropped because inference was behind.\n# TYPE gridwatch_frames_dropped_total counter"
     );
-    for (id, c) in &m.cameras {
+    for (id, c) in &m.cameras() {
         let _ = writeln!(
             out,
             "gridwatch_frames_dropped_total{{camera=\"{id}\"}} {}",
