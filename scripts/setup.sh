@@ -35,6 +35,8 @@ apt_packages=(
   ffmpeg
   mosquitto openssl
   chromium fonts-wqy-microhei
+  python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-bad
   python3 python3-venv python3-pip
   ca-certificates
 )

@@ -1,13 +1,14 @@
 #!/usr/bin/python3
 """A real RTSP server for gridwatch's tests (GStreamer's gst-rtsp-server, Debian packages
-gir1.2-gst-rtsp-server-1.0 + python3-gi), serving H.264 elementary streams in a loop at
-real time, like a camera.
+gir1.2-gst-rtsp-server-1.0 + python3-gi), serving Matroska H.264 clips at real time, like a
+camera.
 
-    server.py --port 8554 --mount cam1=clip.h264:25/2 [--mount ...] [--user U --password P]
+    server.py --port 8554 --mount cam1=clip.mkv [--mount ...] [--user U --password P]
 
-Each mount `/NAME` plays FILE (Annex-B H.264, e.g. made with
-`ffmpeg -i clip.mp4 -c copy -bsf:v h264_mp4toannexb -f h264 clip.h264`) at FPS, forever.
-Prints "ready" on stdout once listening. Must run with Debian's python3 (for gi).
+Each mount `/NAME` plays FILE (H.264 without B-frames in Matroska; tests/src/rtsp.rs makes
+them) once, shared between clients. Clips are made long enough for a test rather than looped,
+since a looping file source restarts timestamps. Prints "ready" on stdout once listening.
+Must run with Debian's python3 (for gi).
 """
 import argparse
 import sys

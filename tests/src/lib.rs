@@ -5,6 +5,7 @@
 //! CLI), ONNX Runtime with the real model, and the shared sample media.
 
 pub mod broker;
+pub mod rtsp;
 pub mod scenario;
 
 use std::path::{Path, PathBuf};

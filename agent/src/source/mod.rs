@@ -173,6 +173,9 @@ pub struct DecodeStats {
     pub stopped: bool,
 }
 
+/// How much longer than the idle timeout opening a stream may take (see `VideoSource::open`).
+const OPEN_PROBE_GRACE_MS: i64 = 10_000;
+
 /// Shared between the decode loop and FFmpeg's interrupt callback: lets another thread stop
 /// a blocked read, and turns a stalled network read into a timeout instead of a hang.
 #[derive(Debug)]
@@ -249,7 +252,11 @@ impl VideoSource {
         let watch = Arc::new(IoWatch {
             stop,
             epoch: Instant::now(),
-            last_activity_ms: AtomicI64::new(0),
+            // Opening probes the stream (avformat_find_stream_info reads up to 5 s of it,
+            // in real time on a live camera, and a camera with a long GOP needs it all), so
+            // the open gets that on top of the idle timeout; the socket timeout still
+            // catches a camera that sends nothing.
+            last_activity_ms: AtomicI64::new(OPEN_PROBE_GRACE_MS),
             timeout_ms: options.io_timeout.as_millis() as i64,
             timed_out: AtomicBool::new(false),
         });
@@ -272,6 +279,14 @@ impl VideoSource {
                 }
             }
         })?;
+        if watch.timed_out.load(Ordering::Relaxed) {
+            // FFmpeg can return a half-probed input when interrupted; its RTSP session is
+            // then out of step (a wrong CSeq) and would end after a few frames.
+            return Err(SourceError::Timeout {
+                url: shown,
+                timeout_s: options.io_timeout.as_secs_f64() + OPEN_PROBE_GRACE_MS as f64 / 1000.0,
+            });
+        }
         watch.touch();
 
         let stream = input

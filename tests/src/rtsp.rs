@@ -1,0 +1,122 @@
+//! A real RTSP server for the tests: GStreamer's gst-rtsp-server (tests/rtsp/server.py, run
+//! with Debian's python3 and python3-gi), serving clips at real time on loopback. It can be
+//! killed and restarted on the same port to play a camera dropping off the network.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{broker::free_port, ffmpeg, media, repo_root};
+
+/// A clip re-encoded for RTSP (H.264 without B-frames, Matroska), `loops` times the source,
+/// cached under target/rtsp-clips.
+pub fn rtsp_clip(source: &Path, loops: u32, input_args: &[&str]) -> PathBuf {
+    let dir = repo_root().join("target/rtsp-clips");
+    std::fs::create_dir_all(&dir).expect("create target/rtsp-clips");
+    let stem = source.file_stem().unwrap().to_string_lossy();
+    let out = dir.join(format!("{stem}-x{loops}.mkv"));
+    if out.is_file() {
+        return out;
+    }
+    let partial = dir.join(format!("{stem}-x{loops}.partial.mkv"));
+    let loops_arg = (loops.saturating_sub(1)).to_string();
+    let mut args: Vec<&str> = Vec::new();
+    if input_args.is_empty() {
+        args.extend(["-stream_loop", &loops_arg]);
+    }
+    args.extend(input_args);
+    let source = source.to_str().unwrap();
+    let partial_str = partial.to_str().unwrap();
+    args.extend([
+        "-i",
+        source,
+        "-an",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-bf",
+        "0",
+        "-g",
+        "25",
+        "-pix_fmt",
+        "yuv420p",
+        partial_str,
+    ]);
+    ffmpeg(&args);
+    std::fs::rename(&partial, &out).unwrap();
+    out
+}
+
+/// The porch of dog.jpg (a bicycle and a truck that stand still), 300 s.
+pub fn porch_clip() -> PathBuf {
+    let dog = media("dog.jpg");
+    rtsp_clip(&dog, 1, &["-loop", "1", "-framerate", "5", "-t", "300"])
+}
+
+pub struct RtspServer {
+    pub port: u16,
+    mounts: Vec<(String, PathBuf)>,
+    credentials: Option<(String, String)>,
+    child: Option<Child>,
+}
+
+impl RtspServer {
+    pub fn start(mounts: &[(&str, &Path)], credentials: Option<(&str, &str)>) -> RtspServer {
+        let mut server = RtspServer {
+            port: free_port(),
+            mounts: mounts
+                .iter()
+                .map(|(n, p)| (n.to_string(), p.to_path_buf()))
+                .collect(),
+            credentials: credentials.map(|(u, p)| (u.to_string(), p.to_string())),
+            child: None,
+        };
+        server.resume();
+        server
+    }
+
+    pub fn url(&self, mount: &str) -> String {
+        format!("rtsp://127.0.0.1:{}/{mount}", self.port)
+    }
+
+    pub fn resume(&mut self) {
+        assert!(self.child.is_none());
+        let mut cmd = Command::new("/usr/bin/python3");
+        cmd.arg(repo_root().join("tests/rtsp/server.py"))
+            .arg("--port")
+            .arg(self.port.to_string());
+        for (name, path) in &self.mounts {
+            cmd.arg("--mount").arg(format!("{name}={}", path.display()));
+        }
+        if let Some((u, p)) = &self.credentials {
+            cmd.args(["--user", u, "--password", p]);
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the RTSP test server (python3-gi, gir1.2-gst-rtsp-server-1.0)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "the RTSP server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills the server, as a camera losing power would vanish.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RtspServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

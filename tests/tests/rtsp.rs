@@ -1,0 +1,352 @@
+//! Live cameras over RTSP, against a real RTSP server (GStreamer) on loopback: detection and
+//! incidents over RTSP/TCP, a camera that drops and comes back (without leaking threads or
+//! file descriptors), broken cameras that do not disturb good ones, SIGTERM and SIGHUP.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gridwatch_e2e::broker::{Broker, BrokerOptions, Message, Subscriber};
+use gridwatch_e2e::rtsp::{RtspServer, porch_clip, rtsp_clip};
+use gridwatch_e2e::*;
+use serde_json::Value;
+
+const PREFIX: &str = "gridwatch/v1/live";
+
+/// `gridwatch run` with its log in a file; killed if still running when dropped.
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(config: &Path) -> Daemon {
+        let log = config.with_extension("log");
+        let child = gridwatch()
+            .arg("run")
+            .arg("--config")
+            .arg(config)
+            .env("GRIDWATCH_LOG", "info")
+            .stderr(std::fs::File::create(&log).unwrap())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        Daemon { child, log }
+    }
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+    fn signal(&self, name: &str) {
+        let _ = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status();
+    }
+    fn count(&self, what: &str) -> usize {
+        std::fs::read_dir(format!("/proc/{}/{what}", self.child.id()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+    fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn config(dir: &Path, broker_port: Option<u16>, cameras: &str) -> PathBuf {
+    let mqtt = broker_port
+        .map(|p| format!("[mqtt]\nhost = \"127.0.0.1\"\nport = {p}\nbox_id = \"box\"\nheartbeat_every = \"1s\"\nreconnect_min = \"200ms\"\nreconnect_max = \"1s\"\n"))
+        .unwrap_or_default();
+    let text = format!(
+        "[site]\nid = \"live\"\ngrid_code = \"440305001001\"\n\n[storage]\ndata_dir = \"data\"\n\n[incidents]\nupdate_every = \"5s\"\n\n[evidence]\nenabled = false\n\n{mqtt}\n{cameras}"
+    );
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A porch camera: a charging-forbidden zone around the bicycle, 15 s dwell. Offline after
+/// 8 s, as opening probes 5 s of this stream (its GOP is 5 s long).
+fn porch_camera(id: &str, url: &str) -> String {
+    format!(
+        "[[cameras]]\nid = \"{id}\"\nurl = \"{url}\"\ndetect_fps = 2\noffline_after = \"8s\"\nio_timeout = \"3s\"\n\n[[cameras.zones]]\nid = \"porch\"\npolygon = [[0.2, 0.55], [0.85, 0.55], [0.85, 0.95], [0.2, 0.95]]\n\n[cameras.zones.fly_wire_charging]\ndwell = \"15s\"\n\n"
+    )
+}
+
+fn incidents(sub: &Subscriber) -> Vec<Value> {
+    sub.on_topic("/incident")
+        .iter()
+        .map(Message::json)
+        .collect()
+}
+
+fn opened(sub: &Subscriber, camera: &str, kind: &str) -> usize {
+    incidents(sub)
+        .iter()
+        .filter(|e| e["camera"]["id"] == camera && e["kind"] == kind && e["state"] == "opened")
+        .count()
+}
+
+#[test]
+fn four_cameras_two_broken_the_good_ones_detect_and_raise_incidents_over_rtsp() {
+    let porch = porch_clip();
+    let open = RtspServer::start(&[("porch", &porch)], None);
+    let locked = RtspServer::start(&[("porch", &porch)], Some(("admin", "right-secret")));
+    let broker = Broker::start(BrokerOptions::default());
+    let sub = Subscriber::start(broker.port, &format!("{PREFIX}/#"), None);
+    let dir = tempfile::tempdir().unwrap();
+    let wrong_credentials = format!("rtsp://admin:wrong-secret@127.0.0.1:{}/porch", locked.port);
+    let cameras = [
+        porch_camera("good1", &open.url("porch")),
+        porch_camera(
+            "good2",
+            &format!("rtsp://admin:right-secret@127.0.0.1:{}/porch", locked.port),
+        ),
+        porch_camera("nourl", &open.url("no-such-stream")),
+        porch_camera("badauth", &wrong_credentials),
+    ]
+    .concat();
+    let daemon = Daemon::start(&config(dir.path(), Some(broker.port), &cameras));
+
+    sub.wait_for(
+        Duration::from_secs(90),
+        "both good cameras' incidents",
+        |_| {
+            opened(&sub, "good1", "fly_wire_charging") == 1
+                && opened(&sub, "good2", "fly_wire_charging") == 1
+        },
+    );
+    sub.wait_for(
+        Duration::from_secs(30),
+        "the broken cameras reported offline",
+        |_| {
+            opened(&sub, "nourl", "camera_offline") == 1
+                && opened(&sub, "badauth", "camera_offline") == 1
+        },
+    );
+    let beat = sub.on_topic("/heartbeat").last().unwrap().json();
+    let fps = |id: &str| {
+        beat["cameras"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap()["fps_out"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(
+        fps("good1") > 1.0 && fps("good2") > 1.0,
+        "good cameras run at their detect rate: {beat}"
+    );
+    assert_eq!(fps("nourl"), 0.0);
+    assert_eq!(
+        opened(&sub, "good1", "camera_offline") + opened(&sub, "good2", "camera_offline"),
+        0
+    );
+    let log = daemon.log();
+    assert!(
+        log.contains("camera=badauth") && log.contains("rtsp://***@127.0.0.1"),
+        "errors name the camera, URL redacted"
+    );
+    assert!(
+        !log.contains("wrong-secret") && !log.contains("right-secret"),
+        "credentials never logged"
+    );
+}
+
+#[test]
+fn a_camera_that_drops_goes_offline_and_back_five_times_without_leaks() {
+    let car = rtsp_clip(&media("car-detection.mp4"), 20, &[]);
+    let mut server = RtspServer::start(&[("cam", &car)], None);
+    let broker = Broker::start(BrokerOptions::default());
+    let sub = Subscriber::start(broker.port, &format!("{PREFIX}/#"), None);
+    let dir = tempfile::tempdir().unwrap();
+    let camera = format!(
+        "[[cameras]]\nid = \"cam\"\nurl = \"{}\"\ndetect_fps = 2\noffline_after = \"3s\"\nio_timeout = \"2s\"\n",
+        server.url("cam")
+    );
+    let daemon = Daemon::start(&config(dir.path(), Some(broker.port), &camera));
+    let frames = |sub: &Subscriber| -> f64 {
+        sub.on_topic("/heartbeat").last().map_or(0.0, |m| {
+            m.json()["cameras"][0]["fps_in"].as_f64().unwrap_or(0.0)
+        })
+    };
+    sub.wait_for(Duration::from_secs(30), "frames", |_| frames(&sub) > 5.0);
+    let mut counts = Vec::new();
+    for cycle in 1..=5 {
+        let killed = Instant::now();
+        server.kill();
+        sub.wait_for(Duration::from_secs(20), "camera_offline", |_| {
+            incidents(&sub)
+                .iter()
+                .filter(|e| e["kind"] == "camera_offline" && e["state"] == "opened")
+                .count()
+                == cycle
+        });
+        let reported = killed.elapsed();
+        assert!(
+            reported < Duration::from_secs(3 + 6),
+            "cycle {cycle}: offline reported after {reported:?}"
+        );
+        server.resume();
+        sub.wait_for(Duration::from_secs(40), "back online", |_| {
+            incidents(&sub)
+                .iter()
+                .filter(|e| e["kind"] == "camera_offline" && e["state"] == "closed")
+                .count()
+                == cycle
+        });
+        sub.wait_for(Duration::from_secs(20), "detection resumed", |_| {
+            frames(&sub) > 5.0
+        });
+        counts.push((daemon.count("task"), daemon.count("fd")));
+    }
+    let closed = incidents(&sub)
+        .into_iter()
+        .filter(|e| e["state"] == "closed")
+        .collect::<Vec<_>>();
+    assert!(closed.iter().all(|e| e["close_reason"] == "recovered"));
+    let (threads0, fds0) = counts[0];
+    let (threads, fds) = *counts.last().unwrap();
+    assert!(
+        threads <= threads0 + 2 && fds <= fds0 + 3,
+        "no leak over 5 cycles: {counts:?}"
+    );
+}
+
+#[test]
+fn sigterm_exits_cleanly_and_nothing_leaves_the_outbox_unsent() {
+    let porch = porch_clip();
+    let server = RtspServer::start(&[("porch", &porch)], None);
+    // The broker is down: events pile up in the outbox.
+    let mut broker = Broker::start(BrokerOptions::default());
+    let port = broker.port;
+    broker.pause();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(
+        dir.path(),
+        Some(port),
+        &porch_camera("porch", &server.url("porch")),
+    );
+    let mut daemon = Daemon::start(&config);
+    let db = dir.path().join("data/gridwatch.db");
+    let depth = || -> i64 {
+        rusqlite::Connection::open(&db)
+            .and_then(|c| c.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0)))
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while depth() < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "no event reached the outbox:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let asked = Instant::now();
+    daemon.signal("TERM");
+    let status = daemon
+        .wait_exit(Duration::from_secs(15))
+        .expect("exits after SIGTERM");
+    assert!(status.success());
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "within 10 s: {:?}",
+        asked.elapsed()
+    );
+    let kept = depth();
+    assert!(kept >= 1, "the undelivered events are kept");
+
+    // Next start, broker up: they go out.
+    broker.resume();
+    let sub = Subscriber::start(port, &format!("{PREFIX}/+/incident"), None);
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("url = ", "enabled = false\nurl = ");
+    std::fs::write(&config, text).unwrap();
+    let mut again = Daemon::start(&config);
+    sub.wait_for(Duration::from_secs(20), "the kept events", |m| {
+        m.len() as i64 >= kept
+    });
+    again.signal("TERM");
+    again.wait_exit(Duration::from_secs(15)).expect("exits");
+    assert_eq!(depth(), 0);
+}
+
+#[test]
+fn sighup_applies_a_new_camera_list_and_the_untouched_camera_keeps_its_incident() {
+    let porch = porch_clip();
+    let server = RtspServer::start(&[("porch", &porch)], None);
+    let broker = Broker::start(BrokerOptions::default());
+    let sub = Subscriber::start(broker.port, &format!("{PREFIX}/#"), None);
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(
+        dir.path(),
+        Some(broker.port),
+        &porch_camera("a", &server.url("porch")),
+    );
+    let daemon = Daemon::start(&config);
+    sub.wait_for(Duration::from_secs(90), "camera a's incident", |_| {
+        opened(&sub, "a", "fly_wire_charging") == 1
+    });
+    let incident_a = incidents(&sub)
+        .into_iter()
+        .find(|e| e["camera"]["id"] == "a" && e["kind"] == "fly_wire_charging")
+        .unwrap()["incident_id"]
+        .clone();
+
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&porch_camera("b", &server.url("porch")));
+    std::fs::write(&config, text).unwrap();
+    daemon.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !daemon.log().contains("config reloaded") {
+        assert!(Instant::now() < deadline, "no reload:\n{}", daemon.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        daemon.log().contains("kept=a") && daemon.log().contains("started=b"),
+        "{}",
+        daemon.log()
+    );
+    sub.wait_for(Duration::from_secs(90), "camera b's incident", |_| {
+        opened(&sub, "b", "fly_wire_charging") == 1
+    });
+    // Camera a was not restarted: its incident went on (updates, same id), never reopened.
+    let a_events: Vec<Value> = incidents(&sub)
+        .into_iter()
+        .filter(|e| e["camera"]["id"] == "a")
+        .collect();
+    assert_eq!(opened(&sub, "a", "fly_wire_charging"), 1, "{a_events:?}");
+    assert!(
+        a_events
+            .iter()
+            .any(|e| e["state"] == "updated" && e["incident_id"] == incident_a),
+        "{a_events:?}\n{}",
+        daemon.log()
+    );
+
+    // An invalid config is refused and the running one kept.
+    std::fs::write(&config, "[site\nbroken").unwrap();
+    daemon.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !daemon.log().contains("config reload refused") {
+        assert!(Instant::now() < deadline, "{}", daemon.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
