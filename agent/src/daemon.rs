@@ -19,7 +19,7 @@ use crate::metrics::{CameraMetrics, Metrics};
 use crate::model::InputSpec;
 use crate::pipeline::{
     Backpressure, Clock, DecodeOptions, FrameConsumer, FrameProducer, decode_into_queue,
-    frame_queue,
+    frame_queue, record_into_ring,
 };
 use crate::publish::Delivery;
 use crate::zones::Polygon;
@@ -165,7 +165,8 @@ struct CameraRunner {
     /// Zone polygons by id, for annotating snapshots.
     zones: Vec<(String, Polygon)>,
     stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    /// The detection decode thread, and the main-stream recorder when there is a sub-stream.
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl CameraRunner {
@@ -191,15 +192,42 @@ impl CameraRunner {
         }
         // Raised when the camera is removed by a reload or the daemon stops.
         let stop = Arc::new(AtomicBool::new(false));
-        let thread = std::thread::Builder::new()
+        // With a sub-stream, detection decodes the sub-stream and the main stream is only
+        // recorded, for clips at full resolution; without one, detection's stream is recorded.
+        let separate_main = camera.detection_url() != camera.url;
+        let mut threads = Vec::with_capacity(2);
+        if separate_main {
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("rec-{}", camera.id))
+                    .spawn({
+                        let camera = camera.clone();
+                        let stop = Arc::clone(&stop);
+                        let ring = ring.clone();
+                        move || main_stream_loop(&camera, &stop, &ring)
+                    })?,
+            );
+        }
+        let detection_ring = (!separate_main).then_some(ring);
+        let spawned = std::thread::Builder::new()
             .name(format!("cam-{}", camera.id))
             .spawn({
                 let camera = camera.clone();
                 let spec = shared.spec.clone();
                 let stop = Arc::clone(&stop);
                 let metrics = Arc::clone(&metrics);
-                move || camera_loop(&camera, &spec, &producer, &stop, &metrics, Some(ring))
-            })?;
+                move || camera_loop(&camera, &spec, &producer, &stop, &metrics, detection_ring)
+            });
+        match spawned {
+            Ok(thread) => threads.push(thread),
+            Err(e) => {
+                stop.store(true, Ordering::Relaxed);
+                for thread in threads {
+                    let _ = thread.join();
+                }
+                return Err(e.into());
+            }
+        }
         let zones = camera
             .zones
             .iter()
@@ -218,13 +246,13 @@ impl CameraRunner {
             reported_drops: 0,
             zones,
             stop,
-            thread: Some(thread),
+            threads,
         })
     }
 
-    fn stop(mut self) {
+    fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
+        for thread in self.threads {
             let _ = thread.join();
         }
     }
@@ -392,9 +420,8 @@ fn deliver(
     }
 }
 
-/// Keeps one camera's stream open: decodes into the queue, reopens after errors with
-/// exponential backoff, and plays files in a loop at real time (a file stands in for a
-/// camera in tests and demos).
+/// Keeps one camera's detection stream open: decodes into the queue, reopens after errors,
+/// and plays files in a loop at real time (a file stands in for a camera in tests and demos).
 fn camera_loop(
     camera: &CameraConfig,
     spec: &InputSpec,
@@ -403,45 +430,80 @@ fn camera_loop(
     metrics: &Arc<CameraMetrics>,
     ring: Option<PacketRing>,
 ) {
-    let stopped = || stop.load(Ordering::Relaxed);
     let url = camera.detection_url();
     let is_file = !url.contains("://");
     let mut options = DecodeOptions::for_camera(camera, url, Clock::Arrival);
     options.pace = is_file;
     options.metrics = Some(Arc::clone(metrics));
     options.ring = ring;
+    keep_open(&camera.id, "stream", is_file, stop, || {
+        metrics.connects.fetch_add(1, Ordering::Relaxed);
+        let report = decode_into_queue(&options, spec, producer, Arc::clone(stop), |info| {
+            tracing::info!(camera = %camera.id, codec = %info.codec, width = info.width, height = info.height, "stream open");
+        })?;
+        metrics
+            .decode_errors
+            .fetch_add(report.stats.decode_errors, Ordering::Relaxed);
+        Ok(())
+    });
+}
+
+/// Keeps a camera's main stream recorded into its packet ring while detection reads the
+/// sub-stream (see [`record_into_ring`]).
+fn main_stream_loop(camera: &CameraConfig, stop: &Arc<AtomicBool>, ring: &PacketRing) {
+    let is_file = !camera.url.contains("://");
+    let open = crate::source::OpenOptions::for_camera(camera);
+    keep_open(&camera.id, "main stream", is_file, stop, || {
+        record_into_ring(&camera.url, &open, ring, is_file, Arc::clone(stop), |info| {
+            tracing::info!(camera = %camera.id, codec = %info.codec, width = info.width, height = info.height, "main stream open for clips");
+        })
+        .map(drop)
+    });
+}
+
+/// Runs `attempt` (open and read a stream until it ends) until `stop`: after an error it
+/// waits with exponential backoff (1 s doubling to 30 s, with jitter so a compound's cameras
+/// that dropped together do not all reconnect in the same instant) and logs each new error
+/// once; after a clean end it reopens at once (a file loops).
+fn keep_open(
+    camera_id: &str,
+    what: &str,
+    is_file: bool,
+    stop: &Arc<AtomicBool>,
+    mut attempt: impl FnMut() -> Result<(), crate::source::SourceError>,
+) {
+    use rand::Rng as _;
+    let stopped = || stop.load(Ordering::Relaxed);
     let mut backoff = Duration::from_secs(1);
     let mut last_error = String::new();
     while !stopped() {
-        metrics.connects.fetch_add(1, Ordering::Relaxed);
-        match decode_into_queue(&options, spec, producer, Arc::clone(stop), |info| {
-            tracing::info!(camera = %camera.id, codec = %info.codec, width = info.width, height = info.height, "stream open");
-        }) {
-            Ok(report) => {
-                metrics
-                    .decode_errors
-                    .fetch_add(report.stats.decode_errors, Ordering::Relaxed);
+        let wait = match attempt() {
+            Ok(()) => {
                 backoff = Duration::from_secs(1);
                 last_error.clear();
-                if !is_file {
-                    tracing::warn!(camera = %camera.id, "stream ended; reconnecting");
+                if is_file {
+                    Duration::from_millis(500)
+                } else {
+                    tracing::warn!(camera = %camera_id, "{what} ended; reconnecting");
+                    backoff
                 }
             }
             Err(e) => {
                 let text = e.to_string();
                 if text != last_error {
-                    tracing::error!(camera = %camera.id, "{text}; retrying");
+                    tracing::error!(camera = %camera_id, "{text}; retrying");
                     last_error = text;
                 }
+                let wait = rand::rng().random_range(backoff.mul_f64(0.5)..=backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(30));
+                if is_file {
+                    wait.min(Duration::from_millis(500))
+                } else {
+                    wait
+                }
             }
-        }
-        let deadline = Instant::now()
-            + backoff.min(if is_file {
-                Duration::from_millis(500)
-            } else {
-                backoff
-            });
+        };
+        let deadline = Instant::now() + wait;
         while Instant::now() < deadline && !stopped() {
             std::thread::sleep(Duration::from_millis(100));
         }

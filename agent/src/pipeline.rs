@@ -222,6 +222,35 @@ impl DecodeOptions {
     }
 }
 
+/// Records a camera's main stream into its packet ring without decoding it, while detection
+/// reads the sub-stream: clips and snapshots then come at full resolution for the price of
+/// demuxing. Packets carry their arrival time, the clock detection uses live. `pace` plays a
+/// file no faster than real time. Returns when the stream ends, fails, or `stop` is raised.
+pub fn record_into_ring(
+    url: &str,
+    open: &OpenOptions,
+    ring: &crate::evidence::PacketRing,
+    pace: bool,
+    stop: Arc<AtomicBool>,
+    on_open: impl FnOnce(&StreamInfo),
+) -> Result<DecodeStats, SourceError> {
+    let mut source = VideoSource::open(url, open, stop)?;
+    ring.start_stream(source.stream_setup());
+    on_open(source.info());
+    let started = std::time::Instant::now();
+    let result = source.record_packets(|packet, pts_us| {
+        if pace {
+            let due = std::time::Duration::from_micros(pts_us.max(0) as u64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+        ring.push(packet, chrono::Utc::now().timestamp_micros());
+    });
+    ring.end_stream();
+    result
+}
+
 /// Opens the stream, reports its facts through `on_open`, then decodes, samples and
 /// letterboxes frames into slots until the stream ends, `stop` is raised or the consumer
 /// goes away. Runs on the camera's own thread.

@@ -12,26 +12,33 @@ use crate::{broker::free_port, ffmpeg, media, repo_root};
 /// A clip re-encoded for RTSP (H.264 without B-frames, Matroska), `loops` times the source,
 /// cached under target/rtsp-clips.
 pub fn rtsp_clip(source: &Path, loops: u32, input_args: &[&str]) -> PathBuf {
-    let dir = repo_root().join("target/rtsp-clips");
-    std::fs::create_dir_all(&dir).expect("create target/rtsp-clips");
     let stem = source.file_stem().unwrap().to_string_lossy();
-    let out = dir.join(format!("{stem}-x{loops}.mkv"));
-    if out.is_file() {
-        return out;
-    }
-    let partial = dir.join(format!("{stem}-x{loops}.partial.mkv"));
-    let loops_arg = (loops.saturating_sub(1)).to_string();
+    let loops_arg = loops.saturating_sub(1).to_string();
     let mut args: Vec<&str> = Vec::new();
     if input_args.is_empty() {
         args.extend(["-stream_loop", &loops_arg]);
     }
     args.extend(input_args);
-    let source = source.to_str().unwrap();
+    encode(&format!("{stem}-x{loops}"), source, &args, None)
+}
+
+/// Encodes `source` (after `input_args`, optionally through the `-vf` filter) into
+/// target/rtsp-clips/NAME.mkv, once.
+fn encode(name: &str, source: &Path, input_args: &[&str], filter: Option<&str>) -> PathBuf {
+    let dir = repo_root().join("target/rtsp-clips");
+    std::fs::create_dir_all(&dir).expect("create target/rtsp-clips");
+    let out = dir.join(format!("{name}.mkv"));
+    if out.is_file() {
+        return out;
+    }
+    let partial = dir.join(format!("{name}.partial.mkv"));
+    let mut args: Vec<&str> = input_args.to_vec();
+    args.extend(["-i", source.to_str().unwrap(), "-an"]);
+    if let Some(filter) = filter {
+        args.extend(["-vf", filter]);
+    }
     let partial_str = partial.to_str().unwrap();
     args.extend([
-        "-i",
-        source,
-        "-an",
         "-c:v",
         "libx264",
         "-preset",
@@ -49,10 +56,22 @@ pub fn rtsp_clip(source: &Path, loops: u32, input_args: &[&str]) -> PathBuf {
     out
 }
 
-/// The porch of dog.jpg (a bicycle and a truck that stand still), 300 s.
+const PORCH_INPUT: [&str; 6] = ["-loop", "1", "-framerate", "5", "-t", "300"];
+
+/// The porch of dog.jpg (a bicycle and a truck that stand still), 300 s at 768x576: a
+/// camera's sub-stream, or its only stream.
 pub fn porch_clip() -> PathBuf {
-    let dog = media("dog.jpg");
-    rtsp_clip(&dog, 1, &["-loop", "1", "-framerate", "5", "-t", "300"])
+    rtsp_clip(&media("dog.jpg"), 1, &PORCH_INPUT)
+}
+
+/// The same porch as a 1280x960 main stream.
+pub fn porch_main_clip() -> PathBuf {
+    encode(
+        "dog-main-1280",
+        &media("dog.jpg"),
+        &PORCH_INPUT,
+        Some("scale=1280:960"),
+    )
 }
 
 pub struct RtspServer {

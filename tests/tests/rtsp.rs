@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gridwatch_e2e::broker::{Broker, BrokerOptions, Message, Subscriber};
-use gridwatch_e2e::rtsp::{RtspServer, porch_clip, rtsp_clip};
+use gridwatch_e2e::rtsp::{RtspServer, porch_clip, porch_main_clip, rtsp_clip};
 use gridwatch_e2e::*;
 use serde_json::Value;
 
@@ -349,4 +349,80 @@ fn sighup_applies_a_new_camera_list_and_the_untouched_camera_keeps_its_incident(
         assert!(Instant::now() < deadline, "{}", daemon.log());
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+#[test]
+fn with_a_sub_stream_detection_reads_it_and_evidence_comes_from_the_main_stream() {
+    let server = RtspServer::start(
+        &[("main", &porch_main_clip()), ("sub", &porch_clip())],
+        None,
+    );
+    let broker = Broker::start(BrokerOptions::default());
+    let sub = Subscriber::start(broker.port, &format!("{PREFIX}/#"), None);
+    let dir = tempfile::tempdir().unwrap();
+    let camera = porch_camera("porch", &server.url("main")).replacen(
+        "\ndetect_fps",
+        &format!("\ndetect_url = \"{}\"\ndetect_fps", server.url("sub")),
+        1,
+    );
+    let config = config(dir.path(), Some(broker.port), &camera)
+        .to_string_lossy()
+        .to_string();
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[evidence]\nenabled = false",
+        "[evidence]\npre_roll = \"2s\"\npost_roll = \"3s\"",
+    );
+    std::fs::write(&config, text).unwrap();
+    let daemon = Daemon::start(Path::new(&config));
+    let with_clip = |sub: &Subscriber| {
+        incidents(sub).into_iter().find(|e| {
+            e["kind"] == "fly_wire_charging"
+                && e["evidence"]["files"]
+                    .as_array()
+                    .is_some_and(|f| f.iter().any(|f| f["kind"] == "clip"))
+        })
+    };
+    sub.wait_for(Duration::from_secs(120), "the incident's clip", |_| {
+        with_clip(&sub).is_some()
+    });
+    let event = with_clip(&sub).unwrap();
+    let path = |kind: &str| {
+        let files = event["evidence"]["files"].as_array().unwrap();
+        let file = files.iter().find(|f| f["kind"] == kind).unwrap();
+        dir.path().join("data").join(file["path"].as_str().unwrap())
+    };
+    let snapshot = image::open(path("snapshot")).unwrap();
+    assert_eq!(
+        (snapshot.width(), snapshot.height()),
+        (1280, 960),
+        "snapshot from the main stream"
+    );
+    let probe = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=width,height",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path("clip"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&probe.stdout).trim(),
+        "1280,960",
+        "clip from the main stream"
+    );
+    let log = daemon.log();
+    assert!(
+        log.contains("main stream open for clips") && log.contains("width=1280"),
+        "{log}"
+    );
+    assert!(
+        log.contains("stream open camera=porch codec=h264 width=768"),
+        "detection reads the sub-stream: {log}"
+    );
 }

@@ -207,6 +207,14 @@ impl IoWatch {
     }
 }
 
+/// What reading the next video packet gave.
+enum PacketRead {
+    /// A packet of the video stream, at this time (µs since the stream's first packet).
+    Video(i64),
+    End,
+    Stopped,
+}
+
 /// An opened input with its video decoder. Frames and packets are reused across calls.
 pub struct VideoSource {
     url: String,
@@ -418,15 +426,72 @@ impl VideoSource {
         let mut frame = ffmpeg::frame::Video::empty();
         let mut packet = ffmpeg::Packet::empty();
         loop {
+            let packet_us = match self.read_video_packet(&mut packet, &mut stats)? {
+                PacketRead::Video(us) => us,
+                PacketRead::End => break,
+                PacketRead::Stopped => return Ok(stats),
+            };
+            on_packet(&packet, packet_us);
+            stats.last_packet_us = stats.last_packet_us.max(packet_us);
+            if self.keyframes_only && !packet.is_key() {
+                // Not even handed to the decoder: the point is to spend no CPU on it.
+                continue;
+            }
+            if let Err(err) = self.decoder.send_packet(&packet) {
+                note_error(&mut stats, err.to_string());
+                continue;
+            }
+            if self.drain(&mut frame, &mut stats, &mut on_frame).is_break() {
+                stats.stopped = true;
+                return Ok(stats);
+            }
+        }
+        // Flush the frames the decoder still holds (B-frame reordering, frame threads).
+        if self.decoder.send_eof().is_ok()
+            && self.drain(&mut frame, &mut stats, &mut on_frame).is_break()
+        {
+            stats.stopped = true;
+        }
+        Ok(stats)
+    }
+
+    /// Reads packets without decoding them, showing each video packet to `on_packet`: the
+    /// main stream of a camera whose detection reads the sub-stream is only recorded.
+    pub fn record_packets<P>(&mut self, mut on_packet: P) -> Result<DecodeStats, SourceError>
+    where
+        P: FnMut(&ffmpeg::Packet, i64),
+    {
+        let mut stats = DecodeStats::default();
+        let mut packet = ffmpeg::Packet::empty();
+        loop {
+            match self.read_video_packet(&mut packet, &mut stats)? {
+                PacketRead::Video(us) => {
+                    on_packet(&packet, us);
+                    stats.last_packet_us = stats.last_packet_us.max(us);
+                    stats.last_pts_us = stats.last_packet_us;
+                }
+                PacketRead::End => return Ok(stats),
+                PacketRead::Stopped => return Ok(stats),
+            }
+        }
+    }
+
+    /// The next packet of the video stream, with its time in microseconds since the first.
+    fn read_video_packet(
+        &mut self,
+        packet: &mut ffmpeg::Packet,
+        stats: &mut DecodeStats,
+    ) -> Result<PacketRead, SourceError> {
+        loop {
             self.watch.touch();
             match packet.read(&mut self.input) {
                 Ok(()) => {}
-                Err(ffmpeg::Error::Eof) => break,
+                Err(ffmpeg::Error::Eof) => return Ok(PacketRead::End),
                 Err(ffmpeg::Error::Other { errno }) if errno == libc::EAGAIN => continue,
                 Err(err) => {
                     if self.watch.stop.load(Ordering::Relaxed) {
                         stats.stopped = true;
-                        return Ok(stats);
+                        return Ok(PacketRead::Stopped);
                     }
                     if self.watch.timed_out.load(Ordering::Relaxed) {
                         return Err(SourceError::Timeout {
@@ -454,28 +519,8 @@ impl VideoSource {
                     let den = i128::from(self.time_base.denominator()).max(1);
                     ((i128::from(ts - first) * num * 1_000_000 + den / 2) / den) as i64
                 });
-            on_packet(&packet, packet_us);
-            stats.last_packet_us = stats.last_packet_us.max(packet_us);
-            if self.keyframes_only && !packet.is_key() {
-                // Not even handed to the decoder: the point is to spend no CPU on it.
-                continue;
-            }
-            if let Err(err) = self.decoder.send_packet(&packet) {
-                note_error(&mut stats, err.to_string());
-                continue;
-            }
-            if self.drain(&mut frame, &mut stats, &mut on_frame).is_break() {
-                stats.stopped = true;
-                return Ok(stats);
-            }
+            return Ok(PacketRead::Video(packet_us));
         }
-        // Flush the frames the decoder still holds (B-frame reordering, frame threads).
-        if self.decoder.send_eof().is_ok()
-            && self.drain(&mut frame, &mut stats, &mut on_frame).is_break()
-        {
-            stats.stopped = true;
-        }
-        Ok(stats)
     }
 
     fn drain<F>(
