@@ -605,7 +605,18 @@ pub struct CameraConfig {
     /// Skip inference on frames without motion in the zones.
     #[serde(default)]
     pub motion: MotionConfig,
+    /// Hardware decoding by name: an FFmpeg hwaccel (`vaapi`, `cuda`, `qsv`, `vdpau`,
+    /// `drm`, `vulkan`) or a hardware decoder family (`v4l2m2m`, `rkmpp`, `cuvid`). When it is
+    /// not available on the box the camera decodes in software, and the log says so.
+    pub hwaccel: Option<String>,
+    /// The hwaccel's device, e.g. `/dev/dri/renderD128` for vaapi or `0` for cuda.
+    pub hwaccel_device: Option<String>,
 }
+
+/// Names accepted by `cameras.hwaccel`: FFmpeg hwaccel device types, then hardware decoder
+/// families (used as `<codec>_<family>`, e.g. `h264_rkmpp`).
+pub const HWACCEL_DEVICES: &[&str] = &["vaapi", "cuda", "qsv", "vdpau", "drm", "vulkan"];
+pub const HWACCEL_DECODERS: &[&str] = &["v4l2m2m", "rkmpp", "cuvid"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -896,6 +907,19 @@ impl Config {
                 return fail(
                     &at("decode_threads"),
                     format!("must be 1..=16, got {}", cam.decode_threads),
+                );
+            }
+            if let Some(name) = &cam.hwaccel
+                && !HWACCEL_DEVICES.contains(&name.as_str())
+                && !HWACCEL_DECODERS.contains(&name.as_str())
+            {
+                return fail(
+                    &at("hwaccel"),
+                    format!(
+                        "unknown hardware decoder `{name}`; use one of {}, {}",
+                        HWACCEL_DEVICES.join(", "),
+                        HWACCEL_DECODERS.join(", ")
+                    ),
                 );
             }
             if cam.io_timeout < Duration::from_millis(100) {

@@ -439,7 +439,7 @@ fn camera_loop(
     keep_open(&camera.id, "stream", is_file, stop, || {
         metrics.connects.fetch_add(1, Ordering::Relaxed);
         let report = decode_into_queue(&options, spec, producer, Arc::clone(stop), |info| {
-            tracing::info!(camera = %camera.id, codec = %info.codec, width = info.width, height = info.height, "stream open");
+            tracing::info!(camera = %camera.id, codec = %info.codec, decoder = %info.decoder, width = info.width, height = info.height, "stream open");
         })?;
         metrics
             .decode_errors

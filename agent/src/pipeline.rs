@@ -268,6 +268,8 @@ pub fn decode_into_queue(
     }
     on_open(&info);
     let mut sampler = FrameSampler::new(options.detect_fps);
+    let mut size = (info.width, info.height);
+    let setup = options.ring.as_ref().map(|_| source.stream_setup());
     let mut gate = options
         .motion
         .as_ref()
@@ -290,6 +292,20 @@ pub fn decode_into_queue(
     let stats = source.run_with_packets(on_packet, |frame, time| {
         if let Some(m) = &options.metrics {
             m.frames_in.fetch_add(1, Ordering::Relaxed);
+        }
+        if (frame.width(), frame.height()) != size {
+            // Cameras switch resolution in band when reconfigured; the letterbox and the
+            // motion gate follow each frame's size, the clip ring must not mix sizes.
+            tracing::info!(
+                url = %url,
+                from = %format!("{}x{}", size.0, size.1),
+                to = %format!("{}x{}", frame.width(), frame.height()),
+                "stream changed resolution"
+            );
+            size = (frame.width(), frame.height());
+            if let (Some(ring), Some(setup)) = (&options.ring, &setup) {
+                ring.restart_from_last_keyframe(setup.resized(size.0, size.1));
+            }
         }
         if options.pace {
             let due = std::time::Duration::from_micros(time.pts_us.max(0) as u64);
@@ -362,7 +378,8 @@ pub fn decode_into_queue(
         });
     }
     Ok(DecodeReport {
-        info,
+        // Read again: the first frame may have shown a hardware fallback.
+        info: source.info().clone(),
         stats,
         sampled,
         gated,

@@ -53,6 +53,8 @@ pub struct ReplaySummary {
     pub camera: String,
     pub input: String,
     pub codec: String,
+    /// The decoder used: "h264 (software)", "hevc + vaapi", ...
+    pub decoder: String,
     pub width: u32,
     pub height: u32,
     pub media_seconds: f64,
@@ -304,6 +306,13 @@ pub fn replay<W: Write>(
             .name(format!("decode-{camera}"))
             .spawn_scoped(scope, move || {
                 decode_into_queue(decode_options, spec, &producer, decode_stop, |info| {
+                    tracing::info!(
+                        codec = %info.codec,
+                        decoder = %info.decoder,
+                        width = info.width,
+                        height = info.height,
+                        "stream open"
+                    );
                     if let Some(d) = info.duration_s {
                         decode_progress.set_length((d * 1000.0) as u64);
                     }
@@ -341,6 +350,7 @@ pub fn replay<W: Write>(
         camera: camera.to_string(),
         input: report.url.clone(),
         codec: report.info.codec.clone(),
+        decoder: report.info.decoder.clone(),
         width: report.info.width,
         height: report.info.height,
         media_seconds,

@@ -37,9 +37,11 @@ def main():
         name, rest = spec.split("=", 1)
         path = rest
         factory = GstRtspServer.RTSPMediaFactory()
+        # Clips named *.hevc.mkv carry H.265, the rest H.264.
+        codec = "h265" if path.endswith(".hevc.mkv") else "h264"
         factory.set_launch(
-            f'( filesrc location="{path}" ! matroskademux ! h264parse '
-            "! rtph264pay name=pay0 pt=96 config-interval=1 )"
+            f'( filesrc location="{path}" ! matroskademux ! {codec}parse '
+            f"! rtp{codec}pay name=pay0 pt=96 config-interval=1 )"
         )
         factory.set_shared(True)
         if args.user:

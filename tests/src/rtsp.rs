@@ -22,29 +22,55 @@ pub fn rtsp_clip(source: &Path, loops: u32, input_args: &[&str]) -> PathBuf {
     encode(&format!("{stem}-x{loops}"), source, &args, None)
 }
 
+/// Video codec of a test clip; the RTSP server picks its payloader from the file name.
+#[derive(Clone, Copy)]
+enum Codec {
+    H264,
+    H265,
+}
+
 /// Encodes `source` (after `input_args`, optionally through the `-vf` filter) into
 /// target/rtsp-clips/NAME.mkv, once.
 fn encode(name: &str, source: &Path, input_args: &[&str], filter: Option<&str>) -> PathBuf {
+    encode_as(Codec::H264, name, source, input_args, filter)
+}
+
+fn encode_as(
+    codec: Codec,
+    name: &str,
+    source: &Path,
+    input_args: &[&str],
+    filter: Option<&str>,
+) -> PathBuf {
     let dir = repo_root().join("target/rtsp-clips");
     std::fs::create_dir_all(&dir).expect("create target/rtsp-clips");
-    let out = dir.join(format!("{name}.mkv"));
+    let suffix = match codec {
+        Codec::H264 => "mkv",
+        Codec::H265 => "hevc.mkv",
+    };
+    let out = dir.join(format!("{name}.{suffix}"));
     if out.is_file() {
         return out;
     }
-    let partial = dir.join(format!("{name}.partial.mkv"));
+    let partial = dir.join(format!("{name}.partial.{suffix}"));
     let mut args: Vec<&str> = input_args.to_vec();
     args.extend(["-i", source.to_str().unwrap(), "-an"]);
     if let Some(filter) = filter {
         args.extend(["-vf", filter]);
     }
     let partial_str = partial.to_str().unwrap();
+    match codec {
+        Codec::H264 => args.extend(["-c:v", "libx264", "-bf", "0"]),
+        Codec::H265 => args.extend([
+            "-c:v",
+            "libx265",
+            "-x265-params",
+            "bframes=0:log-level=error",
+        ]),
+    }
     args.extend([
-        "-c:v",
-        "libx264",
         "-preset",
         "ultrafast",
-        "-bf",
-        "0",
         "-g",
         "25",
         "-pix_fmt",
@@ -62,6 +88,17 @@ const PORCH_INPUT: [&str; 6] = ["-loop", "1", "-framerate", "5", "-t", "300"];
 /// camera's sub-stream, or its only stream.
 pub fn porch_clip() -> PathBuf {
     rtsp_clip(&media("dog.jpg"), 1, &PORCH_INPUT)
+}
+
+/// The same porch in H.265, as newer cameras send it.
+pub fn porch_hevc_clip() -> PathBuf {
+    encode_as(
+        Codec::H265,
+        "dog-hevc",
+        &media("dog.jpg"),
+        &PORCH_INPUT,
+        None,
+    )
 }
 
 /// The same porch as a 1280x960 main stream.

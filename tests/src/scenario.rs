@@ -74,6 +74,8 @@ pub struct Outcome {
     pub problems: Vec<String>,
     /// The replay's summary (frames decoded, detected, gated, ...).
     pub summary: Value,
+    /// What the replay logged on stderr.
+    pub log: String,
 }
 
 impl Outcome {
@@ -291,6 +293,7 @@ pub fn run_with(scenario: &Scenario, out_dir: &Path, camera_keys: &str) -> Outco
         events,
         problems,
         summary,
+        log: replay.stderr(),
     }
 }
 

@@ -321,3 +321,112 @@ fn runs_without_a_writable_home() {
     );
     assert!(r.stdout().contains("\"dog\""));
 }
+
+#[test]
+fn replay_survives_a_resolution_change_mid_stream_and_boxes_stay_put() {
+    // A camera reconfigured from its web page switches resolution (here also its aspect
+    // ratio) without a reconnect: the H.264 stream carries the new SPS in band. The scene
+    // is the same still picture throughout, so in normalised coordinates every box must
+    // stay where it was.
+    let dir = tempfile::tempdir().unwrap();
+    let dog = media("dog.jpg");
+    let part = |name: &str, size: &str| {
+        let path = dir.path().join(name);
+        ffmpeg(&[
+            "-loop",
+            "1",
+            "-framerate",
+            "5",
+            "-t",
+            "4",
+            "-i",
+            dog.to_str().unwrap(),
+            "-vf",
+            &format!("scale={size},format=yuv420p"),
+            "-c:v",
+            "libx264",
+            "-g",
+            "10",
+            path.to_str().unwrap(),
+        ]);
+        path
+    };
+    let first = part("first.ts", "768:576");
+    let second = part("second.ts", "640:360");
+    let list = dir.path().join("parts.txt");
+    std::fs::write(
+        &list,
+        format!("file '{}'\nfile '{}'\n", first.display(), second.display()),
+    )
+    .unwrap();
+    let joined = dir.path().join("joined.ts");
+    ffmpeg(&[
+        "-f",
+        "concat",
+        "-safe",
+        "0",
+        "-i",
+        list.to_str().unwrap(),
+        "-c",
+        "copy",
+        joined.to_str().unwrap(),
+    ]);
+    let config = write_config(
+        dir.path(),
+        "[[cameras]]\nid = \"porch\"\nurl = \"unused\"\ndetect_fps = 5\n",
+    );
+    let out = dir.path().join("out.jsonl");
+    let run = replay_to(
+        &config,
+        &joined,
+        &out,
+        &["--summary-json", "--log-level", "info"],
+    );
+    assert!(
+        run.stderr().contains("stream changed resolution url="),
+        "{}",
+        run.stderr()
+    );
+    assert!(
+        run.stderr().contains("from=768x576 to=640x360"),
+        "{}",
+        run.stderr()
+    );
+    let summary: Value = run
+        .stderr()
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap();
+    assert_eq!(summary["decode_errors"], 0, "{summary}");
+    let frames = read_jsonl(&out);
+    assert!(frames.len() >= 38, "{} frames", frames.len());
+    let sizes: Vec<(u64, u64)> = frames
+        .iter()
+        .map(|f| (f["width"].as_u64().unwrap(), f["height"].as_u64().unwrap()))
+        .collect();
+    let switch = sizes.iter().position(|s| *s == (640, 360)).unwrap();
+    assert!(
+        sizes[..switch].iter().all(|s| *s == (768, 576))
+            && sizes[switch..].iter().all(|s| *s == (640, 360))
+            && switch >= 15,
+        "{sizes:?}"
+    );
+    // Detections are in the frame's pixels; normalise to compare across sizes.
+    let dog_at = |f: &Value| {
+        let (w, h) = (f["width"].as_f64().unwrap(), f["height"].as_f64().unwrap());
+        let b = best(f["detections"].as_array().unwrap(), "dog")
+            .unwrap_or_else(|| panic!("no dog at {}", f["pts"]))
+            .1;
+        vec![b[0] / w, b[1] / h, b[2] / w, b[3] / h]
+    };
+    let reference = dog_at(&frames[0]);
+    for f in &frames {
+        let overlap = iou(&dog_at(f), &reference);
+        assert!(
+            overlap > 0.9,
+            "dog box moved at {}: IoU {overlap}",
+            f["pts"]
+        );
+    }
+}

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gridwatch_e2e::broker::{Broker, BrokerOptions, Message, Subscriber};
-use gridwatch_e2e::rtsp::{RtspServer, porch_clip, porch_main_clip, rtsp_clip};
+use gridwatch_e2e::rtsp::{RtspServer, porch_clip, porch_hevc_clip, porch_main_clip, rtsp_clip};
 use gridwatch_e2e::*;
 use serde_json::Value;
 
@@ -422,7 +422,39 @@ fn with_a_sub_stream_detection_reads_it_and_evidence_comes_from_the_main_stream(
         "{log}"
     );
     assert!(
-        log.contains("stream open camera=porch codec=h264 width=768"),
+        log.contains("stream open camera=porch codec=h264 decoder=h264 (software) width=768"),
         "detection reads the sub-stream: {log}"
     );
+}
+
+#[test]
+fn h265_over_udp_and_h264_over_tcp_both_detect() {
+    let server = RtspServer::start(
+        &[("h264", &porch_clip()), ("h265", &porch_hevc_clip())],
+        None,
+    );
+    let broker = Broker::start(BrokerOptions::default());
+    let sub = Subscriber::start(broker.port, &format!("{PREFIX}/#"), None);
+    let dir = tempfile::tempdir().unwrap();
+    let udp = porch_camera("hevc_udp", &server.url("h265")).replacen(
+        "\ndetect_fps",
+        "\nrtsp_transport = \"udp\"\ndetect_fps",
+        1,
+    );
+    let cameras = [porch_camera("avc_tcp", &server.url("h264")), udp].concat();
+    let daemon = Daemon::start(&config(dir.path(), Some(broker.port), &cameras));
+    sub.wait_for(Duration::from_secs(90), "both cameras' incidents", |_| {
+        opened(&sub, "avc_tcp", "fly_wire_charging") == 1
+            && opened(&sub, "hevc_udp", "fly_wire_charging") == 1
+    });
+    let log = daemon.log();
+    assert!(
+        log.contains("stream open camera=hevc_udp codec=hevc decoder=hevc (software)"),
+        "{log}"
+    );
+    assert!(
+        log.contains("stream open camera=avc_tcp codec=h264"),
+        "{log}"
+    );
+    assert_eq!(opened(&sub, "hevc_udp", "camera_offline"), 0);
 }

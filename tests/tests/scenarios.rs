@@ -217,3 +217,26 @@ fn keyframe_only_decoding_decodes_keyframes_and_still_finds_the_bicycle() {
     let kinds: Vec<&str> = keyframes.observed.iter().map(|o| o.kind.as_str()).collect();
     assert!(kinds.contains(&"fly_wire_charging"), "{kinds:?}");
 }
+
+#[test]
+fn a_hardware_decoder_the_box_lacks_falls_back_to_software_with_the_same_incidents() {
+    // This machine has no GPU, VA-API device or V4L2 decoder: the configured hwaccel
+    // cannot open, the camera decodes in software and says so, and nothing else changes.
+    let s = scenario::load("parking_drive_through");
+    let out = tempfile::tempdir().unwrap();
+    for name in ["vaapi", "v4l2m2m"] {
+        let outcome = scenario::run_with(&s, out.path(), &format!("hwaccel = \"{name}\""));
+        assert!(
+            outcome.problems.is_empty(),
+            "{name}: {:?}",
+            outcome.problems
+        );
+        assert!(
+            outcome.log.contains("hardware decoding unavailable")
+                && outcome.log.contains("decoding in software"),
+            "{name}: {}",
+            outcome.log
+        );
+        assert_eq!(outcome.summary["decoder"], "h264 (software)");
+    }
+}

@@ -32,6 +32,26 @@ pub struct StreamSetup {
     pub height: u32,
 }
 
+impl StreamSetup {
+    /// The same stream at another size (an in-band resolution change).
+    pub fn resized(&self, width: u32, height: u32) -> StreamSetup {
+        let mut parameters = self.parameters.clone();
+        // SAFETY: plain field writes on our own copy of the codec parameters; the muxer
+        // reads the size from them for the clip's track header.
+        unsafe {
+            let raw = parameters.as_mut_ptr();
+            (*raw).width = width as i32;
+            (*raw).height = height as i32;
+        }
+        StreamSetup {
+            parameters,
+            time_base: self.time_base,
+            width,
+            height,
+        }
+    }
+}
+
 /// Packets copied out of the ring, starting with a keyframe.
 pub struct PacketRange {
     pub setup: StreamSetup,
@@ -83,6 +103,22 @@ impl PacketRing {
             inner.bytes = 0;
             inner.setup = Some(setup);
             inner.ended = false;
+        }
+    }
+
+    /// The stream changed resolution in band (same connection, new SPS on a keyframe):
+    /// packets before that keyframe belong to the old size and go; the keyframe and what
+    /// follows it stay, now described by `setup`.
+    pub fn restart_from_last_keyframe(&self, setup: StreamSetup) {
+        if let Ok(mut inner) = self.inner.lock() {
+            let keep_from = inner.packets.iter().rposition(|p| p.key).unwrap_or(0);
+            for _ in 0..keep_from {
+                if let Some(old) = inner.packets.pop_front() {
+                    inner.bytes -= old.data.len();
+                    inner.spare.push(old.data);
+                }
+            }
+            inner.setup = Some(setup);
         }
     }
 
@@ -225,5 +261,22 @@ mod tests {
         ring.start_stream(setup());
         assert_eq!(ring.bytes(), 0);
         assert!(ring.range(0, i64::MAX).is_none());
+    }
+
+    #[test]
+    fn a_resolution_change_keeps_only_the_new_size_from_its_keyframe() {
+        crate::source::init_ffmpeg();
+        let ring = PacketRing::new(i64::MAX, usize::MAX);
+        ring.start_stream(setup());
+        for i in 0..30i64 {
+            ring.push(&packet(i % 10 == 0, 100), i);
+        }
+        // The keyframe at 20 carried the new SPS; its frame decoded at 22.
+        ring.restart_from_last_keyframe(setup().resized(640, 360));
+        let range = ring.range(0, i64::MAX).unwrap();
+        assert_eq!(range.packets[0].at_us, 20);
+        assert_eq!(range.packets.len(), 10);
+        assert_eq!((range.setup.width, range.setup.height), (640, 360));
+        assert_eq!(ring.bytes(), 1000);
     }
 }

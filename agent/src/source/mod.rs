@@ -6,6 +6,7 @@
 //! input ([`Letterboxer`]) is one swscale pass from the decoded YUV straight into the
 //! letterboxed planar buffer.
 
+mod hwdecode;
 mod letterbox;
 mod sampler;
 
@@ -114,6 +115,9 @@ pub struct OpenOptions {
     pub decode_threads: usize,
     /// Decode keyframes only (non-key packets are still shown to the packet tap).
     pub keyframes_only: bool,
+    /// Hardware decoder to try first (see `CameraConfig::hwaccel`).
+    pub hwaccel: Option<String>,
+    pub hwaccel_device: Option<String>,
 }
 
 impl OpenOptions {
@@ -123,6 +127,8 @@ impl OpenOptions {
             io_timeout: camera.io_timeout,
             decode_threads: camera.decode_threads,
             keyframes_only: camera.decode == crate::config::DecodeMode::Keyframes,
+            hwaccel: camera.hwaccel.clone(),
+            hwaccel_device: camera.hwaccel_device.clone(),
         }
     }
 }
@@ -134,6 +140,8 @@ impl Default for OpenOptions {
             io_timeout: Duration::from_secs(10),
             decode_threads: 1,
             keyframes_only: false,
+            hwaccel: None,
+            hwaccel_device: None,
         }
     }
 }
@@ -142,6 +150,8 @@ impl Default for OpenOptions {
 #[derive(Debug, Clone)]
 pub struct StreamInfo {
     pub codec: String,
+    /// The decoder in use, e.g. "h264 (software)", "hevc + vaapi", "h264_rkmpp".
+    pub decoder: String,
     pub width: u32,
     pub height: u32,
     /// Average frame rate when the container states one.
@@ -230,6 +240,10 @@ pub struct VideoSource {
     last_pts_us: Option<i64>,
     nominal_frame_us: i64,
     keyframes_only: bool,
+    /// A hardware decoder is configured: frames may need a download from GPU memory.
+    hardware: bool,
+    /// The first frame showed whether the hardware took the stream.
+    hardware_checked: bool,
 }
 
 impl VideoSource {
@@ -330,20 +344,8 @@ impl VideoSource {
             codec: codec_name.clone(),
             reason: err.to_string(),
         };
-        let mut context =
-            ffmpeg::codec::context::Context::from_parameters(params).map_err(decoder_error)?;
-        if options.decode_threads > 1 {
-            context.set_threading(ffmpeg::codec::threading::Config {
-                kind: ffmpeg::codec::threading::Type::Frame,
-                count: options.decode_threads,
-                ..Default::default()
-            });
-        }
-        let mut opening = context.decoder();
-        if options.keyframes_only {
-            opening.skip_frame(ffmpeg::Discard::NonKey);
-        }
-        let decoder = opening.video().map_err(decoder_error)?;
+        let opened = hwdecode::open_decoder(&params, options, &shown).map_err(decoder_error)?;
+        let decoder = opened.decoder;
         let parameters = input
             .stream(stream_index)
             .map(|s| s.parameters())
@@ -357,6 +359,7 @@ impl VideoSource {
             .or_else(|| (input.duration() > 0).then(|| input.duration() as f64 / 1_000_000.0));
         let info = StreamInfo {
             codec: codec_name,
+            decoder: opened.description,
             width: decoder.width(),
             height: decoder.height(),
             fps,
@@ -379,6 +382,8 @@ impl VideoSource {
             last_pts_us: None,
             nominal_frame_us,
             keyframes_only: options.keyframes_only,
+            hardware: opened.hardware,
+            hardware_checked: false,
         })
     }
 
@@ -424,6 +429,7 @@ impl VideoSource {
     {
         let mut stats = DecodeStats::default();
         let mut frame = ffmpeg::frame::Video::empty();
+        let mut downloaded = ffmpeg::frame::Video::empty();
         let mut packet = ffmpeg::Packet::empty();
         loop {
             let packet_us = match self.read_video_packet(&mut packet, &mut stats)? {
@@ -441,14 +447,19 @@ impl VideoSource {
                 note_error(&mut stats, err.to_string());
                 continue;
             }
-            if self.drain(&mut frame, &mut stats, &mut on_frame).is_break() {
+            if self
+                .drain(&mut frame, &mut downloaded, &mut stats, &mut on_frame)
+                .is_break()
+            {
                 stats.stopped = true;
                 return Ok(stats);
             }
         }
         // Flush the frames the decoder still holds (B-frame reordering, frame threads).
         if self.decoder.send_eof().is_ok()
-            && self.drain(&mut frame, &mut stats, &mut on_frame).is_break()
+            && self
+                .drain(&mut frame, &mut downloaded, &mut stats, &mut on_frame)
+                .is_break()
         {
             stats.stopped = true;
         }
@@ -526,6 +537,7 @@ impl VideoSource {
     fn drain<F>(
         &mut self,
         frame: &mut ffmpeg::frame::Video,
+        downloaded: &mut ffmpeg::frame::Video,
         stats: &mut DecodeStats,
         on_frame: &mut F,
     ) -> ControlFlow<()>
@@ -556,6 +568,20 @@ impl VideoSource {
                 note_error_at(stats, pts_us, "decoder flagged the frame as corrupt".into());
                 continue;
             }
+            let picture: &ffmpeg::frame::Video = if self.hardware {
+                match hwdecode::download(frame, downloaded) {
+                    Ok(in_gpu) => {
+                        self.note_hardware_use(in_gpu);
+                        if in_gpu { downloaded } else { frame }
+                    }
+                    Err(err) => {
+                        note_error_at(stats, pts_us, format!("cannot download the frame: {err}"));
+                        continue;
+                    }
+                }
+            } else {
+                frame
+            };
             stats.frames += 1;
             let time = FrameTime {
                 pts_us,
@@ -564,7 +590,25 @@ impl VideoSource {
             if self.watch.stop.load(Ordering::Relaxed) {
                 return ControlFlow::Break(());
             }
-            on_frame(frame, time)?;
+            on_frame(picture, time)?;
+        }
+    }
+
+    /// Logs once when a hwaccel device was set up but FFmpeg decodes this stream in
+    /// software (the chip lacks the profile or the size): the camera works, only slower.
+    fn note_hardware_use(&mut self, in_gpu: bool) {
+        if self.hardware_checked {
+            return;
+        }
+        self.hardware_checked = true;
+        if !in_gpu && self.info.decoder.contains(" + ") {
+            tracing::warn!(
+                url = self.url.as_str(),
+                decoder = self.info.decoder.as_str(),
+                "the hardware did not take this stream; decoding in software"
+            );
+            self.info.decoder = format!("{} (software)", self.info.codec);
+            self.hardware = false;
         }
     }
 
