@@ -35,6 +35,9 @@ pub struct BenchArgs {
     /// Repeat each measurement and report the median with its spread (min-max).
     #[arg(long, default_value_t = 3)]
     pub repeat: usize,
+    /// Print every sample as one JSON object instead of the tables (for bench/compare.py).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Process CPU time (user + system) so far, from getrusage.
@@ -49,7 +52,7 @@ fn cpu_time(who: i32) -> Duration {
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 struct Sample {
     wall: f64,
     cpu: f64,
@@ -246,6 +249,32 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
 
     let media = info.duration_s.unwrap_or(0.0);
+    if args.json {
+        let inference: Vec<_> = infer_rows
+            .iter()
+            .map(|(threads, median, p95, cpu)| {
+                serde_json::json!({
+                    "threads": threads, "median_ms": median, "p95_ms": p95, "cpu_ms": cpu * 1e3,
+                })
+            })
+            .collect();
+        let report = serde_json::json!({
+            "input": args.input.display().to_string(),
+            "codec": info.codec,
+            "width": info.width,
+            "height": info.height,
+            "media_seconds": media,
+            "frames": frames,
+            "detect_fps": args.detect_fps,
+            "ffmpeg_cli_decode": cli,
+            "decode_only": ours,
+            "inference": inference,
+            "replay": full,
+            "replay_inferred": inferred,
+        });
+        println!("{report}");
+        return Ok(());
+    }
     let cli = summarise(&cli);
     let ours = summarise(&ours);
     let full = summarise(&full);

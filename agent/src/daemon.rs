@@ -477,7 +477,14 @@ fn keep_open(
     let mut backoff = Duration::from_secs(1);
     let mut last_error = String::new();
     while !stopped() {
-        let wait = match attempt() {
+        let began = Instant::now();
+        let result = attempt();
+        if began.elapsed() >= Duration::from_secs(30) {
+            // The stream was up for a while before it failed: a fresh outage, not the
+            // next failure of the same one, so retry soon again.
+            backoff = Duration::from_secs(1);
+        }
+        let wait = match result {
             Ok(()) => {
                 backoff = Duration::from_secs(1);
                 last_error.clear();

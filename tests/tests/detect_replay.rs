@@ -430,3 +430,45 @@ fn replay_survives_a_resolution_change_mid_stream_and_boxes_stay_put() {
         );
     }
 }
+
+#[test]
+fn bench_measures_decode_inference_and_the_pipeline() {
+    let run = run_ok(gridwatch().args([
+        "bench",
+        "--input",
+        media("person-bicycle-car-detection.gif").to_str().unwrap(),
+        "--repeat",
+        "2",
+        "--inferences",
+        "5",
+        "--json",
+    ]));
+    let report: Value = serde_json::from_str(run.stdout().trim()).unwrap();
+    assert_eq!(report["frames"], 41);
+    assert_eq!(report["ffmpeg_cli_decode"].as_array().unwrap().len(), 2);
+    for key in ["ffmpeg_cli_decode", "decode_only", "replay"] {
+        for sample in report[key].as_array().unwrap() {
+            assert!(sample["cpu"].as_f64().unwrap() > 0.0, "{key}: {report}");
+            assert!(sample["wall"].as_f64().unwrap() > 0.0, "{key}: {report}");
+        }
+    }
+    let one_thread = &report["inference"][0];
+    assert_eq!(one_thread["threads"], 1);
+    assert!(one_thread["median_ms"].as_f64().unwrap() > 0.0);
+    assert!(one_thread["p95_ms"].as_f64().unwrap() >= one_thread["median_ms"].as_f64().unwrap());
+    // 3.4 s at 5 detect fps.
+    let inferred = report["replay_inferred"].as_u64().unwrap();
+    assert!((16..=18).contains(&inferred), "{inferred}");
+    // Without --json: the tables, with the ratio against the limits.
+    let tables = run_ok(gridwatch().args([
+        "bench",
+        "--input",
+        media("person-bicycle-car-detection.gif").to_str().unwrap(),
+        "--repeat",
+        "1",
+        "--inferences",
+        "5",
+    ]));
+    assert!(tables.stdout().contains("| gridwatch decode only"), "{}", tables.stdout());
+    assert!(tables.stdout().contains("full pipeline CPU / (decode-only CPU"));
+}

@@ -166,6 +166,14 @@ fn four_cameras_two_broken_the_good_ones_detect_and_raise_incidents_over_rtsp() 
         !log.contains("wrong-secret") && !log.contains("right-secret"),
         "credentials never logged"
     );
+    for message in sub.on_topic("") {
+        let payload = String::from_utf8_lossy(&message.payload);
+        assert!(
+            !payload.contains("secret"),
+            "credentials never published: {} {payload}",
+            message.topic
+        );
+    }
 }
 
 #[test]
