@@ -11,14 +11,15 @@ for inference. For each mode:
   (a) detection on the main stream, every frame decoded (the baseline);
   (b) detection on the sub-stream; the main stream is only recorded for clips;
   (c) as (b) with motion gating (the scene is mostly static);
-  (d) keyframes only, on the main stream.
+  (d) keyframes only, on the main stream;
+  (e) as (c) on a mostly static scene (a parking lot where a car arrives and stays).
 
 Method per mode: one camera first, to measure its CPU; then N = the cameras that CPU
 predicts fit in 90 % of the cores, checked live, and lowered by a fifth until sustained.
 Prints a table with CPU-seconds per camera-hour, cameras sustained and the ratio to (a),
 and RSS (the base process and each added camera).
 
-Usage: bench/cameras.py [--duration 60] [--modes abcd] [--max-cameras 100]
+Usage: bench/cameras.py [--duration 60] [--modes abcde] [--max-cameras 100]
 """
 
 import argparse
@@ -33,17 +34,21 @@ import urllib.request
 from pathlib import Path
 
 from common import BIN, GOP, SOURCE, STREAM_FPS, cpu_model, derived_clips, free_port
-from common import require_binary, rotated
+from common import require_binary, rotated, static_clips
 
 TICKS = os.sysconf("SC_CLK_TCK")
 # Cameras play the clip from this many different starting points.
 PHASES = 8
+# detector.workers of the daemon under test (--workers).
+WORKERS = 1
 
 MODES = {
     "a": ("main 1080p, full decode", "main", None, ""),
     "b": ("sub 360p, full decode", "main", "sub", ""),
     "c": ("sub 360p + motion gating", "main", "sub", "motion = { enabled = true }\n"),
     "d": ("main 1080p, keyframes only", "main", None, 'decode = "keyframes"\n'),
+    "e": ("as (c), mostly static scene", "static_main", "static_sub",
+          "motion = { enabled = true }\n"),
 }
 
 
@@ -51,6 +56,7 @@ def write_config(work, mode, cameras, clips, port):
     _, url, detect, extra = MODES[mode]
     text = (
         '[site]\nid = "bench"\ngrid_code = "440305001001"\n\n'
+        f'[detector]\nworkers = {WORKERS}\n\n'
         '[storage]\ndata_dir = "data"\n\n'
         '[evidence]\npre_roll = "5s"\npost_roll = "5s"\n\n'
         f'[web]\nlisten = "127.0.0.1:{port}"\ntoken_file = "token"\n\n'
@@ -181,11 +187,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=60, help="seconds measured per run")
     parser.add_argument("--warmup", type=float, default=10, help="seconds before measuring")
-    parser.add_argument("--modes", default="abcd")
+    parser.add_argument("--modes", default="abcde")
     parser.add_argument("--max-cameras", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=1, help="detector.workers")
     args = parser.parse_args()
+    global WORKERS
+    WORKERS = args.workers
     require_binary()
-    clips = derived_clips()
+    clips = {**derived_clips(), **static_clips()}
     results = {}
     for mode in args.modes:
         print(f"measuring ({mode}) {MODES[mode][0]} ...", file=sys.stderr)
@@ -193,7 +202,7 @@ def main():
 
     print(f"\n{time.strftime('%Y-%m-%d')}, {cpu_model()} ({os.cpu_count()} cores), "
           f"{args.duration:g} s per run; clip: {SOURCE} at 1920x1080 / 640x360, 25 fps, "
-          f"GOP {GOP}\n")
+          f"GOP {GOP}, detector.workers = {WORKERS}\n")
     print("| mode | detect fps / camera | CPU-s per camera-hour | cameras sustained "
           "| vs (a) | RSS, 1 camera (MiB) | RSS per added camera (MiB) |")
     print("|---|---|---|---|---|---|---|")

@@ -40,9 +40,39 @@ def derived_clips():
     return clips
 
 
+def static_clips():
+    """A mostly static scene: the shared parking-lot GIF (a car drives into the aisle and
+    stops) held for 4 minutes with sensor noise, as the scenario suite's parking clip, at
+    1920x1080 and 640x360, 25 fps, GOP 50."""
+    CLIPS.mkdir(parents=True, exist_ok=True)
+    clips = {}
+    for name, size in (("static_main", "1920:1080"), ("static_sub", "640:360")):
+        path = CLIPS / f"{name}-{size.replace(':', 'x')}-25fps-gop{GOP}.mp4"
+        if not path.exists():
+            partial = path.with_suffix(".partial.mp4")
+            subprocess.run(
+                ["ffmpeg", "-v", "error", "-y", "-i",
+                 str(MEDIA / "person-bicycle-car-detection.gif"), "-filter_complex",
+                 f"[0]fps={STREAM_FPS:g},scale={size},format=yuv420p,"
+                 "tpad=stop_mode=clone:stop_duration=240,noise=alls=4:allf=t[v]",
+                 "-map", "[v]", "-c:v", "libx264", "-preset", "veryfast", "-bf", "0",
+                 "-g", str(GOP), "-keyint_min", str(GOP), "-sc_threshold", "0", str(partial)],
+                check=True,
+            )
+            partial.rename(path)
+        clips[name] = path
+    return clips
+
+
 def require_binary():
+    """The release binary, built when missing (a clean checkout after scripts/setup.sh)."""
     if not BIN.exists():
-        raise SystemExit(f"{BIN} is missing: run `cargo build --release -p gridwatch` first")
+        print(f"{BIN} is missing: building it (cargo build --release -p gridwatch)",
+              flush=True)
+        subprocess.run(["cargo", "build", "--release", "--locked", "-p", "gridwatch"],
+                       cwd=ROOT, check=True)
+    if not BIN.exists():
+        raise SystemExit(f"{BIN} is still missing after the build: set GRIDWATCH_BIN")
 
 
 def free_port():
@@ -101,3 +131,26 @@ def rotated(clip, index, count):
         partial.rename(path)
         listing.unlink()
     return path
+
+
+def start_broker(work, topic, line_format):
+    """A mosquitto on a free loopback port and a mosquitto_sub writing what arrives on
+    `topic` to work/received.txt, one `line_format` line each. Returns (port, [processes])
+    for `stop` later."""
+    port = free_port()
+    (work / "mosquitto.conf").write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+    broker = subprocess.Popen(["mosquitto", "-c", str(work / "mosquitto.conf")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    with open(work / "received.txt", "w") as received:
+        subscriber = subprocess.Popen(
+            ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-q", "1", "-t", topic,
+             "-F", line_format], stdout=received)
+    return port, [subscriber, broker]
+
+
+def stop(processes):
+    for process in processes:
+        process.terminate()
+        process.wait(timeout=10)

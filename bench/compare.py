@@ -32,7 +32,7 @@ from datetime import datetime
 from pathlib import Path
 
 from common import (BIN, MEDIA, MODELS, SOURCE, VENV_PYTHON, cpu_model, derived_clips,
-                    free_port, measure, median_spread, require_binary)
+                    measure, median_spread, require_binary, start_broker, stop)
 
 HERE = Path(__file__).resolve().parent
 DETECT_FPS = 5.0
@@ -115,10 +115,12 @@ def bench_clip(label, clip, repeat, work):
           "| peak RSS MiB | naive / this (CPU) |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        ratio = naive["cpu"] / r["cpu"] if r.get("detected") is not None else float("nan")
+        pipeline = r.get("detected") is not None
+        ratio = f"{naive['cpu'] / r['cpu']:.2f}x" if pipeline else "-"
+        rss = f"{r['rss']:.0f}" if pipeline else "-"
         print(f"| {r['name']} | {r.get('detected', '-')} | {r['cpu_per_min']:.2f} "
               f"[{r['spread'][0]:.2f}-{r['spread'][1]:.2f}] | {r['realtime']:.1f} "
-              f"| {r['rss']:.0f} | {ratio:.2f}x |")
+              f"| {rss} | {ratio} |")
     print(f"\ninference alone, 1 thread: median {inference['median_ms']:.2f} ms, "
           f"p95 {inference['p95_ms']:.2f} ms, {inference['cpu_ms']:.2f} CPU-ms per run")
     print(f"gridwatch (every frame) / (decode-only + {full_detected} x inference-only) = "
@@ -135,16 +137,7 @@ def event_latency(seconds):
                         "ultrafast", "-g", "25", "-pix_fmt", "yuv420p", str(clip)], check=True)
     with tempfile.TemporaryDirectory(prefix="gridwatch-latency-") as tmp:
         work = Path(tmp)
-        port = free_port()
-        (work / "mosquitto.conf").write_text(
-            f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-        broker = subprocess.Popen(["mosquitto", "-c", str(work / "mosquitto.conf")],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(0.5)
-        received = open(work / "received.txt", "w")
-        sub = subprocess.Popen(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-q", "1",
-                                "-t", "gridwatch/+/+/+/incident", "-F", "%U %p"],
-                               stdout=received)
+        port, mqtt = start_broker(work, "gridwatch/+/+/+/incident", "%U %p")
         cameras = "".join(
             f'[[cameras]]\nid = "cam{i}"\nurl = "{clip}"\ndetect_fps = 5\n'
             '[[cameras.zones]]\nid = "porch"\n'
@@ -161,9 +154,7 @@ def event_latency(seconds):
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=20)
         time.sleep(1)
-        sub.terminate()
-        broker.terminate()
-        received.close()
+        stop(mqtt)
         latencies = []
         for line in (work / "received.txt").read_text().splitlines():
             stamp, _, payload = line.partition(" ")

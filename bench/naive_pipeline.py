@@ -18,12 +18,17 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "threads;1")
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
+
+# YOLOX's demo post-processing (grid decode, NMS), as in the parity test's reference.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests/reference"))
+from yolox_reference import demo_postprocess, nms  # noqa: E402
 
 INPUT_SIZE = 416
 
@@ -36,38 +41,6 @@ def preproc(img):
                          interpolation=cv2.INTER_LINEAR).astype(np.uint8)
     padded[: resized.shape[0], : resized.shape[1]] = resized
     return np.ascontiguousarray(padded.transpose(2, 0, 1), dtype=np.float32), r
-
-
-def demo_postprocess(outputs, strides=(8, 16, 32)):
-    grids, expanded = [], []
-    for stride in strides:
-        size = INPUT_SIZE // stride
-        xv, yv = np.meshgrid(np.arange(size), np.arange(size))
-        grid = np.stack((xv, yv), 2).reshape(1, -1, 2)
-        grids.append(grid)
-        expanded.append(np.full((*grid.shape[:2], 1), stride))
-    grids = np.concatenate(grids, 1)
-    expanded = np.concatenate(expanded, 1)
-    outputs[..., :2] = (outputs[..., :2] + grids) * expanded
-    outputs[..., 2:4] = np.exp(outputs[..., 2:4]) * expanded
-    return outputs
-
-
-def nms(boxes, scores, nms_thr):
-    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
-    areas = (x2 - x1 + 1) * (y2 - y1 + 1)
-    order = scores.argsort()[::-1]
-    keep = []
-    while order.size > 0:
-        i = order[0]
-        keep.append(i)
-        xx1 = np.maximum(x1[i], x1[order[1:]])
-        yy1 = np.maximum(y1[i], y1[order[1:]])
-        xx2 = np.minimum(x2[i], x2[order[1:]])
-        yy2 = np.minimum(y2[i], y2[order[1:]])
-        inter = np.maximum(0.0, xx2 - xx1 + 1) * np.maximum(0.0, yy2 - yy1 + 1)
-        order = order[np.where(inter / (areas[i] + areas[order[1:]] - inter) <= nms_thr)[0] + 1]
-    return keep
 
 
 def detect(session, img, score_thr=0.3, nms_thr=0.45):

@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -28,16 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-MEDIA = Path(os.environ.get("GRIDWATCH_MEDIA_DIR", ROOT / "../shared/media"))
-BIN = Path(os.environ.get("GRIDWATCH_BIN", ROOT / "target/release/gridwatch"))
+from common import BIN, MEDIA, ROOT, free_port, require_binary, start_broker, stop
+
 CAMERAS = 4
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def porch_clip(seconds):
@@ -87,22 +79,13 @@ def main():
     parser.add_argument("--warmup", type=float, default=120,
                         help="seconds before the baseline sample (model, rings filling)")
     args = parser.parse_args()
-    if not BIN.exists():
-        raise SystemExit(f"{BIN} is missing: run `cargo build --release -p gridwatch` first")
+    require_binary()
     clip = porch_clip(int(args.duration) + 600)
 
     with tempfile.TemporaryDirectory(prefix="gridwatch-soak-") as tmp:
         work = Path(tmp)
-        mqtt_port, rtsp_port = free_port(), free_port()
-        (work / "mosquitto.conf").write_text(
-            f"listener {mqtt_port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-        broker = subprocess.Popen(["mosquitto", "-c", str(work / "mosquitto.conf")],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(0.5)
-        received = open(work / "mqtt.txt", "w")
-        subscriber = subprocess.Popen(
-            ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(mqtt_port), "-q", "1",
-             "-t", "gridwatch/#", "-F", "%t %p"], stdout=received)
+        rtsp_port = free_port()
+        mqtt_port, mqtt = start_broker(work, "gridwatch/#", "%t %p")
         rtsp = start_rtsp(rtsp_port, clip)
         cameras = "".join(
             f'[[cameras]]\nid = "cam{i}"\nurl = "rtsp://127.0.0.1:{rtsp_port}/cam{i}"\n'
@@ -149,14 +132,12 @@ def main():
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(timeout=20)
             rtsp.kill()
-            subscriber.terminate()
-            broker.terminate()
-            received.close()
+            stop(mqtt)
 
         stored = sqlite3.connect(work / "data/gridwatch.db").execute(
             "SELECT event_id, payload FROM events").fetchall()
         delivered = set()
-        for line in (work / "mqtt.txt").read_text().splitlines():
+        for line in (work / "received.txt").read_text().splitlines():
             topic, _, payload = line.partition(" ")
             if topic.endswith("/incident"):
                 try:

@@ -536,6 +536,11 @@ pub struct DetectorConfig {
     /// ONNX Runtime intra-op threads for one inference.
     #[serde(default = "default_threads")]
     pub threads: usize,
+    /// Inference workers in the daemon, each with its own model session and its share of
+    /// the cameras. One leaves the other cores to decoding; more lets a box whose cameras
+    /// are cheap to decode (sub-streams, motion gating) use its idle cores for inference.
+    #[serde(default = "default_workers")]
+    pub workers: usize,
     /// Minimum score (objectness x class probability) for a detection to be kept.
     #[serde(default = "default_confidence")]
     pub confidence: f32,
@@ -551,6 +556,7 @@ impl Default for DetectorConfig {
             model_dir: None,
             runtime_library: None,
             threads: default_threads(),
+            workers: default_workers(),
             confidence: default_confidence(),
             nms_iou: default_nms_iou(),
         }
@@ -677,6 +683,9 @@ fn default_model() -> String {
     "yolox_nano".into()
 }
 fn default_threads() -> usize {
+    1
+}
+fn default_workers() -> usize {
     1
 }
 fn default_confidence() -> f32 {
@@ -862,6 +871,12 @@ impl Config {
             return fail(
                 &["detector", "threads"],
                 format!("must be 1..=64, got {}", d.threads),
+            );
+        }
+        if d.workers == 0 || d.workers > 16 {
+            return fail(
+                &["detector", "workers"],
+                format!("must be 1..=16, got {}", d.workers),
             );
         }
         if !(d.confidence > 0.0 && d.confidence < 1.0) {

@@ -51,7 +51,13 @@ pub fn run(config_path: &std::path::Path, cameras_on: bool) -> anyhow::Result<()
         confidence: config.detector.confidence.min(config.tracker.low_score),
         ..config.detector.clone()
     };
-    let mut detector = crate::cli::build_detector(&detector_config, &config.base_dir())?;
+    let mut detectors = Vec::with_capacity(detector_config.workers);
+    for _ in 0..detector_config.workers {
+        detectors.push(crate::cli::build_detector(
+            &detector_config,
+            &config.base_dir(),
+        )?);
+    }
     let (delivery, background) =
         crate::cli::start_delivery_with(&config, true, SHUTDOWN_DRAIN, Arc::clone(&metrics))?;
     let delivery = delivery.context("the daemon always has a store")?;
@@ -76,9 +82,15 @@ pub fn run(config_path: &std::path::Path, cameras_on: bool) -> anyhow::Result<()
     } else {
         None
     };
+    let manifest = Arc::clone(
+        detectors
+            .first()
+            .context("detector.workers is at least 1")?
+            .manifest(),
+    );
     let shared = Shared {
-        spec: detector.manifest().input.clone(),
-        manifest: Arc::clone(detector.manifest()),
+        spec: manifest.input.clone(),
+        manifest,
         delivery,
         metrics,
         rings,
@@ -104,9 +116,9 @@ pub fn run(config_path: &std::path::Path, cameras_on: bool) -> anyhow::Result<()
     );
 
     loop {
-        inference_loop(
+        run_inference(
             &mut cameras,
-            &mut detector,
+            &mut detectors,
             &shared,
             evidence.as_ref(),
             &reload,
@@ -305,6 +317,41 @@ fn apply_reload(
         started = %started.join(","),
         "config reloaded"
     );
+}
+
+/// Runs the inference loop on each detector's share of the cameras (contiguous groups, so
+/// one camera's frames always go through the same worker, in order), until stop or reload.
+fn run_inference(
+    cameras: &mut [CameraRunner],
+    detectors: &mut [crate::detect::Detector],
+    shared: &Shared,
+    evidence: Option<&EvidenceWorker>,
+    reload: &AtomicBool,
+) {
+    let workers = detectors.len().min(cameras.len()).max(1);
+    if workers == 1 {
+        if let Some(detector) = detectors.first_mut() {
+            inference_loop(cameras, detector, shared, evidence, reload);
+        }
+        return;
+    }
+    let per_worker = cameras.len().div_ceil(workers);
+    std::thread::scope(|scope| {
+        for (index, (group, detector)) in cameras
+            .chunks_mut(per_worker)
+            .zip(detectors.iter_mut())
+            .enumerate()
+        {
+            let spawned = std::thread::Builder::new()
+                .name(format!("infer-{index}"))
+                .spawn_scoped(scope, move || {
+                    inference_loop(group, detector, shared, evidence, reload);
+                });
+            if let Err(e) = spawned {
+                tracing::error!("cannot start inference worker {index}: {e}");
+            }
+        }
+    });
 }
 
 fn inference_loop(

@@ -25,6 +25,8 @@ pub struct MotionGate {
     masked_pixels: usize,
     last_pass_us: Option<i64>,
     have_previous: bool,
+    /// Where in the re-check interval this camera's re-checks fall (see `staggered`).
+    phase_us: i64,
 }
 
 // SAFETY: the swscale context is owned by this value and only used through `&mut self`.
@@ -74,7 +76,22 @@ impl MotionGate {
             masked_pixels: 0,
             last_pass_us: None,
             have_previous: false,
+            phase_us: 0,
         }
+    }
+
+    /// Spreads re-checks over the interval by camera: cameras started together (a daemon
+    /// start, a switch that comes back) would otherwise all ask for an inference in the
+    /// same instant every interval, and the burst overflows the queues. Derived from the
+    /// camera id, so a replay stays deterministic.
+    pub fn staggered(mut self, camera_id: &str) -> MotionGate {
+        // FNV-1a: stable across builds, unlike std's hasher.
+        let hash = camera_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        let interval = self.config.recheck.as_micros().max(1) as u64;
+        self.phase_us = (hash % interval) as i64;
+        self
     }
 
     fn rebuild(&mut self, w: i32, h: i32, format: i32) -> bool {
@@ -167,7 +184,11 @@ impl MotionGate {
             .last_pass_us
             .is_none_or(|last| pts_us - last >= self.config.recheck.as_micros() as i64);
         if moving || recheck {
-            self.last_pass_us = Some(pts_us);
+            self.last_pass_us = Some(if self.last_pass_us.is_none() {
+                pts_us - self.phase_us
+            } else {
+                pts_us
+            });
             Verdict::Pass
         } else {
             Verdict::Skip

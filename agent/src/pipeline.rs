@@ -270,10 +270,9 @@ pub fn decode_into_queue(
     let mut sampler = FrameSampler::new(options.detect_fps);
     let mut size = (info.width, info.height);
     let setup = options.ring.as_ref().map(|_| source.stream_setup());
-    let mut gate = options
-        .motion
-        .as_ref()
-        .map(|(config, zones)| crate::motion::MotionGate::new(config.clone(), zones.clone()));
+    let mut gate = options.motion.as_ref().map(|(config, zones)| {
+        crate::motion::MotionGate::new(config.clone(), zones.clone()).staggered(&options.camera)
+    });
     let mut letterboxer = Letterboxer::new(spec);
     let mut sampled = 0u64;
     let mut gated = 0u64;

@@ -436,7 +436,7 @@ fn with_a_sub_stream_detection_reads_it_and_evidence_comes_from_the_main_stream(
 }
 
 #[test]
-fn h265_over_udp_and_h264_over_tcp_both_detect() {
+fn h265_over_udp_and_h264_over_tcp_both_detect_with_two_inference_workers() {
     let server = RtspServer::start(
         &[("h264", &porch_clip()), ("h265", &porch_hevc_clip())],
         None,
@@ -449,7 +449,13 @@ fn h265_over_udp_and_h264_over_tcp_both_detect() {
         "\nrtsp_transport = \"udp\"\ndetect_fps",
         1,
     );
-    let cameras = [porch_camera("avc_tcp", &server.url("h264")), udp].concat();
+    // Two inference workers: each camera has its own.
+    let cameras = [
+        "[detector]\nworkers = 2\n\n".to_string(),
+        porch_camera("avc_tcp", &server.url("h264")),
+        udp,
+    ]
+    .concat();
     let daemon = Daemon::start(&config(dir.path(), Some(broker.port), &cameras));
     sub.wait_for(Duration::from_secs(90), "both cameras' incidents", |_| {
         opened(&sub, "avc_tcp", "fly_wire_charging") == 1
