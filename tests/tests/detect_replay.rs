@@ -481,7 +481,9 @@ fn bench_measures_decode_inference_and_the_pipeline() {
     );
 }
 
-/// Runs a command to completion; its peak RSS in KiB, from wait4.
+/// Runs a command to completion; its peak RSS in KiB, from wait4 (which reaps the child:
+/// `Child::wait` would lose its resource usage).
+#[allow(clippy::zombie_processes)]
 fn peak_rss_kib(cmd: &mut std::process::Command) -> i64 {
     let child = cmd
         .stdout(std::process::Stdio::null())
