@@ -23,6 +23,9 @@ pub struct RingPacket {
     pub at_us: i64,
 }
 
+/// Pooled packet buffers larger than this are not reused for packets a quarter their size.
+const SHRINK_ABOVE: usize = 64 * 1024;
+
 /// What a clip or snapshot needs besides the packets.
 #[derive(Clone)]
 pub struct StreamSetup {
@@ -139,6 +142,11 @@ impl PacketRing {
             return;
         }
         let mut buffer = inner.spare.pop().unwrap_or_default();
+        if buffer.capacity() > SHRINK_ABOVE && buffer.capacity() > 4 * data.len() {
+            // A keyframe's buffer handed to a small packet: without this every pooled
+            // buffer would creep up to keyframe size (at 1080p, ~100 MiB per camera).
+            buffer = Vec::with_capacity(data.len());
+        }
         buffer.clear();
         buffer.extend_from_slice(data);
         inner.bytes += buffer.len();
@@ -278,5 +286,34 @@ mod tests {
         assert_eq!(range.packets.len(), 10);
         assert_eq!((range.setup.width, range.setup.height), (640, 360));
         assert_eq!(ring.bytes(), 1000);
+    }
+
+    #[test]
+    fn pooled_buffers_do_not_creep_up_to_keyframe_size() {
+        crate::source::init_ffmpeg();
+        let ring = PacketRing::new(2_000_000, usize::MAX);
+        ring.start_stream(setup());
+        // GOPs of 10 to 50 packets (a camera's GOP varies with motion): a 200 KB keyframe
+        // and packets of 5 KB, for ten minutes at 25 fps.
+        let mut seed = 12345u32;
+        let mut next_key = 0;
+        for i in 0..15_000i64 {
+            let key = i == next_key;
+            if key {
+                seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                next_key = i + 10 + i64::from(seed >> 16) % 41;
+            }
+            ring.push(&packet(key, if key { 200_000 } else { 5_000 }), i * 40_000);
+        }
+        let inner = ring.inner.lock().unwrap();
+        let pooled: usize = inner
+            .packets
+            .iter()
+            .map(|p| p.data.capacity())
+            .chain(inner.spare.iter().map(Vec::capacity))
+            .sum();
+        // About 2 s held (a few keyframes, up to ~150 small packets) plus a few spares;
+        // without shrinking, every pooled buffer creeps towards keyframe size (20 MB here).
+        assert!(pooled < 3_000_000, "{pooled} bytes pooled");
     }
 }
