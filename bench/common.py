@@ -19,19 +19,20 @@ STREAM_FPS = 25.0
 GOP = 50
 
 
-def derived_clips():
-    """The shared 768x432 clip made into a 1920x1080 25 fps main stream with GOP 50 and its
-    640x360 sub-stream, with the ffmpeg CLI, once."""
+def _main_and_sub(prefix, source, filters):
+    """`source` through `filters(size)` at 1920x1080 and 640x360, 25 fps, GOP 50, no
+    B-frames (as cameras send), made once each with the ffmpeg CLI."""
     CLIPS.mkdir(parents=True, exist_ok=True)
     clips = {}
-    for name, size in (("main", "1920:1080"), ("sub", "640:360")):
+    for role, size in (("main", "1920:1080"), ("sub", "640:360")):
+        name = f"{prefix}{role}"
         path = CLIPS / f"{name}-{size.replace(':', 'x')}-25fps-gop{GOP}.mp4"
         if not path.exists():
             partial = path.with_suffix(".partial.mp4")
             subprocess.run(
-                ["ffmpeg", "-v", "error", "-y", "-i", str(MEDIA / SOURCE), "-an",
-                 "-vf", f"fps={STREAM_FPS:g},scale={size}", "-c:v", "libx264",
-                 "-preset", "veryfast", "-bf", "0", "-g", str(GOP), "-keyint_min", str(GOP),
+                ["ffmpeg", "-v", "error", "-y", "-i", str(source), "-filter_complex",
+                 f"{filters(size)}[v]", "-map", "[v]", "-c:v", "libx264", "-preset",
+                 "veryfast", "-bf", "0", "-g", str(GOP), "-keyint_min", str(GOP),
                  "-sc_threshold", "0", "-pix_fmt", "yuv420p", str(partial)],
                 check=True,
             )
@@ -40,28 +41,18 @@ def derived_clips():
     return clips
 
 
+def derived_clips():
+    """The shared 768x432 clip as a 1920x1080 main stream and its 640x360 sub-stream."""
+    return _main_and_sub("", MEDIA / SOURCE, lambda size: f"[0]fps={STREAM_FPS:g},scale={size}")
+
+
 def static_clips():
     """A mostly static scene: the shared parking-lot GIF (a car drives into the aisle and
-    stops) held for 4 minutes with sensor noise, as the scenario suite's parking clip, at
-    1920x1080 and 640x360, 25 fps, GOP 50."""
-    CLIPS.mkdir(parents=True, exist_ok=True)
-    clips = {}
-    for name, size in (("static_main", "1920:1080"), ("static_sub", "640:360")):
-        path = CLIPS / f"{name}-{size.replace(':', 'x')}-25fps-gop{GOP}.mp4"
-        if not path.exists():
-            partial = path.with_suffix(".partial.mp4")
-            subprocess.run(
-                ["ffmpeg", "-v", "error", "-y", "-i",
-                 str(MEDIA / "person-bicycle-car-detection.gif"), "-filter_complex",
-                 f"[0]fps={STREAM_FPS:g},scale={size},format=yuv420p,"
-                 "tpad=stop_mode=clone:stop_duration=240,noise=alls=4:allf=t[v]",
-                 "-map", "[v]", "-c:v", "libx264", "-preset", "veryfast", "-bf", "0",
-                 "-g", str(GOP), "-keyint_min", str(GOP), "-sc_threshold", "0", str(partial)],
-                check=True,
-            )
-            partial.rename(path)
-        clips[name] = path
-    return clips
+    stops) held for 4 minutes with sensor noise, as the scenario suite's parking clip."""
+    return _main_and_sub(
+        "static_", MEDIA / "person-bicycle-car-detection.gif",
+        lambda size: f"[0]fps={STREAM_FPS:g},scale={size},format=yuv420p,"
+                     "tpad=stop_mode=clone:stop_duration=240,noise=alls=4:allf=t")
 
 
 def require_binary():

@@ -90,6 +90,17 @@ pub fn porch_clip() -> PathBuf {
     rtsp_clip(&media("dog.jpg"), 1, &PORCH_INPUT)
 }
 
+/// dog.jpg as a still camera at 5 fps for `seconds` (H.264, GOP 5 s).
+pub fn still_clip(seconds: u32) -> PathBuf {
+    let duration = seconds.to_string();
+    encode(
+        &format!("dog-still-{seconds}s"),
+        &media("dog.jpg"),
+        &["-loop", "1", "-framerate", "5", "-t", &duration],
+        None,
+    )
+}
+
 /// The same porch in H.265, as newer cameras send it.
 pub fn porch_hevc_clip() -> PathBuf {
     encode_as(

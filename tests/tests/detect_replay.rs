@@ -512,26 +512,7 @@ fn memory_does_not_grow_with_the_length_of_the_stream() {
         "[[cameras]]\nid = \"porch\"\nurl = \"unused\"\ndetect_fps = 0.2\n",
     );
     let peak = |seconds: u32| {
-        let clip = dir.path().join(format!("porch-{seconds}.mp4"));
-        ffmpeg(&[
-            "-loop",
-            "1",
-            "-framerate",
-            "5",
-            "-t",
-            &seconds.to_string(),
-            "-i",
-            media("dog.jpg").to_str().unwrap(),
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "25",
-            "-pix_fmt",
-            "yuv420p",
-            clip.to_str().unwrap(),
-        ]);
+        let clip = gridwatch_e2e::rtsp::still_clip(seconds);
         peak_rss_kib(&mut replay_command(
             &config,
             &clip,
