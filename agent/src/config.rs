@@ -1278,6 +1278,23 @@ url = "rtsp://10.0.0.2/stream1"
     }
 
     #[test]
+    fn hardware_decoder_names_are_checked_and_listed() {
+        let text = MINIMAL.replace("url = ", "hwaccel = \"vaapi2\"\nurl = ");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains(":8:"), "got: {err}");
+        assert!(err.contains("cameras[0].hwaccel"), "got: {err}");
+        assert!(
+            err.contains("unknown hardware decoder `vaapi2`") && err.contains("rkmpp"),
+            "got: {err}"
+        );
+        let text = MINIMAL.replace("url = ", "hwaccel = \"rkmpp\"\nurl = ");
+        assert_eq!(
+            parse(&text).unwrap().cameras[0].hwaccel.as_deref(),
+            Some("rkmpp")
+        );
+    }
+
+    #[test]
     fn wrong_type_points_at_the_value() {
         let text = MINIMAL.replace("url = ", "detect_fps = \"fast\"\nurl = ");
         let err = parse(&text).unwrap_err().to_string();
