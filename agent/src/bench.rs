@@ -232,6 +232,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             queue_depth: 4,
             progress: false,
             report_confidence: detector_config.confidence,
+            metrics: None,
         };
         let (sample, summary) = measure(false, || {
             let analytics = empty_analytics(&options.camera, detector.manifest())?;

@@ -435,8 +435,16 @@ fn cmd_replay(args: ReplayArgs) -> anyhow::Result<()> {
         queue_depth: 4,
         progress: !args.no_progress,
         report_confidence: config.detector.confidence,
+        metrics: None,
     };
-    let (delivery, background) = start_delivery(&config, args.store, args.drain_timeout)?;
+    // The heartbeat (with [mqtt]) reports this camera's frame rates like the daemon's.
+    let metrics = Arc::new(Metrics::new(std::slice::from_ref(&options.camera.id)));
+    let options = ReplayOptions {
+        metrics: metrics.camera(&options.camera.id),
+        ..options
+    };
+    let (delivery, background) =
+        start_delivery_with(&config, args.store, args.drain_timeout, metrics)?;
     if let Some(memory) = delivery.as_ref().and_then(|d| d.suppressions.as_ref()) {
         analytics.set_suppressions(Arc::clone(memory));
     }

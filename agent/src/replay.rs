@@ -35,6 +35,8 @@ pub struct ReplayOptions {
     pub progress: bool,
     /// Detections below this score are tracked but not listed in the output.
     pub report_confidence: f32,
+    /// Counters the heartbeat reports (replay with `[mqtt]`); `None` counts nothing.
+    pub metrics: Option<Arc<crate::metrics::CameraMetrics>>,
 }
 
 /// Per-label totals for the summary.
@@ -149,10 +151,18 @@ struct ReplaySink<'e, W: Write> {
     progress: ProgressBar,
     /// Per-frame scratch to count each label once per frame, reused.
     seen: Vec<u16>,
+    metrics: Option<Arc<crate::metrics::CameraMetrics>>,
 }
 
 impl<W: Write> FrameSink for ReplaySink<'_, W> {
     fn on_frame(&mut self, meta: &FrameMeta, detections: &[Detection]) -> anyhow::Result<()> {
+        if let Some(metrics) = &self.metrics
+            && !meta.unchanged
+        {
+            metrics
+                .frames_inferred
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         // Incident events first: one dated before this frame (a camera that went offline
         // during a gap) must not follow the frame in the stream.
         for event in self.analytics.on_frame(meta, detections) {
@@ -275,6 +285,7 @@ pub fn replay<W: Write>(
         },
     );
     decode_options.ring = evidence.map(|e| e.ring.clone());
+    decode_options.metrics = options.metrics.clone();
     let progress = if options.progress {
         ProgressBar::new(0).with_style(
             ProgressStyle::with_template(
@@ -296,6 +307,7 @@ pub fn replay<W: Write>(
         labels: BTreeMap::new(),
         progress: progress.clone(),
         seen: Vec::with_capacity(16),
+        metrics: options.metrics.clone(),
     };
     let stop = Arc::new(AtomicBool::new(false));
 

@@ -205,6 +205,18 @@ fn every_event_arrives_in_order_and_matches_the_schema() {
         beat["outbox"]["depth"].is_u64() && beat["disk_free_bytes"].as_u64().unwrap() > 0,
         "{beat}"
     );
+    // Replay's heartbeats carry its camera's frame rates, as the daemon's do.
+    let beats: Vec<Value> = sub
+        .on_topic("/heartbeat")
+        .iter()
+        .map(Message::json)
+        .collect();
+    assert!(
+        beats.iter().any(|b| b["cameras"][0]["id"] == "porch"
+            && b["cameras"][0]["fps_in"].as_f64().unwrap_or(0.0) > 0.0
+            && b["cameras"][0]["fps_out"].as_f64().unwrap_or(0.0) > 0.0),
+        "{beats:?}"
+    );
     assert_eq!(outbox_depth(dir.path()), 0, "delivered rows are deleted");
 }
 
