@@ -427,7 +427,10 @@ fn cmd_replay(args: ReplayArgs) -> anyhow::Result<()> {
     };
     let mut detector = build_detector(&detector_config, &config.base_dir())?;
     let mut analytics = CameraAnalytics::new(&config, &camera, detector.manifest())?;
+    // The heartbeat (with [mqtt]) reports this camera's frame rates like the daemon's.
+    let metrics = Arc::new(Metrics::new(std::slice::from_ref(&camera.id)));
     let options = ReplayOptions {
+        metrics: metrics.camera(&camera.id),
         camera,
         input: args.input.clone(),
         start_at_us,
@@ -435,13 +438,6 @@ fn cmd_replay(args: ReplayArgs) -> anyhow::Result<()> {
         queue_depth: 4,
         progress: !args.no_progress,
         report_confidence: config.detector.confidence,
-        metrics: None,
-    };
-    // The heartbeat (with [mqtt]) reports this camera's frame rates like the daemon's.
-    let metrics = Arc::new(Metrics::new(std::slice::from_ref(&options.camera.id)));
-    let options = ReplayOptions {
-        metrics: metrics.camera(&options.camera.id),
-        ..options
     };
     let (delivery, background) =
         start_delivery_with(&config, args.store, args.drain_timeout, metrics)?;
@@ -532,16 +528,7 @@ pub fn start_evidence(
         offset: config.site.timezone,
     })
     .context("starting the evidence worker")?;
-    let zones = camera
-        .zones
-        .iter()
-        .map(|z| {
-            (
-                z.id.clone(),
-                z.polygon.iter().map(|p| (p[0], p[1])).collect(),
-            )
-        })
-        .collect();
+    let zones = crate::zones::camera_polygons(camera);
     Ok(crate::replay::Evidence {
         worker,
         ring,

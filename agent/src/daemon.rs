@@ -240,16 +240,7 @@ impl CameraRunner {
                 return Err(e.into());
             }
         }
-        let zones = camera
-            .zones
-            .iter()
-            .map(|z| {
-                (
-                    z.id.clone(),
-                    z.polygon.iter().map(|p| (p[0], p[1])).collect(),
-                )
-            })
-            .collect();
+        let zones = crate::zones::camera_polygons(&camera);
         Ok(CameraRunner {
             config: camera,
             consumer,

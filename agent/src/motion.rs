@@ -152,19 +152,9 @@ impl MotionGate {
             ptr::null_mut(),
         ];
         let stride = [WIDTH as i32, 0, 0, 0];
-        // SAFETY: source planes from the frame, destination is our buffer of WIDTH x height.
-        let rows = unsafe {
-            let raw = frame.as_ptr();
-            ffi::sws_scale(
-                self.context,
-                (*raw).data.as_ptr() as *const *const u8,
-                (*raw).linesize.as_ptr(),
-                0,
-                (*raw).height,
-                dst.as_ptr(),
-                stride.as_ptr(),
-            )
-        };
+        // SAFETY: the context was built for this frame's key; the destination is our buffer
+        // of WIDTH x height.
+        let rows = unsafe { crate::source::scale_frame(self.context, frame, &dst, &stride) };
         if rows <= 0 {
             return Verdict::Pass;
         }

@@ -211,14 +211,19 @@ impl DecodeOptions {
             metrics: None,
             ring: None,
             motion: camera.motion.enabled.then(|| {
-                let zones = camera
-                    .zones
-                    .iter()
-                    .map(|z| z.polygon.iter().map(|p| (p[0], p[1])).collect())
-                    .collect();
+                let zones = camera.zones.iter().map(crate::zones::polygon).collect();
                 (camera.motion.clone(), zones)
             }),
         }
+    }
+}
+
+/// Plays a file no faster than real time: sleeps until `pts_us` of stream time has passed
+/// since `started`.
+fn wait_until_due(started: std::time::Instant, pts_us: i64) {
+    let due = std::time::Duration::from_micros(pts_us.max(0) as u64);
+    if let Some(wait) = due.checked_sub(started.elapsed()) {
+        std::thread::sleep(wait);
     }
 }
 
@@ -240,10 +245,7 @@ pub fn record_into_ring(
     let started = std::time::Instant::now();
     let result = source.record_packets(|packet, pts_us| {
         if pace {
-            let due = std::time::Duration::from_micros(pts_us.max(0) as u64);
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
-                std::thread::sleep(wait);
-            }
+            wait_until_due(started, pts_us);
         }
         ring.push(packet, chrono::Utc::now().timestamp_micros());
     });
@@ -277,6 +279,9 @@ pub fn decode_into_queue(
     let mut sampled = 0u64;
     let mut gated = 0u64;
     let mut scaler_error = None;
+    // Frames decoded in GPU memory come down only once sampled (see `cpu_frame`).
+    let mut downloaded = ffmpeg_next::frame::Video::empty();
+    let mut download_errors: (u64, Option<(f64, String)>) = (0, None);
     let url = source.display_url().to_string();
     let started = std::time::Instant::now();
     let wall = |pts_us: i64| match options.clock {
@@ -288,7 +293,7 @@ pub fn decode_into_queue(
             ring.push(packet, wall(pts_us));
         }
     };
-    let stats = source.run_with_packets(on_packet, |frame, time| {
+    let mut stats = source.run_with_packets(on_packet, |frame, time| {
         if let Some(m) = &options.metrics {
             m.frames_in.fetch_add(1, Ordering::Relaxed);
         }
@@ -307,14 +312,24 @@ pub fn decode_into_queue(
             }
         }
         if options.pace {
-            let due = std::time::Duration::from_micros(time.pts_us.max(0) as u64);
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
-                std::thread::sleep(wait);
-            }
+            wait_until_due(started, time.pts_us);
         }
         if !sampler.accept(time.pts_us) {
             return ControlFlow::Continue(());
         }
+        let frame = match crate::source::cpu_frame(frame, &mut downloaded) {
+            Ok(frame) => frame,
+            Err(err) => {
+                download_errors.0 += 1;
+                download_errors.1.get_or_insert_with(|| {
+                    (
+                        time.pts_us as f64 / 1e6,
+                        format!("cannot download the frame: {err}"),
+                    )
+                });
+                return ControlFlow::Continue(());
+            }
+        };
         let unchanged = gate
             .as_mut()
             .is_some_and(|g| g.check(frame, time.pts_us) == crate::motion::Verdict::Skip);
@@ -365,6 +380,10 @@ pub fn decode_into_queue(
             }
         }
     })?;
+    stats.decode_errors += download_errors.0;
+    if stats.first_error.is_none() {
+        stats.first_error = download_errors.1;
+    }
     if let Some(ring) = &options.ring {
         ring.end_stream();
     }

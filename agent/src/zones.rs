@@ -9,13 +9,27 @@
 
 use std::collections::HashMap;
 
-use crate::config::ZoneConfig;
+use crate::config::{CameraConfig, ZoneConfig};
 use crate::frame::BBox;
 use crate::model::ModelManifest;
 use crate::track::Track;
 
 /// A polygon in normalised picture coordinates.
 pub type Polygon = Vec<(f32, f32)>;
+
+/// A configured zone's polygon.
+pub fn polygon(zone: &ZoneConfig) -> Polygon {
+    zone.polygon.iter().map(|p| (p[0], p[1])).collect()
+}
+
+/// Every zone of a camera as (id, polygon), for drawing evidence and gating motion.
+pub fn camera_polygons(camera: &CameraConfig) -> Vec<(String, Polygon)> {
+    camera
+        .zones
+        .iter()
+        .map(|z| (z.id.clone(), polygon(z)))
+        .collect()
+}
 
 /// A zone ready for use: the polygon and the resolved object filter.
 #[derive(Debug, Clone)]
@@ -63,7 +77,7 @@ impl Zone {
             } else {
                 config.name.clone()
             },
-            polygon: config.polygon.iter().map(|p| (p[0], p[1])).collect(),
+            polygon: polygon(config),
             classes,
             min_area: config.min_area,
             inertia: config.inertia.max(1),

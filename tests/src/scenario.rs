@@ -181,6 +181,22 @@ fn seconds_between(from: &str, to: &str) -> f64 {
 }
 
 /// Replays the scenario and compares its incidents with the ground truth.
+/// The scenario's config written to `dir`, with `[storage]` there and `extra` tables added
+/// before its cameras.
+pub fn config_in(dir: &Path, scenario_name: &str, extra: &str) -> PathBuf {
+    let base = std::fs::read_to_string(scenarios_dir().join(scenario_name).join("config.toml"))
+        .expect("scenario config");
+    let at = base.find("[[cameras]]").expect("the scenario has cameras");
+    let text = format!(
+        "{}[storage]\ndata_dir = \"data\"\n\n{extra}\n\n{}",
+        &base[..at],
+        &base[at..]
+    );
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).expect("write the config");
+    path
+}
+
 pub fn run(scenario: &Scenario, out_dir: &Path) -> Outcome {
     run_with(scenario, out_dir, "")
 }

@@ -1,7 +1,7 @@
 //! Evidence (clips, snapshots, retention), the HTTP API and the review page: with real
 //! FFmpeg remuxing, real ffprobe checks, a real HTTP server and real headless Chromium.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -9,25 +9,6 @@ use gridwatch_e2e::broker::{Broker, BrokerOptions, Subscriber};
 use gridwatch_e2e::scenario;
 use gridwatch_e2e::*;
 use serde_json::Value;
-
-/// A scenario's config with `[storage]` in `dir` plus `extra` tables.
-fn config_with(dir: &Path, scenario_name: &str, extra: &str) -> PathBuf {
-    let base = std::fs::read_to_string(
-        scenario::scenarios_dir()
-            .join(scenario_name)
-            .join("config.toml"),
-    )
-    .unwrap();
-    let at = base.find("[[cameras]]").unwrap();
-    let text = format!(
-        "{}[storage]\ndata_dir = \"data\"\n\n{extra}\n\n{}",
-        &base[..at],
-        &base[at..]
-    );
-    let path = dir.join("config.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
 
 fn replay_store(config: &Path, scenario_name: &str, dir: &Path, start: Option<&str>) -> Run {
     let s = scenario::load(scenario_name);
@@ -89,7 +70,7 @@ fn keyframes(file: &Path) -> Vec<f64> {
 #[test]
 fn a_parking_incident_gets_a_playable_clip_and_an_annotated_snapshot() {
     let dir = tempfile::tempdir().unwrap();
-    let config = config_with(dir.path(), "parking_positive", "");
+    let config = scenario::config_in(dir.path(), "parking_positive", "");
     replay_store(&config, "parking_positive", dir.path(), None);
 
     let events = events(dir.path());
@@ -344,7 +325,7 @@ const TOKEN: &str = "test-token-0123456789";
 fn the_api_needs_a_token_filters_serves_ranges_and_takes_reviews() {
     let dir = tempfile::tempdir().unwrap();
     let web = web_table(dir.path());
-    let config = config_with(dir.path(), "charging_night", &web);
+    let config = scenario::config_in(dir.path(), "charging_night", &web);
     replay_store(&config, "charging_night", dir.path(), None);
     let server = Server::start(&config);
     let base = &server.base;
@@ -603,7 +584,7 @@ fn the_api_needs_a_token_filters_serves_ranges_and_takes_reviews() {
 fn a_dismissed_car_is_not_reported_again() {
     let dir = tempfile::tempdir().unwrap();
     let web = web_table(dir.path());
-    let config = config_with(dir.path(), "charging_night", &web);
+    let config = scenario::config_in(dir.path(), "charging_night", &web);
     replay_store(&config, "charging_night", dir.path(), None);
     let id = {
         let server = Server::start(&config);
@@ -656,7 +637,7 @@ fn a_dismissed_car_is_not_reported_again() {
 #[test]
 fn retention_keeps_evidence_within_a_tiny_quota_and_incidents_stay() {
     let dir = tempfile::tempdir().unwrap();
-    let config = config_with(
+    let config = scenario::config_in(
         dir.path(),
         "charging_night",
         "[evidence]\nquota_bytes = 60000\n",
@@ -700,7 +681,7 @@ fn a_full_disk_never_fails_an_incident() {
     // read-only filesystem would refuse it): the incident is still stored and its events
     // say why there is no evidence.
     let dir = tempfile::tempdir().unwrap();
-    let config = config_with(dir.path(), "parking_positive", "");
+    let config = scenario::config_in(dir.path(), "parking_positive", "");
     std::fs::create_dir_all(dir.path().join("data")).unwrap();
     std::fs::write(dir.path().join("data/evidence"), b"not a directory").unwrap();
     let r = replay_store(&config, "parking_positive", dir.path(), None);
@@ -729,7 +710,7 @@ fn the_review_page_works_in_headless_chromium() {
         broker.port
     );
     let web = web_table(dir.path());
-    let config = config_with(dir.path(), "parking_positive", &format!("{mqtt}\n{web}"));
+    let config = scenario::config_in(dir.path(), "parking_positive", &format!("{mqtt}\n{web}"));
     replay_store(&config, "parking_positive", dir.path(), None);
     let server = Server::start(&config);
 

@@ -16,23 +16,13 @@ const PREFIX: &str = "gridwatch/v1/scenario";
 
 /// The scenario's config with `[storage]` in `dir` and the given `[mqtt]` table.
 fn config_with(dir: &Path, scenario_name: &str, mqtt: &str) -> PathBuf {
-    let base = std::fs::read_to_string(
-        scenario::scenarios_dir()
-            .join(scenario_name)
-            .join("config.toml"),
-    )
-    .unwrap();
-    let at = base.find("[[cameras]]").unwrap();
     // Evidence off: its `updated` events would renumber the lifecycle events, and these
     // tests compare ids with a plain replay's (evidence_web.rs covers evidence delivery).
-    let text = format!(
-        "{}[storage]\ndata_dir = \"data\"\n\n[evidence]\nenabled = false\n\n{mqtt}\n\n{}",
-        &base[..at],
-        &base[at..]
-    );
-    let path = dir.join("config.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    scenario::config_in(
+        dir,
+        scenario_name,
+        &format!("[evidence]\nenabled = false\n\n{mqtt}"),
+    )
 }
 
 fn mqtt_table(port: u16, extra: &str) -> String {

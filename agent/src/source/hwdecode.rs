@@ -151,20 +151,28 @@ fn open_hardware(
     })
 }
 
-/// Copies a frame that lives in GPU memory into `into` (reused while the size holds), with
-/// its timestamps and flags. Returns false when the frame is a software one already.
-pub(super) fn download(
-    frame: &ffmpeg::frame::Video,
-    into: &mut ffmpeg::frame::Video,
-) -> Result<bool, ffmpeg::Error> {
-    // SAFETY: plain field reads of a decoded frame, then FFmpeg's own transfer, which
-    // allocates `into` when it holds no buffer and otherwise fills it in place.
+/// Whether a decoded frame lives in GPU memory (a hwaccel device decoded it).
+pub(super) fn in_gpu(frame: &ffmpeg::frame::Video) -> bool {
+    // SAFETY: a plain field read of a decoded frame.
+    unsafe { !(*frame.as_ptr()).hw_frames_ctx.is_null() }
+}
+
+/// The frame's pixels in CPU memory: `frame` itself for a software frame; for a frame in
+/// GPU memory, a download into `scratch` (reused while the size holds) with its timestamps
+/// and flags. Decoders hand out every frame as it is, and their consumers call this only
+/// for the frames they read, so unsampled frames never cross the bus.
+pub fn cpu_frame<'a>(
+    frame: &'a ffmpeg::frame::Video,
+    scratch: &'a mut ffmpeg::frame::Video,
+) -> Result<&'a ffmpeg::frame::Video, ffmpeg::Error> {
+    if !in_gpu(frame) {
+        return Ok(frame);
+    }
+    // SAFETY: FFmpeg's own transfer, which allocates `scratch` when it holds no buffer and
+    // otherwise fills it in place.
     unsafe {
         let src = frame.as_ptr();
-        if (*src).hw_frames_ctx.is_null() {
-            return Ok(false);
-        }
-        let dst = into.as_mut_ptr();
+        let dst = scratch.as_mut_ptr();
         if (*dst).width != (*src).width || (*dst).height != (*src).height {
             ffi::av_frame_unref(dst);
         }
@@ -177,7 +185,7 @@ pub(super) fn download(
             return Err(ffmpeg::Error::from(ret));
         }
     }
-    Ok(true)
+    Ok(scratch)
 }
 
 #[cfg(test)]
@@ -230,7 +238,12 @@ mod tests {
     #[test]
     fn software_frames_need_no_download() {
         let frame = ffmpeg::frame::Video::new(ffmpeg::format::Pixel::YUV420P, 64, 48);
-        let mut into = ffmpeg::frame::Video::empty();
-        assert!(!download(&frame, &mut into).unwrap());
+        let mut scratch = ffmpeg::frame::Video::empty();
+        assert!(!in_gpu(&frame));
+        let cpu = cpu_frame(&frame, &mut scratch).unwrap();
+        assert!(
+            std::ptr::eq(cpu, &frame),
+            "a software frame is handed back as it is"
+        );
     }
 }

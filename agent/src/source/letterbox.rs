@@ -60,6 +60,34 @@ impl Geometry {
     }
 }
 
+/// Runs `context` over the whole of `frame` into the planes `dst` with `strides`; returns
+/// the rows written (0 or less: failed). Shared by the letterbox and the motion gate.
+///
+/// # Safety
+/// `context` must have been built for the frame's size and format, and `dst`/`strides`
+/// must address buffers large enough for its output.
+pub(crate) unsafe fn scale_frame(
+    context: *mut ffi::SwsContext,
+    frame: &ffmpeg::frame::Video,
+    dst: &[*mut u8; 4],
+    strides: &[i32; 4],
+) -> i32 {
+    // SAFETY: source planes and strides come from the decoded frame; the rest is the
+    // caller's contract.
+    unsafe {
+        let raw = frame.as_ptr();
+        ffi::sws_scale(
+            context,
+            (*raw).data.as_ptr() as *const *const u8,
+            (*raw).linesize.as_ptr(),
+            0,
+            (*raw).height,
+            dst.as_ptr(),
+            strides.as_ptr(),
+        )
+    }
+}
+
 /// A model input image: three planes of `width x height` bytes in the model's channel order.
 /// Lives in a pool and is reused; `geometry` says what the last fill looked like so padding
 /// is only rewritten when the layout changes.
@@ -179,20 +207,9 @@ impl Letterboxer {
             dst[plane] = unsafe { base.add(channel * plane_size + origin) };
         }
         let dst_stride = [out.width as i32; 4];
-        // SAFETY: source pointers and strides come from the decoded frame; destination
-        // pointers address `out.planes`, which outlives the call, with the right strides.
-        let rows = unsafe {
-            let raw = frame.as_ptr();
-            ffi::sws_scale(
-                self.context,
-                (*raw).data.as_ptr() as *const *const u8,
-                (*raw).linesize.as_ptr(),
-                0,
-                (*raw).height,
-                dst.as_ptr(),
-                dst_stride.as_ptr(),
-            )
-        };
+        // SAFETY: the context was built for this frame's key; destination pointers address
+        // `out.planes`, which outlives the call, with the right strides.
+        let rows = unsafe { scale_frame(self.context, frame, &dst, &dst_stride) };
         if rows <= 0 {
             return Err(self.error(key, frame));
         }

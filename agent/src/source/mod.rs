@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 use ffmpeg_next as ffmpeg;
 use ffmpeg_next::ffi;
 
+pub use hwdecode::cpu_frame;
+pub(crate) use letterbox::scale_frame;
 pub use letterbox::{Geometry, Letterboxer, ModelInput, SCALER_FLAGS_NAME};
 pub use sampler::FrameSampler;
 
@@ -408,7 +410,8 @@ impl VideoSource {
 
     /// Decodes until the end of the stream, the stop flag, or `on_frame` breaking. Packet
     /// read failures end decoding with an error; undecodable packets are counted and skipped
-    /// (see [`DecodeStats::check_complete`] to turn them into an error for a file).
+    /// (see [`DecodeStats::check_complete`] to turn them into an error for a file). With a
+    /// hwaccel device, frames may be in GPU memory: read pixels through [`cpu_frame`].
     pub fn run<F>(&mut self, on_frame: F) -> Result<DecodeStats, SourceError>
     where
         F: FnMut(&ffmpeg::frame::Video, FrameTime) -> ControlFlow<()>,
@@ -429,7 +432,6 @@ impl VideoSource {
     {
         let mut stats = DecodeStats::default();
         let mut frame = ffmpeg::frame::Video::empty();
-        let mut downloaded = ffmpeg::frame::Video::empty();
         let mut packet = ffmpeg::Packet::empty();
         loop {
             let packet_us = match self.read_video_packet(&mut packet, &mut stats)? {
@@ -447,19 +449,14 @@ impl VideoSource {
                 note_error(&mut stats, err.to_string());
                 continue;
             }
-            if self
-                .drain(&mut frame, &mut downloaded, &mut stats, &mut on_frame)
-                .is_break()
-            {
+            if self.drain(&mut frame, &mut stats, &mut on_frame).is_break() {
                 stats.stopped = true;
                 return Ok(stats);
             }
         }
         // Flush the frames the decoder still holds (B-frame reordering, frame threads).
         if self.decoder.send_eof().is_ok()
-            && self
-                .drain(&mut frame, &mut downloaded, &mut stats, &mut on_frame)
-                .is_break()
+            && self.drain(&mut frame, &mut stats, &mut on_frame).is_break()
         {
             stats.stopped = true;
         }
@@ -542,7 +539,6 @@ impl VideoSource {
     fn drain<F>(
         &mut self,
         frame: &mut ffmpeg::frame::Video,
-        downloaded: &mut ffmpeg::frame::Video,
         stats: &mut DecodeStats,
         on_frame: &mut F,
     ) -> ControlFlow<()>
@@ -573,20 +569,9 @@ impl VideoSource {
                 note_error_at(stats, pts_us, "decoder flagged the frame as corrupt".into());
                 continue;
             }
-            let picture: &ffmpeg::frame::Video = if self.hardware {
-                match hwdecode::download(frame, downloaded) {
-                    Ok(in_gpu) => {
-                        self.note_hardware_use(in_gpu);
-                        if in_gpu { downloaded } else { frame }
-                    }
-                    Err(err) => {
-                        note_error_at(stats, pts_us, format!("cannot download the frame: {err}"));
-                        continue;
-                    }
-                }
-            } else {
-                frame
-            };
+            if self.hardware {
+                self.note_hardware_use(hwdecode::in_gpu(frame));
+            }
             stats.frames += 1;
             let time = FrameTime {
                 pts_us,
@@ -595,7 +580,7 @@ impl VideoSource {
             if self.watch.stop.load(Ordering::Relaxed) {
                 return ControlFlow::Break(());
             }
-            on_frame(picture, time)?;
+            on_frame(frame, time)?;
         }
     }
 

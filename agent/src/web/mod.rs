@@ -26,7 +26,7 @@ use tower::ServiceExt as _;
 use crate::config::{Config, WebConfig};
 use crate::incidents::Verdict;
 use crate::incidents::suppress::{Suppressions, apply_review};
-use crate::metrics::Metrics;
+use crate::metrics::{CameraMetrics, Metrics};
 use crate::publish::Delivery;
 use crate::store::{ReviewRequest, Store};
 
@@ -459,39 +459,28 @@ async fn metrics(State(state): State<Arc<WebState>>) -> Response {
     use std::fmt::Write as _;
     let m = &state.metrics;
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "# HELP gridwatch_frames_decoded_total Frames decoded, per camera.\n# TYPE gridwatch_frames_decoded_total counter"
+    let cameras = m.cameras();
+    let mut per_camera = |name: &str, help: &str, value: fn(&CameraMetrics) -> u64| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (id, c) in &cameras {
+            let _ = writeln!(out, "{name}{{camera=\"{id}\"}} {}", value(c));
+        }
+    };
+    per_camera(
+        "gridwatch_frames_decoded_total",
+        "Frames decoded, per camera.",
+        |c| c.frames_in.load(Ordering::Relaxed),
     );
-    for (id, c) in &m.cameras() {
-        let _ = writeln!(
-            out,
-            "gridwatch_frames_decoded_total{{camera=\"{id}\"}} {}",
-            c.frames_in.load(Ordering::Relaxed)
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP gridwatch_frames_inferred_total Frames the detector ran on, per camera.\n# TYPE gridwatch_frames_inferred_total counter"
+    per_camera(
+        "gridwatch_frames_inferred_total",
+        "Frames the detector ran on, per camera.",
+        |c| c.frames_inferred.load(Ordering::Relaxed),
     );
-    for (id, c) in &m.cameras() {
-        let _ = writeln!(
-            out,
-            "gridwatch_frames_inferred_total{{camera=\"{id}\"}} {}",
-            c.frames_inferred.load(Ordering::Relaxed)
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP gridwatch_frames_dropped_total Frames dropped because inference was behind.\n# TYPE gridwatch_frames_dropped_total counter"
+    per_camera(
+        "gridwatch_frames_dropped_total",
+        "Frames dropped because inference was behind.",
+        |c| c.frames_dropped.load(Ordering::Relaxed),
     );
-    for (id, c) in &m.cameras() {
-        let _ = writeln!(
-            out,
-            "gridwatch_frames_dropped_total{{camera=\"{id}\"}} {}",
-            c.frames_dropped.load(Ordering::Relaxed)
-        );
-    }
     let (buckets, count, sum) = m.latency_histogram();
     let _ = writeln!(
         out,
