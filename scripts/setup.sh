@@ -100,8 +100,12 @@ case "$profile" in
   dev) profile_dir=debug ;;
   *) echo "setup: GRIDWATCH_PROFILE must be release or dev, not $profile" >&2; exit 2 ;;
 esac
-say "building gridwatch ($profile profile)"
-cargo build --profile "$profile" --locked -p gridwatch
+# GRIDWATCH_FEATURES adds cargo features (the test command builds `tract`, the second
+# inference backend, which its parity tests cover).
+features=()
+[ -n "${GRIDWATCH_FEATURES:-}" ] && features=(--features "$GRIDWATCH_FEATURES")
+say "building gridwatch ($profile profile${GRIDWATCH_FEATURES:+, features $GRIDWATCH_FEATURES})"
+cargo build --profile "$profile" --locked -p gridwatch "${features[@]}"
 bin="$root/target/$profile_dir/gridwatch"
 
 # --- 4. model and sample media -------------------------------------------------------------

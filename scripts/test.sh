@@ -5,7 +5,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
-GRIDWATCH_PROFILE=dev "$root/scripts/setup.sh"
+GRIDWATCH_PROFILE=dev GRIDWATCH_FEATURES=tract "$root/scripts/setup.sh"
 . "$root/scripts/env.sh"
 
 echo "== cargo fmt --check"

@@ -14,7 +14,7 @@ use anyhow::Context as _;
 use clap::Args;
 
 use crate::config::{CameraConfig, Config, DetectorConfig};
-use crate::detect::{self, Detector, DetectorSettings};
+use crate::detect::{self, Backend, Detector, DetectorSettings};
 use crate::replay::{ReplayOptions, replay};
 use crate::source::{Letterboxer, ModelInput, OpenOptions, VideoSource};
 
@@ -181,9 +181,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let info = VideoSource::open(&input, &OpenOptions::default(), Default::default())?
         .info()
         .clone();
-    let make_detector = |threads: usize| {
+    let make_detector_with = |backend: &Backend, threads: usize| {
         Detector::new(
-            &loaded.runtime,
+            backend,
             Arc::clone(&loaded.manifest),
             &loaded.model_path,
             DetectorSettings {
@@ -192,6 +192,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             },
         )
     };
+    let make_detector = |threads: usize| make_detector_with(&loaded.backend, threads);
 
     let mut cli = Vec::new();
     let mut ours = Vec::new();
@@ -203,14 +204,18 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         frames = n;
     }
     let mut infer_rows = Vec::new();
-    for threads in [1usize, 2] {
-        let mut detector = make_detector(threads)?;
+    for (backend, threads) in compared_backends(&loaded.backend, &detector_config)
+        .iter()
+        .flat_map(|b| [(b, 1usize), (b, 2)])
+    {
+        let mut detector = make_detector_with(backend, threads)?;
         let (sample, mut lat) = measure(false, || {
             inference_latencies(&mut detector, &input, args.inferences)
         })?;
         // CPU per inference includes the warm-up detect() calls; negligible against 100 runs.
         let cpu_per = sample.cpu / (args.inferences + 5) as f64;
         infer_rows.push((
+            backend.short_name(),
             threads,
             median(&mut lat.clone()),
             percentile(&mut lat, 0.95),
@@ -253,9 +258,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.json {
         let inference: Vec<_> = infer_rows
             .iter()
-            .map(|(threads, median, p95, cpu)| {
+            .map(|(backend, threads, median, p95, cpu)| {
                 serde_json::json!({
-                    "threads": threads, "median_ms": median, "p95_ms": p95, "cpu_ms": cpu * 1e3,
+                    "backend": backend, "threads": threads, "median_ms": median, "p95_ms": p95, "cpu_ms": cpu * 1e3,
                 })
             })
             .collect();
@@ -279,10 +284,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let cli = summarise(&cli);
     let ours = summarise(&ours);
     let full = summarise(&full);
-    let infer1_cpu = infer_rows[0].3;
+    let infer1_cpu = infer_rows[0].4;
     let budget = ours.cpu + infer1_cpu * inferred as f64;
     println!(
-        "gridwatch bench: {} ({} {}x{}, {:.1} s, {} frames), model {}, ONNX Runtime {}, {} run(s) each, median [min-max]",
+        "gridwatch bench: {} ({} {}x{}, {:.1} s, {} frames), model {}, {}, {} run(s) each, median [min-max]",
         args.input.display(),
         info.codec,
         info.width,
@@ -290,7 +295,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         media,
         frames,
         loaded.manifest.name,
-        loaded.runtime.version,
+        loaded.backend.short_name(),
         repeat
     );
     println!();
@@ -325,17 +330,27 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
     println!();
     println!(
-        "| {:<34} | {:>10} | {:>10} | {:>14} |",
-        "inference only", "median ms", "p95 ms", "CPU ms / run"
+        "| {:<34} | {:>10} | {:>10} | {:>14} | {:>12} |",
+        "inference only", "median ms", "p95 ms", "CPU ms / run", "vs base"
     );
-    println!("|{:-<36}|{:->12}|{:->12}|{:->16}|", "", "", "", "");
-    for (threads, med, p95, cpu) in &infer_rows {
+    println!(
+        "|{:-<36}|{:->12}|{:->12}|{:->16}|{:->14}|",
+        "", "", "", "", ""
+    );
+    // The baseline is the configured backend on 1 thread, measured in this same run.
+    let base_ms = infer_rows[0].2;
+    for (i, (backend, threads, med, p95, cpu)) in infer_rows.iter().enumerate() {
+        let name = format!(
+            "{backend}, {threads} thread(s){}",
+            if i == 0 { " (base)" } else { "" }
+        );
         println!(
-            "| {:<34} | {:>10.2} | {:>10.2} | {:>14.2} |",
-            format!("{} thread(s)", threads),
+            "| {:<34} | {:>10.2} | {:>10.2} | {:>14.2} | {:>11.2}x |",
+            name,
             med,
             p95,
-            cpu * 1e3
+            cpu * 1e3,
+            med / base_ms.max(1e-9)
         );
     }
     println!();
@@ -347,6 +362,26 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         full.cpu / budget.max(1e-9)
     );
     Ok(())
+}
+
+/// The configured backend first, then every other backend this binary can run here, so
+/// their latencies land in one table. A backend that cannot load (no ONNX Runtime on an
+/// armv7 box) is left out with a note.
+#[cfg_attr(not(feature = "tract"), allow(unused_variables, unused_mut))]
+fn compared_backends(configured: &Backend, config: &DetectorConfig) -> Vec<Backend> {
+    let mut out = vec![configured.clone()];
+    match configured {
+        Backend::Ort(_) => {
+            #[cfg(feature = "tract")]
+            out.push(Backend::Tract);
+        }
+        #[cfg(feature = "tract")]
+        Backend::Tract => match detect::runtime::load(config.runtime_library.as_deref()) {
+            Ok(runtime) => out.push(Backend::Ort(runtime)),
+            Err(err) => eprintln!("bench: no ONNX Runtime row: {err}"),
+        },
+    }
+    out
 }
 
 use chrono::Offset as _;

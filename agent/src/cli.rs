@@ -98,9 +98,13 @@ pub struct DetectorArgs {
     /// Minimum detection score (overrides the config).
     #[arg(long)]
     pub confidence: Option<f32>,
-    /// ONNX Runtime intra-op threads (overrides the config).
+    /// Inference threads for one image (overrides the config).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Inference engine (overrides the config): ort = ONNX Runtime; tract = pure Rust,
+    /// only in builds with the cargo feature `tract`.
+    #[arg(long, value_enum)]
+    pub backend: Option<crate::config::DetectorBackend>,
 }
 
 #[derive(Args, Debug)]
@@ -298,6 +302,9 @@ fn detector_config(args: &DetectorArgs) -> anyhow::Result<(DetectorConfig, PathB
     if let Some(t) = args.threads {
         detector.threads = t.clamp(1, 64);
     }
+    if let Some(backend) = args.backend {
+        detector.backend = backend;
+    }
     Ok((detector, base))
 }
 
@@ -305,7 +312,7 @@ fn detector_config(args: &DetectorArgs) -> anyhow::Result<(DetectorConfig, PathB
 pub fn build_detector(config: &DetectorConfig, base_dir: &Path) -> anyhow::Result<Detector> {
     let loaded = detect::prepare(config, base_dir)?;
     let detector = Detector::new(
-        &loaded.runtime,
+        &loaded.backend,
         loaded.manifest,
         &loaded.model_path,
         DetectorSettings::from(config),
@@ -644,7 +651,7 @@ fn cmd_check(args: CheckArgs) -> anyhow::Result<()> {
     }
     let loaded = detect::prepare(&config.detector, &config.base_dir())?;
     let detector = Detector::new(
-        &loaded.runtime,
+        &loaded.backend,
         loaded.manifest.clone(),
         &loaded.model_path,
         DetectorSettings::from(&config.detector),
@@ -659,12 +666,7 @@ fn cmd_check(args: CheckArgs) -> anyhow::Result<()> {
         m.input.width(),
         m.input.height()
     );
-    println!(
-        "runtime     ONNX Runtime {} from {} ({})",
-        loaded.runtime.version,
-        loaded.runtime.path.display(),
-        loaded.runtime.origin
-    );
+    println!("runtime     {}", loaded.backend);
     println!(
         "detector    threads {}, confidence {}, nms iou {}",
         config.detector.threads, config.detector.confidence, config.detector.nms_iou

@@ -530,6 +530,10 @@ pub struct DetectorConfig {
     pub model: String,
     /// Directory searched first for the model file named by the manifest.
     pub model_dir: Option<PathBuf>,
+    /// Inference engine: `ort` (ONNX Runtime, loaded at run time) or `tract` (pure Rust,
+    /// built in with the cargo feature `tract`; for armv7 boxes, which have no ONNX Runtime).
+    #[serde(default)]
+    pub backend: DetectorBackend,
     /// Path of `libonnxruntime.so`. When unset: `$ORT_DYLIB_PATH`, then the project-local
     /// install (`.local/lib` of the checkout, `$GRIDWATCH_LOCAL/lib`), then the system path.
     pub runtime_library: Option<PathBuf>,
@@ -554,11 +558,30 @@ impl Default for DetectorConfig {
         DetectorConfig {
             model: default_model(),
             model_dir: None,
+            backend: DetectorBackend::default(),
             runtime_library: None,
             threads: default_threads(),
             workers: default_workers(),
             confidence: default_confidence(),
             nms_iou: default_nms_iou(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DetectorBackend {
+    #[default]
+    Ort,
+    Tract,
+}
+
+impl DetectorBackend {
+    /// Whether this binary was built with the backend (tract is a cargo feature).
+    pub fn compiled_in(self) -> bool {
+        match self {
+            DetectorBackend::Ort => true,
+            DetectorBackend::Tract => cfg!(feature = "tract"),
         }
     }
 }
@@ -867,6 +890,12 @@ impl Config {
             );
         }
         let d = &self.detector;
+        if !d.backend.compiled_in() {
+            return fail(
+                &["detector", "backend"],
+                "this gridwatch was built without the tract backend: rebuild with `--features tract` (cross/build.sh armv7 does), or use backend = \"ort\"".into(),
+            );
+        }
         if d.threads == 0 || d.threads > 64 {
             return fail(
                 &["detector", "threads"],
@@ -1292,6 +1321,26 @@ url = "rtsp://10.0.0.2/stream1"
             parse(&text).unwrap().cameras[0].hwaccel.as_deref(),
             Some("rkmpp")
         );
+    }
+
+    #[test]
+    fn detector_backend_is_checked_against_the_build() {
+        let with = |backend: &str| format!("{MINIMAL}\n[detector]\nbackend = \"{backend}\"\n");
+        assert_eq!(
+            parse(&with("ort")).unwrap().detector.backend,
+            DetectorBackend::Ort
+        );
+        let err = parse(&with("onnx")).unwrap_err().to_string();
+        assert!(err.contains(":11:11:"), "got: {err}");
+        assert!(err.contains("expected `ort` or `tract`"), "got: {err}");
+        let tract = parse(&with("tract"));
+        if cfg!(feature = "tract") {
+            assert_eq!(tract.unwrap().detector.backend, DetectorBackend::Tract);
+        } else {
+            let err = tract.unwrap_err().to_string();
+            assert!(err.contains("detector.backend"), "got: {err}");
+            assert!(err.contains("--features tract"), "got: {err}");
+        }
     }
 
     #[test]

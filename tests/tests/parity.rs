@@ -1,6 +1,8 @@
 //! Detection parity: gridwatch's Rust detector against a Python reference built from
 //! YOLOX's own demo pre/post-processing (tests/reference/yolox_reference.py), with the real
 //! model in both. Same detections, IoU >= 0.99 per matched box, |score difference| <= 1e-3.
+//! Each exact-parity test runs once per inference backend (ONNX Runtime and tract), so the
+//! armv7 build's engine is held to the same reference as the x86_64 and aarch64 one.
 
 use std::process::Command;
 
@@ -71,18 +73,36 @@ fn reference(args: &[&str]) -> Value {
     serde_json::from_str(&run.stdout()).expect("reference prints JSON")
 }
 
-#[test]
-fn dog_jpg_matches_the_reference() {
+fn dog_jpg_matches_the_reference(backend: &str) {
     let image = media("dog.jpg");
-    let ours = run_ok(gridwatch().arg("detect").arg(&image));
+    let ours = run_ok(
+        gridwatch()
+            .arg("detect")
+            .arg(&image)
+            .args(["--backend", backend]),
+    );
     let ours: Value = serde_json::from_str(&ours.stdout()).expect("detect prints JSON");
+    assert!(
+        ours["detections"].as_array().is_some_and(|d| d.len() >= 3),
+        "{backend}: dog, bicycle and car: {ours}"
+    );
     let reference = reference(&["--input", image.to_str().unwrap()]);
     compare(
-        "dog.jpg",
+        &format!("dog.jpg with {backend}"),
         &dets(&reference[0]["detections"]),
         &dets(&ours["detections"]),
     )
     .unwrap();
+}
+
+#[test]
+fn dog_jpg_matches_the_reference_with_onnx_runtime() {
+    dog_jpg_matches_the_reference("ort");
+}
+
+#[test]
+fn dog_jpg_matches_the_reference_with_tract() {
+    dog_jpg_matches_the_reference("tract");
 }
 
 /// YOLOX's demo resizes with OpenCV's INTER_LINEAR, gridwatch with swscale in one pass from
@@ -118,11 +138,13 @@ fn dog_jpg_agrees_with_yolox_demo_preprocessing() {
     }
 }
 
-#[test]
-fn car_detection_mp4_matches_the_reference_frame_by_frame() {
+fn car_detection_mp4_matches_the_reference_frame_by_frame(backend: &str) {
     let clip = media("car-detection.mp4");
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), "");
+    let config = write_config(
+        dir.path(),
+        &format!("[detector]\nbackend = \"{backend}\"\n"),
+    );
     let out = dir.path().join("frames.jsonl");
     // 60 detect fps on a 12.5 fps clip: every decoded frame is detected, in decode order,
     // which is the order the reference sees them in.
@@ -155,7 +177,7 @@ fn car_detection_mp4_matches_the_reference_frame_by_frame() {
     }
     assert!(
         failures.is_empty(),
-        "{} frames differ:\n{}",
+        "{backend}: {} frames differ:\n{}",
         failures.len(),
         failures.join("\n")
     );
@@ -163,4 +185,14 @@ fn car_detection_mp4_matches_the_reference_frame_by_frame() {
         with_detections > 20,
         "the clip has detections to compare ({with_detections})"
     );
+}
+
+#[test]
+fn car_detection_mp4_matches_the_reference_frame_by_frame_with_onnx_runtime() {
+    car_detection_mp4_matches_the_reference_frame_by_frame("ort");
+}
+
+#[test]
+fn car_detection_mp4_matches_the_reference_frame_by_frame_with_tract() {
+    car_detection_mp4_matches_the_reference_frame_by_frame("tract");
 }

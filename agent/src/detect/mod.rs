@@ -3,26 +3,30 @@
 //!
 //! The detector is built from a [`ModelManifest`]; the manifest's `output.decoder` picks the
 //! output decoder, and its input contract is checked against the ONNX graph at load time so
-//! a wrong manifest fails at start, not with nonsense boxes.
+//! a wrong manifest fails at start, not with nonsense boxes. The inference engine behind it
+//! is ONNX Runtime ([`ort_engine`]) or, with the cargo feature `tract`, tract
+//! ([`tract_engine`]); both see the same input tensor and give the same raw output, so
+//! everything around them (input conversion, decoding, NMS) is shared.
 
+mod ort_engine;
 pub mod runtime;
+#[cfg(feature = "tract")]
+mod tract_engine;
 pub mod yolox;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ort::memory::Allocator;
-use ort::session::builder::GraphOptimizationLevel;
-use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session};
-use ort::value::Tensor;
-
 use crate::assets::{self, AssetKind};
-use crate::config::DetectorConfig;
+use crate::config::{DetectorBackend, DetectorConfig};
 use crate::frame::{BBox, Detection};
 use crate::model::{DecoderKind, ModelManifest};
 use crate::source::{Geometry, ModelInput};
 
+use ort_engine::OrtEngine;
 pub use runtime::RuntimeInfo;
+#[cfg(feature = "tract")]
+use tract_engine::TractEngine;
 use yolox::{Candidate, YoloxDecoder};
 
 /// The onnxruntime wheel version scripts/setup.sh installs for the pinned `ort` crate.
@@ -42,6 +46,24 @@ pub enum DetectError {
     },
     #[error("inference failed: {0}")]
     Inference(String),
+}
+
+impl DetectError {
+    /// A load failure on one line (engines' messages can span several).
+    fn load(path: &Path, reason: String) -> DetectError {
+        DetectError::Load {
+            path: path.to_path_buf(),
+            reason: reason.split_whitespace().collect::<Vec<_>>().join(" "),
+        }
+    }
+
+    fn contract(path: &Path, manifest: &ModelManifest, reason: String) -> DetectError {
+        DetectError::Contract {
+            path: path.to_path_buf(),
+            manifest: manifest.origin.clone(),
+            reason,
+        }
+    }
 }
 
 /// Detector settings that do not come from the manifest.
@@ -66,76 +88,131 @@ enum OutputDecoder {
     Yolox(YoloxDecoder),
 }
 
+/// The inference engine chosen by `detector.backend`, ready to build sessions.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Ort(RuntimeInfo),
+    #[cfg(feature = "tract")]
+    Tract,
+}
+
+impl Backend {
+    /// Which engine, for tables and logs: `ort 1.32.0` or `tract 0.23.9`.
+    pub fn short_name(&self) -> String {
+        match self {
+            Backend::Ort(runtime) => format!("ort {}", runtime.version),
+            #[cfg(feature = "tract")]
+            Backend::Tract => format!("tract {}", tract_engine::TRACT_VERSION),
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Backend::Ort(runtime) => write!(
+                f,
+                "ONNX Runtime {} from {} ({})",
+                runtime.version,
+                runtime.path.display(),
+                runtime.origin
+            ),
+            #[cfg(feature = "tract")]
+            Backend::Tract => write!(
+                f,
+                "tract {} (pure Rust, built in)",
+                tract_engine::TRACT_VERSION
+            ),
+        }
+    }
+}
+
+enum Engine {
+    Ort(OrtEngine),
+    #[cfg(feature = "tract")]
+    Tract(TractEngine),
+}
+
+impl Engine {
+    fn input_mut(&mut self) -> Result<&mut [f32], DetectError> {
+        match self {
+            Engine::Ort(e) => e.input_mut(),
+            #[cfg(feature = "tract")]
+            Engine::Tract(e) => e.input_mut(),
+        }
+    }
+
+    fn run(&mut self, consume: &mut dyn FnMut(&[f32])) -> Result<(), DetectError> {
+        match self {
+            Engine::Ort(e) => e.run(consume),
+            #[cfg(feature = "tract")]
+            Engine::Tract(e) => e.run(consume),
+        }
+    }
+}
+
 /// A loaded model, ready to run. Owns its input tensor and preallocated output so steady
 /// state inference allocates nothing on our side.
 pub struct Detector {
     manifest: Arc<ModelManifest>,
     model_path: PathBuf,
     settings: DetectorSettings,
-    session: Session,
-    input: Tensor<f32>,
-    run_options: RunOptions<HasSelectedOutputs>,
+    engine: Engine,
     decoder: OutputDecoder,
     candidates: Vec<Candidate>,
     /// Per channel: value = pixel * mul + add, i.e. (pixel * scale - mean) / std.
     channel_affine: [(f32, f32); 3],
 }
 
-/// Everything needed to build a [`Detector`] from config: manifest, model file and runtime.
+/// Everything needed to build a [`Detector`] from config: manifest, model file and engine.
 pub struct LoadedModel {
     pub manifest: Arc<ModelManifest>,
     pub model_path: PathBuf,
-    pub runtime: RuntimeInfo,
+    pub backend: Backend,
 }
 
-/// Resolves the manifest, finds and verifies the model file, and loads ONNX Runtime.
+/// Resolves the manifest, finds and verifies the model file, and loads ONNX Runtime when
+/// that is the backend.
 pub fn prepare(config: &DetectorConfig, base_dir: &Path) -> anyhow::Result<LoadedModel> {
     let manifest = Arc::new(ModelManifest::resolve(&config.model, base_dir)?);
     let dirs = AssetKind::Models.search_dirs(config.model_dir.as_deref());
     let model_path = assets::locate(&manifest.asset(), AssetKind::Models, &dirs)?;
-    let runtime = runtime::load(config.runtime_library.as_deref())?;
+    let backend = match config.backend {
+        DetectorBackend::Ort => Backend::Ort(runtime::load(config.runtime_library.as_deref())?),
+        #[cfg(feature = "tract")]
+        DetectorBackend::Tract => Backend::Tract,
+        #[cfg(not(feature = "tract"))]
+        DetectorBackend::Tract => anyhow::bail!(
+            "detector.backend = \"tract\", but this gridwatch was built without it: rebuild with `--features tract`"
+        ),
+    };
     Ok(LoadedModel {
         manifest,
         model_path,
-        runtime,
+        backend,
     })
 }
 
 impl Detector {
     pub fn new(
-        runtime: &RuntimeInfo,
+        backend: &Backend,
         manifest: Arc<ModelManifest>,
         model_path: &Path,
         settings: DetectorSettings,
     ) -> Result<Detector, DetectError> {
-        let load_error = |reason: String| DetectError::Load {
-            path: model_path.to_path_buf(),
-            reason: reason.split_whitespace().collect::<Vec<_>>().join(" "),
+        let engine = match backend {
+            Backend::Ort(runtime) => Engine::Ort(OrtEngine::new(
+                runtime,
+                &manifest,
+                model_path,
+                settings.threads,
+            )?),
+            #[cfg(feature = "tract")]
+            Backend::Tract => {
+                Engine::Tract(TractEngine::new(&manifest, model_path, settings.threads)?)
+            }
         };
-        let session = build_session(runtime, model_path, settings.threads).map_err(load_error)?;
-
-        let contract_error = |reason: String| DetectError::Contract {
-            path: model_path.to_path_buf(),
-            manifest: manifest.origin.clone(),
-            reason,
-        };
-        check_contract(&session, &manifest).map_err(contract_error)?;
-
         let spec = &manifest.input;
-        let allocator = Allocator::default();
-        let input = Tensor::<f32>::new(&allocator, spec.shape)
-            .map_err(|e| load_error(format!("allocating the input tensor: {e}")))?;
-        let rows = manifest.output_rows();
-        let cols = manifest.output_cols();
-        let output = Tensor::<f32>::new(&allocator, [1usize, rows, cols])
-            .map_err(|e| load_error(format!("allocating the output tensor: {e}")))?;
-        let run_options = RunOptions::new()
-            .map_err(|e| load_error(e.to_string()))?
-            .with_outputs(
-                OutputSelector::no_default()
-                    .with(manifest.output.name.clone())
-                    .preallocate(manifest.output.name.clone(), output),
-            );
         let decoder = match manifest.output.decoder {
             DecoderKind::Yolox => OutputDecoder::Yolox(YoloxDecoder::new(
                 spec.width(),
@@ -150,9 +227,7 @@ impl Detector {
             manifest,
             model_path: model_path.to_path_buf(),
             settings,
-            session,
-            input,
-            run_options,
+            engine,
             decoder,
             candidates: Vec::with_capacity(1024),
             channel_affine,
@@ -180,38 +255,24 @@ impl Detector {
         let geometry = image
             .geometry
             .ok_or_else(|| DetectError::Inference("input image was never filled".into()))?;
-        self.load_input(image);
-        let outputs = self
-            .session
-            .run_with_options(ort::inputs![&self.input], &self.run_options)
-            .map_err(|e| DetectError::Inference(e.to_string()))?;
-        let output = outputs
-            .get(&self.manifest.output.name)
-            .ok_or_else(|| DetectError::Inference("the model produced no output tensor".into()))?;
-        let (_, values) = output
-            .try_extract_tensor::<f32>()
-            .map_err(|e| DetectError::Inference(e.to_string()))?;
-        match &self.decoder {
-            OutputDecoder::Yolox(decoder) => {
-                decoder.candidates(values, self.settings.confidence, &mut self.candidates)
-            }
-        }
-        drop(outputs);
+        self.load_input(image)?;
+        let (decoder, candidates) = (&self.decoder, &mut self.candidates);
+        let confidence = self.settings.confidence;
+        self.engine.run(&mut |values| match decoder {
+            OutputDecoder::Yolox(decoder) => decoder.candidates(values, confidence, candidates),
+        })?;
         self.finish(geometry, out);
         Ok(())
     }
 
     /// Runs the model on whatever the input tensor holds; for benchmarks of inference alone.
     pub fn infer(&mut self) -> Result<(), DetectError> {
-        self.session
-            .run_with_options(ort::inputs![&self.input], &self.run_options)
-            .map(drop)
-            .map_err(|e| DetectError::Inference(e.to_string()))
+        self.engine.run(&mut |_| {})
     }
 
     /// Converts the 8-bit planes into the f32 tensor: the one pass over the input pixels.
-    fn load_input(&mut self, image: &ModelInput) {
-        let (_, data) = self.input.extract_tensor_mut();
+    fn load_input(&mut self, image: &ModelInput) -> Result<(), DetectError> {
+        let data = self.engine.input_mut()?;
         let plane = image.width * image.height;
         for (c, (dst, src)) in data
             .chunks_exact_mut(plane)
@@ -229,6 +290,7 @@ impl Detector {
                 }
             }
         }
+        Ok(())
     }
 
     /// Maps the candidates to source pixels, suppresses overlaps and emits detections.
@@ -264,89 +326,48 @@ impl Detector {
     }
 }
 
-fn build_session(
-    runtime: &RuntimeInfo,
-    model_path: &Path,
-    threads: usize,
-) -> Result<Session, String> {
-    let text = |e: ort::Error<ort::session::builder::SessionBuilder>| e.to_string();
-    Session::builder(&runtime.environment)
-        .map_err(|e| e.to_string())?
-        .with_optimization_level(GraphOptimizationLevel::All)
-        .map_err(text)?
-        .with_intra_threads(threads)
-        .map_err(text)?
-        .with_inter_threads(1)
-        .map_err(text)?
-        // Spinning threads burn a core while idle; on a box shared by many cameras the CPU
-        // is better spent decoding.
-        .with_intra_op_spinning(false)
-        .map_err(text)?
-        .commit_from_file(model_path)
-        .map_err(|e| e.to_string())
-}
-
-/// Compares the graph's declared input and output with the manifest.
-fn check_contract(session: &Session, manifest: &ModelManifest) -> Result<(), String> {
-    let input_expected: Vec<i64> = manifest.input.shape.iter().map(|&d| d as i64).collect();
-    check_outlet(
-        session.inputs(),
-        "input",
-        &manifest.input.name,
-        &input_expected,
-        "",
-    )?;
-    let output_expected = [
-        1,
-        manifest.output_rows() as i64,
-        manifest.output_cols() as i64,
-    ];
-    let why = format!(
-        "; with {} classes and strides {:?} the manifest implies",
-        manifest.classes.len(),
-        manifest.output.strides
-    );
-    check_outlet(
-        session.outputs(),
-        "output",
-        &manifest.output.name,
-        &output_expected,
-        &why,
-    )
-}
-
-/// Finds the named input or output and checks its shape (dynamic dimensions match anything).
-fn check_outlet(
-    outlets: &[ort::value::Outlet],
+/// Checks an engine's declared input or output shape against the manifest (negative
+/// dimensions are dynamic and match anything). `declared` is None when the model has no
+/// tensor of the manifest's name; `names` are the ones it has.
+fn check_shape(
+    manifest: &ModelManifest,
     kind: &str,
-    name: &str,
-    expected: &[i64],
-    why: &str,
+    declared: Option<Vec<i64>>,
+    names: Vec<String>,
 ) -> Result<(), String> {
-    let outlet = outlets.iter().find(|o| o.name() == name).ok_or_else(|| {
-        let names: Vec<&str> = outlets.iter().map(|o| o.name()).collect();
-        format!(
+    let (name, expected, why) = if kind == "input" {
+        let shape = manifest.input.shape.iter().map(|&d| d as i64).collect();
+        (&manifest.input.name, shape, String::new())
+    } else {
+        let shape = vec![
+            1,
+            manifest.output_rows() as i64,
+            manifest.output_cols() as i64,
+        ];
+        let why = format!(
+            "; with {} classes and strides {:?} the manifest implies",
+            manifest.classes.len(),
+            manifest.output.strides
+        );
+        (&manifest.output.name, shape, why)
+    };
+    let Some(shape) = declared else {
+        return Err(format!(
             "no {kind} named `{name}` (the model has: {})",
             names.join(", ")
-        )
-    })?;
-    let shape: Vec<i64> = outlet
-        .dtype()
-        .tensor_shape()
-        .map(|s| s.iter().copied().collect())
-        .unwrap_or_default();
+        ));
+    };
     let matches =
-        shape.len() == expected.len() && shape.iter().zip(expected).all(|(a, b)| *a < 0 || a == b);
+        shape.len() == expected.len() && shape.iter().zip(&expected).all(|(a, b)| *a < 0 || a == b);
     if matches {
-        Ok(())
-    } else {
-        let says = if why.is_empty() {
-            ", the manifest says"
-        } else {
-            why
-        };
-        Err(format!(
-            "{kind} `{name}` has shape {shape:?}{says} {expected:?}"
-        ))
+        return Ok(());
     }
+    let says = if why.is_empty() {
+        ", the manifest says"
+    } else {
+        &why
+    };
+    Err(format!(
+        "{kind} `{name}` has shape {shape:?}{says} {expected:?}"
+    ))
 }
