@@ -39,6 +39,7 @@ apt_packages=(
   gstreamer1.0-plugins-bad
   python3 python3-venv python3-pip
   ca-certificates
+  systemd procps file
 )
 missing=()
 for pkg in "${apt_packages[@]}"; do
@@ -89,6 +90,13 @@ fi
 if [ ! -d tests/browser/node_modules/playwright-core ]; then
   say "installing playwright-core (npm ci) for the browser test"
   (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# --- 2c. cargo-deb, for the package and its test (cross/build.sh) -------------------------
+cargo_deb_version=3.8.0
+if [ "$(cargo deb --version 2>/dev/null)" != "cargo-deb $cargo_deb_version" ]; then
+  say "installing cargo-deb $cargo_deb_version (crates.io)"
+  cargo install --locked --quiet cargo-deb --version "$cargo_deb_version"
 fi
 
 # --- 3. build ------------------------------------------------------------------------------

@@ -94,6 +94,17 @@ impl AssetKind {
                 dirs.push(beside_checkout);
             }
         }
+        // An installed package or tarball: <prefix>/share/gridwatch/<kind> beside
+        // <prefix>/bin/gridwatch, where the .deb puts the bundled model.
+        if let Some(prefix) = std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent()?.parent().map(Path::to_path_buf))
+        {
+            let installed = prefix.join("share/gridwatch").join(self.subcommand());
+            if !dirs.contains(&installed) {
+                dirs.push(installed);
+            }
+        }
         dirs.push(cache_dir().join(self.subcommand()));
         dirs
     }

@@ -88,7 +88,9 @@ pub fn run(config_path: &std::path::Path, cameras_on: bool) -> anyhow::Result<()
             .context("detector.workers is at least 1")?
             .manifest(),
     );
+    let liveness = Arc::new(crate::watchdog::Liveness::new(detectors.len()));
     let shared = Shared {
+        liveness: Arc::clone(&liveness),
         spec: manifest.input.clone(),
         manifest,
         delivery,
@@ -114,6 +116,8 @@ pub fn run(config_path: &std::path::Path, cameras_on: bool) -> anyhow::Result<()
         data_dir = %config.storage.data_dir.display(),
         "gridwatch running"
     );
+    crate::watchdog::ready(&format!("watching {} camera(s)", cameras.len()));
+    let pinger = crate::watchdog::Pinger::start(liveness);
 
     loop {
         run_inference(
@@ -134,6 +138,10 @@ pub fn run(config_path: &std::path::Path, cameras_on: bool) -> anyhow::Result<()
         }
     }
 
+    crate::watchdog::stopping();
+    if let Some(pinger) = pinger {
+        pinger.stop();
+    }
     tracing::info!("stopping: inputs closed, delivering what is queued");
     for camera in cameras {
         camera.stop();
@@ -158,6 +166,8 @@ pub fn run(config_path: &std::path::Path, cameras_on: bool) -> anyhow::Result<()
 
 /// What every camera shares.
 struct Shared {
+    /// Inference workers' beats, for the systemd watchdog.
+    liveness: Arc<crate::watchdog::Liveness>,
     spec: InputSpec,
     manifest: Arc<crate::model::ModelManifest>,
     delivery: Delivery,
@@ -320,9 +330,10 @@ fn run_inference(
     reload: &AtomicBool,
 ) {
     let workers = detectors.len().min(cameras.len()).max(1);
+    shared.liveness.set_active(workers);
     if workers == 1 {
         if let Some(detector) = detectors.first_mut() {
-            inference_loop(cameras, detector, shared, evidence, reload);
+            inference_loop(0, cameras, detector, shared, evidence, reload);
         }
         return;
     }
@@ -336,7 +347,7 @@ fn run_inference(
             let spawned = std::thread::Builder::new()
                 .name(format!("infer-{index}"))
                 .spawn_scoped(scope, move || {
-                    inference_loop(group, detector, shared, evidence, reload);
+                    inference_loop(index, group, detector, shared, evidence, reload);
                 });
             if let Err(e) = spawned {
                 tracing::error!("cannot start inference worker {index}: {e}");
@@ -346,6 +357,7 @@ fn run_inference(
 }
 
 fn inference_loop(
+    worker: usize,
     cameras: &mut [CameraRunner],
     detector: &mut crate::detect::Detector,
     shared: &Shared,
@@ -363,6 +375,7 @@ fn inference_loop(
         select.recv(receiver);
     }
     loop {
+        shared.liveness.beat(worker);
         if shared.stop.load(Ordering::Relaxed) || reload.load(Ordering::Relaxed) {
             return;
         }

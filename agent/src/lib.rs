@@ -32,6 +32,7 @@ pub mod rules;
 pub mod source;
 pub mod store;
 pub mod track;
+pub mod watchdog;
 pub mod web;
 pub mod zones;
 

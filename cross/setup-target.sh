@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Installs what building for and running a target needs, idempotently (a second run only
+# checks): the gcc cross toolchain, qemu-user, the Rust target, the target's libav
+# libraries (Debian multiarch, or a private sysroot for armv7) and, where a wheel exists,
+# the target's ONNX Runtime library from PyPI.
+#   cross/setup-target.sh aarch64 | armv7 | x86_64
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+. "$root/scripts/env.sh"
+. "$root/cross/targets.sh"
+cross_target "${1:?usage: cross/setup-target.sh aarch64|armv7|x86_64}"
+
+say() { printf '\033[1mcross/%s:\033[0m %s\n' "$CROSS_NAME" "$*" >&2; }
+sudo_cmd=()
+[ "$(id -u)" -ne 0 ] && sudo_cmd=(sudo)
+export DEBIAN_FRONTEND=noninteractive
+
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+
+# `apt-get update` fails as a whole when one index of one architecture is bad (seen: the
+# bookworm-security armhf index). Retry, then go on with what was fetched: the install
+# below says clearly if a package really is missing.
+apt_update() {
+  for attempt in 1 2 3; do
+    "${sudo_cmd[@]}" apt-get update -qq && return 0
+    say "apt-get update failed (attempt $attempt of 3)"
+    sleep $((attempt * 5))
+  done
+  say "warning: apt-get update kept failing; installing from the indexes that were fetched"
+}
+
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do installed "$pkg" || missing+=("$pkg"); done
+  ((${#missing[@]})) || return 0
+  say "installing Debian packages: ${missing[*]}"
+  if ! "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then
+    apt_update
+    "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+# --- toolchain and emulator ---------------------------------------------------------------
+host_packages=(pkg-config clang file)
+[ -n "$GCC_PACKAGE" ] && host_packages+=("$GCC_PACKAGE" qemu-user)
+apt_install "${host_packages[@]}"
+
+if ! rustup target list --installed 2>/dev/null | grep -qx "$RUST_TARGET"; then
+  say "adding the Rust target $RUST_TARGET"
+  rustup target add "$RUST_TARGET"
+fi
+
+# --- the target's libav libraries ---------------------------------------------------------
+if [ "$DEB_ARCH" != amd64 ]; then
+  if [ "$SYSROOT" = / ]; then
+    if ! dpkg --print-foreign-architectures | grep -qx "$DEB_ARCH"; then
+      say "adding the Debian architecture $DEB_ARCH (multiarch)"
+      "${sudo_cmd[@]}" dpkg --add-architecture "$DEB_ARCH"
+      apt_update
+    fi
+    apt_install "${CROSS_LIBAV_DEV_PACKAGES[@]/%/:$DEB_ARCH}"
+  else
+    stamp="$SYSROOT/.gridwatch-sysroot"
+    want="${CROSS_LIBAV_DEV_PACKAGES[*]} libc6-dev"
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+      say "filling the $DEB_ARCH sysroot $SYSROOT from Debian bookworm (apt, private state)"
+      apt_dir="$root/.local/cross/apt-$DEB_ARCH"
+      rm -rf "$SYSROOT" "$apt_dir"
+      mkdir -p "$apt_dir"/{state/lists/partial,cache/archives/partial,etc/preferences.d,etc/apt.conf.d} "$SYSROOT"
+      : >"$apt_dir/status"
+      echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm main" \
+        >"$apt_dir/etc/sources.list"
+      apt_opts=(
+        -o "APT::Architecture=$DEB_ARCH" -o "APT::Architectures=$DEB_ARCH"
+        -o "Dir::Etc=$apt_dir/etc" -o "Dir::Etc::SourceParts=$apt_dir/etc/none"
+        -o "Dir::State=$apt_dir/state" -o "Dir::State::status=$apt_dir/status"
+        -o "Dir::Cache=$apt_dir/cache" -o "Debug::NoLocking=1"
+        -o "APT::Install-Recommends=0"
+      )
+      for attempt in 1 2 3; do
+        apt-get "${apt_opts[@]}" update -qq && break
+        [ "$attempt" = 3 ] && { echo "cross/$CROSS_NAME: cannot fetch the $DEB_ARCH package index" >&2; exit 1; }
+        sleep $((attempt * 5))
+      done
+      # Nothing counts as installed in the private status, so this downloads the whole
+      # closure of the -dev packages, libc included, all from one consistent archive.
+      apt-get "${apt_opts[@]}" install -y -qq --download-only $want >/dev/null
+      for deb in "$apt_dir"/cache/archives/*.deb; do dpkg-deb -x "$deb" "$SYSROOT"; done
+      # Debian's .so symlinks are absolute (/lib/...); inside a sysroot they must point
+      # into it, or the linker follows them to the host's libraries.
+      find "$SYSROOT" -type l -lname '/*' | while read -r link; do
+        ln -sfn "$SYSROOT$(readlink "$link")" "$link"
+      done
+      rm -rf "$apt_dir/cache/archives"/*.deb
+      echo "$want" >"$stamp"
+    else
+      say "sysroot present ($SYSROOT)"
+    fi
+  fi
+fi
+
+# --- ONNX Runtime for the target ----------------------------------------------------------
+if [ -n "$ORT_PLATFORM" ] && [ "$DEB_ARCH" != amd64 ]; then
+  ort_dir="$root/.local/cross/onnxruntime-$CROSS_NAME"
+  if ! ls "$ort_dir"/libonnxruntime.so.* >/dev/null 2>&1; then
+    say "fetching the onnxruntime $ORT_WHEEL_VERSION wheel for $ORT_PLATFORM from PyPI"
+    wheels="$root/.local/cross/wheels"
+    mkdir -p "$wheels" "$ort_dir"
+    # manylinux_2_28 exactly: manylinux2014 silently picks an old wheel without the library.
+    python3 -m pip download -q --no-deps --only-binary=:all: --platform "$ORT_PLATFORM" \
+      "onnxruntime==$ORT_WHEEL_VERSION" -d "$wheels"
+    wheel=$(ls "$wheels"/onnxruntime-"$ORT_WHEEL_VERSION"-*"${ORT_PLATFORM#manylinux_2_28_}".whl | head -n1)
+    python3 - "$wheel" "$ort_dir" <<'PY'
+import sys, zipfile, os
+wheel, dest = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(wheel) as z:
+    names = [n for n in z.namelist() if "/capi/libonnxruntime.so" in n]
+    if not names:
+        sys.exit(f"{wheel} holds no libonnxruntime.so")
+    for n in names:
+        with z.open(n) as src, open(os.path.join(dest, os.path.basename(n)), "wb") as dst:
+            dst.write(src.read())
+PY
+  fi
+  lib=$(ls "$ort_dir"/libonnxruntime.so.* | head -n1)
+  ln -sfn "$(basename "$lib")" "$ort_dir/libonnxruntime.so"
+  say "ONNX Runtime for $CROSS_NAME: $lib"
+fi
+say "ready to build $RUST_TARGET"
