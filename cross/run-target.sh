@@ -8,6 +8,11 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/targets.sh"
 cross_target "${1:?usage: cross/run-target.sh TARGET PROGRAM [ARGS...]}" >/dev/null
 shift
+# The target's own ONNX Runtime (from its wheel, cross/setup-target.sh), unless one is set.
+ort_dir="$(cd "$here/.." && pwd)/.local/cross/onnxruntime-$CROSS_NAME"
+if [ -z "${ORT_DYLIB_PATH:-}" ] && [ -e "$ort_dir/libonnxruntime.so" ]; then
+  export ORT_DYLIB_PATH="$ort_dir/libonnxruntime.so"
+fi
 case "$CROSS_NAME" in
   aarch64)
     # Multiarch: the target's loader and libraries are at their usual paths, so no -L (with

@@ -97,6 +97,23 @@ pub fn gridwatch() -> Command {
     cmd
 }
 
+/// The same command (arguments, environment, directory) with another program, e.g. a
+/// wrapper running a cross-compiled gridwatch under qemu.
+pub fn with_program(command: &mut Command, program: &Path) -> Command {
+    let mut other = Command::new(program);
+    other.args(command.get_args());
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(v) => other.env(key, v),
+            None => other.env_remove(key),
+        };
+    }
+    if let Some(dir) = command.get_current_dir() {
+        other.current_dir(dir);
+    }
+    other
+}
+
 /// `gridwatch replay --config C --input I --no-progress --out O [extra...]`, not yet run.
 pub fn replay_command(config: &Path, input: &Path, out: &Path, extra: &[&str]) -> Command {
     let mut cmd = gridwatch();
@@ -232,4 +249,56 @@ pub fn schema_errors(event: &serde_json::Value) -> Vec<String> {
         .iter_errors(&event)
         .map(|e| format!("{} at {}", e, e.instance_path()))
         .collect()
+}
+
+/// (class id, score, box) of one detection.
+pub type Det = (u64, f64, Vec<f64>);
+
+pub fn detections_of(list: &serde_json::Value) -> Vec<Det> {
+    list.as_array()
+        .expect("detections array")
+        .iter()
+        .map(|d| {
+            (
+                d["class_id"].as_u64().expect("class_id"),
+                d["score"].as_f64().expect("score"),
+                json_box(&d["box"]),
+            )
+        })
+        .collect()
+}
+
+/// Matches each reference detection to the best unused Rust detection of the same class and
+/// checks parity's tolerances (IoU >= 0.99, |score difference| <= 1e-3). Returns a description of the first mismatch.
+pub fn compare_detections(context: &str, reference: &[Det], ours: &[Det]) -> Result<(), String> {
+    if reference.len() != ours.len() {
+        return Err(format!(
+            "{context}: reference has {} detections, gridwatch {}:\n  ref {reference:?}\n  ours {ours:?}",
+            reference.len(),
+            ours.len()
+        ));
+    }
+    let mut used = vec![false; ours.len()];
+    for (class, score, bbox) in reference {
+        let best = ours
+            .iter()
+            .enumerate()
+            .filter(|(i, d)| !used[*i] && d.0 == *class)
+            .map(|(i, d)| (i, iou(bbox, &d.2)))
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        let Some((i, overlap)) = best else {
+            return Err(format!(
+                "{context}: class {class} missing from gridwatch: {ours:?}"
+            ));
+        };
+        used[i] = true;
+        let score_diff = (ours[i].1 - score).abs();
+        if overlap < 0.99 || score_diff > 1e-3 {
+            return Err(format!(
+                "{context}: class {class}: IoU {overlap:.4}, score {score:.4} vs {:.4}",
+                ours[i].1
+            ));
+        }
+    }
+    Ok(())
 }

@@ -203,8 +203,6 @@ pub fn run(scenario: &Scenario, out_dir: &Path) -> Outcome {
 
 /// As [`run`], with `camera_keys` (TOML) added to the scenario's camera, e.g. motion gating.
 pub fn run_with(scenario: &Scenario, out_dir: &Path, camera_keys: &str) -> Outcome {
-    let clip = clip(scenario);
-    let out = out_dir.join(format!("{}.jsonl", scenario.name));
     let mut config = scenario.dir.join("config.toml");
     if !camera_keys.is_empty() {
         let text = std::fs::read_to_string(&config).expect("scenario config");
@@ -213,12 +211,22 @@ pub fn run_with(scenario: &Scenario, out_dir: &Path, camera_keys: &str) -> Outco
         config = out_dir.join(format!("{}-variant.toml", scenario.name));
         std::fs::write(&config, varied).expect("write the variant config");
     }
-    let replay = run_ok(&mut replay_command(
-        &config,
+    run_on(scenario, out_dir, &config, &crate::gridwatch_bin())
+}
+
+/// Replays the scenario with `config` through `program` (a gridwatch binary, or a wrapper
+/// that runs another architecture's build under qemu) and matches its incidents.
+pub fn run_on(scenario: &Scenario, out_dir: &Path, config: &Path, program: &Path) -> Outcome {
+    let clip = clip(scenario);
+    let out = out_dir.join(format!("{}.jsonl", scenario.name));
+    let mut command = replay_command(
+        config,
         &clip,
         &out,
         &["--start-time", &scenario.start_time, "--summary-json"],
-    ));
+    );
+    let mut command = crate::with_program(&mut command, program);
+    let replay = run_ok(&mut command);
     let summary: Value = replay
         .stderr()
         .lines()

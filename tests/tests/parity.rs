@@ -9,58 +9,6 @@ use std::process::Command;
 use gridwatch_e2e::*;
 use serde_json::Value;
 
-/// (class id, score, box) of one detection.
-type Det = (u64, f64, Vec<f64>);
-
-fn dets(list: &Value) -> Vec<Det> {
-    list.as_array()
-        .expect("detections array")
-        .iter()
-        .map(|d| {
-            (
-                d["class_id"].as_u64().expect("class_id"),
-                d["score"].as_f64().expect("score"),
-                json_box(&d["box"]),
-            )
-        })
-        .collect()
-}
-
-/// Matches each reference detection to the best unused Rust detection of the same class and
-/// checks the tolerances. Returns a description of the first mismatch.
-fn compare(context: &str, reference: &[Det], ours: &[Det]) -> Result<(), String> {
-    if reference.len() != ours.len() {
-        return Err(format!(
-            "{context}: reference has {} detections, gridwatch {}:\n  ref {reference:?}\n  ours {ours:?}",
-            reference.len(),
-            ours.len()
-        ));
-    }
-    let mut used = vec![false; ours.len()];
-    for (class, score, bbox) in reference {
-        let best = ours
-            .iter()
-            .enumerate()
-            .filter(|(i, d)| !used[*i] && d.0 == *class)
-            .map(|(i, d)| (i, iou(bbox, &d.2)))
-            .max_by(|a, b| a.1.total_cmp(&b.1));
-        let Some((i, overlap)) = best else {
-            return Err(format!(
-                "{context}: class {class} missing from gridwatch: {ours:?}"
-            ));
-        };
-        used[i] = true;
-        let score_diff = (ours[i].1 - score).abs();
-        if overlap < 0.99 || score_diff > 1e-3 {
-            return Err(format!(
-                "{context}: class {class}: IoU {overlap:.4}, score {score:.4} vs {:.4}",
-                ours[i].1
-            ));
-        }
-    }
-    Ok(())
-}
-
 fn reference(args: &[&str]) -> Value {
     let mut cmd = Command::new(python());
     cmd.arg(repo_root().join("tests/reference/yolox_reference.py"))
@@ -87,10 +35,10 @@ fn dog_jpg_matches_the_reference(backend: &str) {
         "{backend}: dog, bicycle and car: {ours}"
     );
     let reference = reference(&["--input", image.to_str().unwrap()]);
-    compare(
+    compare_detections(
         &format!("dog.jpg with {backend}"),
-        &dets(&reference[0]["detections"]),
-        &dets(&ours["detections"]),
+        &detections_of(&reference[0]["detections"]),
+        &detections_of(&ours["detections"]),
     )
     .unwrap();
 }
@@ -113,9 +61,9 @@ fn dog_jpg_agrees_with_yolox_demo_preprocessing() {
     let image = media("dog.jpg");
     let ours = run_ok(gridwatch().arg("detect").arg(&image));
     let ours: Value = serde_json::from_str(&ours.stdout()).unwrap();
-    let ours = dets(&ours["detections"]);
+    let ours = detections_of(&ours["detections"]);
     let demo = reference(&["--input", image.to_str().unwrap(), "--resize", "cv2"]);
-    let demo = dets(&demo[0]["detections"]);
+    let demo = detections_of(&demo[0]["detections"]);
     let confident: Vec<&Det> = demo.iter().filter(|d| d.1 >= 0.5).collect();
     assert_eq!(
         confident.len(),
@@ -167,11 +115,11 @@ fn car_detection_mp4_matches_the_reference_frame_by_frame(backend: &str) {
     let mut failures = Vec::new();
     for (r, o) in reference.iter().zip(&ours) {
         let context = format!("frame {} (pts {})", r["frame"], o["pts"]);
-        let r = dets(&r["detections"]);
+        let r = detections_of(&r["detections"]);
         if !r.is_empty() {
             with_detections += 1;
         }
-        if let Err(e) = compare(&context, &r, &dets(&o["detections"])) {
+        if let Err(e) = compare_detections(&context, &r, &detections_of(&o["detections"])) {
             failures.push(e);
         }
     }

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Tests a cross build under qemu-user on this host:
+#   1. the agent's unit tests, compiled for the target and run under qemu (cargo's runner);
+#   2. the target's gridwatch against the native build (tests/tests/cross_target.rs): the
+#      same detections on dog.jpg, and the same incidents on scenario replays.
+#   cross/test.sh aarch64 | armv7
+# Environment: GRIDWATCH_CROSS_SCENARIOS (comma-separated, or `all`; default camera_offline)
+# and GRIDWATCH_CROSS_DETECT_FPS (default 0.5): emulated inference takes seconds, so CI
+# replays one scenario; cross/README.md gives the full-suite run and its result.
+# Needs the native test build (scripts/test.sh builds it).
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+name=${1:?usage: cross/test.sh aarch64|armv7}
+"$root/cross/setup-target.sh" "$name"
+. "$root/scripts/env.sh"
+. "$root/cross/targets.sh"
+cross_target "$name"
+say() { printf '\033[1mcross/%s:\033[0m %s\n' "$CROSS_NAME" "$*" >&2; }
+
+features=()
+[ -n "$FEATURES" ] && features=(--features "$FEATURES")
+say "unit tests of the $RUST_TARGET build, under $QEMU"
+CARGO_TARGET_DIR="$CROSS_TARGET_DIR" cargo test --locked --target "$RUST_TARGET" \
+  -p gridwatch --lib "${features[@]}"
+say "building the $RUST_TARGET binary"
+CARGO_TARGET_DIR="$CROSS_TARGET_DIR" cargo build --locked --target "$RUST_TARGET" \
+  -p gridwatch "${features[@]}"
+
+say "the $RUST_TARGET build against the native one, under $QEMU"
+GRIDWATCH_CROSS_TARGET="$CROSS_NAME" \
+GRIDWATCH_CROSS_BIN="$CROSS_TARGET_DIR/$RUST_TARGET/debug/gridwatch" \
+  cargo test --locked -p gridwatch-e2e --test cross_target -- --ignored --nocapture --test-threads 1
+say "passed"
