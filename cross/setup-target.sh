@@ -46,7 +46,10 @@ host_packages=(pkg-config clang file)
 [ -n "$GCC_PACKAGE" ] && host_packages+=("$GCC_PACKAGE" qemu-user)
 apt_install "${host_packages[@]}"
 
-if ! rustup target list --installed 2>/dev/null | grep -qx "$RUST_TARGET"; then
+# In a cross-rs image (GRIDWATCH_CROSS_IMAGE) cross mounts the host's Rust toolchain and
+# the package step runs outside, so only the C side is set up there.
+image=${GRIDWATCH_CROSS_IMAGE:-}
+if [ -z "$image" ] && ! rustup target list --installed 2>/dev/null | grep -qx "$RUST_TARGET"; then
   say "adding the Rust target $RUST_TARGET"
   rustup target add "$RUST_TARGET"
 fi
@@ -101,7 +104,7 @@ if [ "$DEB_ARCH" != amd64 ]; then
 fi
 
 # --- ONNX Runtime for the target ----------------------------------------------------------
-if [ -n "$ORT_PLATFORM" ] && [ "$DEB_ARCH" != amd64 ]; then
+if [ -z "$image" ] && [ -n "$ORT_PLATFORM" ] && [ "$DEB_ARCH" != amd64 ]; then
   ort_dir="$root/.local/cross/onnxruntime-$CROSS_NAME"
   if ! ls "$ort_dir"/libonnxruntime.so.* >/dev/null 2>&1; then
     say "fetching the onnxruntime $ORT_WHEEL_VERSION wheel for $ORT_PLATFORM from PyPI"

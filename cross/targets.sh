@@ -19,7 +19,8 @@ CROSS_LIBAV_DEV_PACKAGES=(libavcodec-dev libavformat-dev libavutil-dev libswscal
 
 cross_target() {
   local root
-  root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  # CROSS_ROOT: where the checkout is inside a cross-rs image (cross/docker/*.Dockerfile).
+  root=${CROSS_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
   case "$1" in
     aarch64 | arm64 | aarch64-unknown-linux-gnu)
       CROSS_NAME=aarch64

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # README's second command, and what CI runs (.ci/run): set everything up, then run every
 # test (unit, end-to-end against real FFmpeg, ONNX Runtime and the real model, the Python
-# parity reference), plus the formatting and lint gates.
+# parity reference, the package), the aarch64 cross build's tests under qemu, plus the
+# formatting and lint gates. The armv7 tests: scripts/test-armv7.sh.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -14,4 +15,6 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -q -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
+echo "== aarch64: cross build, unit tests and comparison with x86_64 under qemu"
+"$root/cross/test.sh" aarch64
 echo "== all tests passed"

@@ -78,8 +78,9 @@ fn target_build_detects_what_the_native_build_detects() {
 
 /// The scenario's config with its camera's detection rate set to `fps`.
 fn at_rate(scenario: &str, fps: f64, dir: &Path) -> PathBuf {
-    let text = std::fs::read_to_string(scenario::scenarios_dir().join(scenario).join("config.toml"))
-        .unwrap();
+    let text =
+        std::fs::read_to_string(scenario::scenarios_dir().join(scenario).join("config.toml"))
+            .unwrap();
     let without: Vec<&str> = text
         .lines()
         .filter(|l| !l.trim_start().starts_with("detect_fps"))
@@ -129,11 +130,18 @@ fn target_build_replays_scenarios_with_the_native_incidents() {
     println!("|---|---|---|---|---|---|");
     for name in &names {
         let s = scenario::load(name);
-        let backend = format!("[detector]\nbackend = \"{}\"\nthreads = 2\n", target.backend);
+        let backend = format!(
+            "[detector]\nbackend = \"{}\"\nthreads = 2\n",
+            target.backend
+        );
         let config = at_rate(name, fps, dir.path());
         let text = std::fs::read_to_string(&config).unwrap();
         let at = text.find("[[cameras]]").unwrap();
-        std::fs::write(&config, format!("{}{backend}\n{}", &text[..at], &text[at..])).unwrap();
+        std::fs::write(
+            &config,
+            format!("{}{backend}\n{}", &text[..at], &text[at..]),
+        )
+        .unwrap();
         let run = |program: &Path, label: &str| -> Outcome {
             let out = dir.path().join(label);
             std::fs::create_dir_all(&out).unwrap();

@@ -312,3 +312,75 @@ fn daemon_tells_systemd_it_is_ready_pings_the_watchdog_and_says_it_stops() {
         "{seen:?}"
     );
 }
+
+/// `KEY="VALUE"` pairs of a Dockerfile's ENV instructions (with line continuations).
+fn dockerfile_env(text: &str) -> Vec<(String, String)> {
+    let joined = text.replace("\\\n", " ");
+    let mut out = Vec::new();
+    for line in joined.lines().filter(|l| l.starts_with("ENV ")) {
+        let mut rest = &line[4..];
+        while let Some(eq) = rest.find('=') {
+            let key = rest[..eq].trim().to_string();
+            let after = &rest[eq + 1..];
+            let (value, tail) = match after.strip_prefix('"') {
+                Some(quoted) => {
+                    let end = quoted.find('"').expect("closing quote");
+                    (&quoted[..end], &quoted[end + 1..])
+                }
+                None => after.split_once(' ').unwrap_or((after, "")),
+            };
+            out.push((key, value.to_string()));
+            rest = tail;
+        }
+    }
+    out
+}
+
+#[test]
+fn cross_rs_images_match_the_docker_free_recipe() {
+    for target in ["aarch64", "armv7"] {
+        let dockerfile = repo_root().join(format!("cross/docker/{target}.Dockerfile"));
+        let text = std::fs::read_to_string(&dockerfile).unwrap();
+        assert!(
+            text.contains(&format!("cross/setup-target.sh {target}")),
+            "{target}: the image runs the same setup script"
+        );
+        // What cross/targets.sh exports for the target, with the checkout where the image
+        // copies it.
+        let exported = run_ok(
+            Command::new("bash")
+                .env_clear()
+                .env("PATH", "/usr/bin:/bin")
+                .env("CROSS_ROOT", "/opt/gridwatch")
+                .current_dir(repo_root())
+                .arg("-c")
+                .arg(format!(
+                    ". cross/targets.sh && cross_target {target} && env"
+                )),
+        )
+        .stdout();
+        let exported: Vec<(String, String)> = exported
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .filter(|(k, _)| {
+                ["CARGO_TARGET_", "PKG_CONFIG_", "BINDGEN_", "CROSS_"]
+                    .iter()
+                    .any(|p| k.starts_with(p))
+                    && *k != "CROSS_ROOT"
+            })
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert!(exported.len() >= 4, "{target}: {exported:?}");
+        let mut in_image = dockerfile_env(&text);
+        in_image.retain(|(k, _)| k != "GRIDWATCH_CROSS_IMAGE");
+        let mut exported_sorted = exported.clone();
+        exported_sorted.sort();
+        in_image.sort();
+        assert_eq!(
+            in_image,
+            exported_sorted,
+            "{target}: {} is out of step with cross/targets.sh",
+            dockerfile.display()
+        );
+    }
+}
