@@ -384,3 +384,32 @@ fn cross_rs_images_match_the_docker_free_recipe() {
         );
     }
 }
+
+#[test]
+fn packaged_config_and_its_commented_examples_are_valid() {
+    let text = std::fs::read_to_string(repo_root().join("cross/package/config.toml"))
+        .unwrap()
+        .replace("@BACKEND@", "ort");
+    let dir = tempfile::tempdir().unwrap();
+    // Uncomment the examples (camera, zone, rule; MQTT stays off: it needs files), keep
+    // the storage on a scratch directory.
+    let mut in_camera = false;
+    let mut lines = Vec::new();
+    for line in text.lines() {
+        if line.starts_with("# [[cameras]]") {
+            in_camera = true;
+        }
+        let line = if in_camera {
+            line.strip_prefix("# ").unwrap_or(line.strip_prefix('#').unwrap_or(line))
+        } else {
+            line
+        };
+        lines.push(line.replace("/var/lib/gridwatch", &dir.path().display().to_string()));
+    }
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, lines.join("\n")).unwrap();
+    let check = run_ok(gridwatch().arg("check").arg("--config").arg(&config));
+    let out = check.stdout();
+    assert!(out.contains("camera      gate-east"), "{out}");
+    assert!(out.contains("rtsp://***@192.168.1.64"), "credentials hidden: {out}");
+}

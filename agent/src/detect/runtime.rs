@@ -71,10 +71,11 @@ fn candidates(configured: Option<&Path>) -> Vec<(PathBuf, RuntimeOrigin)> {
         ));
     }
     if let Some(root) = checkout_root() {
-        out.push((
-            root.join(".local/lib").join(LIBRARY_NAME),
-            RuntimeOrigin::ProjectLocal,
-        ));
+        let local = root.join(".local/lib").join(LIBRARY_NAME);
+        // Usually the same file as $GRIDWATCH_LOCAL's: one attempt, one line in the error.
+        if !out.iter().any(|(p, _)| *p == local) {
+            out.push((local, RuntimeOrigin::ProjectLocal));
+        }
     }
     if let Some(dir) = std::env::current_exe()
         .ok()
