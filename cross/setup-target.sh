@@ -100,6 +100,17 @@ if [ "$DEB_ARCH" != amd64 ]; then
     else
       say "sysroot present ($SYSROOT)"
     fi
+    # ffmpeg-sys-next compiles and runs a version check with the *host* compiler and the
+    # target's include paths. The multiarch include directory also holds the target's libc
+    # headers, which the host compiler must not see (on armhf they want stubs-hard.h
+    # without the ARM ABI defines), so the .pc files point at a directory with only libav.
+    libav_include="$SYSROOT/usr/include/gridwatch-libav"
+    mkdir -p "$libav_include"
+    for dir in "$SYSROOT/usr/include/$GNU_TRIPLE"/lib{av,sw}*; do
+      ln -sfn "../$GNU_TRIPLE/$(basename "$dir")" "$libav_include/$(basename "$dir")"
+    done
+    sed -i "s|^includedir=\(.*\)/include/$GNU_TRIPLE\$|includedir=\1/include/gridwatch-libav|" \
+      "$SYSROOT/usr/lib/$GNU_TRIPLE/pkgconfig"/lib{av,sw}*.pc
   fi
 fi
 

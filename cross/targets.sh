@@ -87,7 +87,10 @@ cross_target() {
     export "PKG_CONFIG_LIBDIR_${RUST_TARGET//-/_}=$SYSROOT/usr/lib/$GNU_TRIPLE/pkgconfig:$SYSROOT/usr/share/pkgconfig"
     export "PKG_CONFIG_SYSROOT_DIR_${RUST_TARGET//-/_}=$SYSROOT"
     # bindgen's clang reads the sysroot's libc and libav headers.
-    export "BINDGEN_EXTRA_CLANG_ARGS_${RUST_TARGET//-/_}=--sysroot=$SYSROOT -I$SYSROOT/usr/include/$GNU_TRIPLE"
+    # The second flag: ffmpeg-sys-next's Vulkan stub asserts the 64-bit size of a struct
+    # with a pointer in it, which fails on 32-bit ARM; bindgen lays the struct out for the
+    # target either way.
+    export "BINDGEN_EXTRA_CLANG_ARGS_${RUST_TARGET//-/_}=--sysroot=$SYSROOT -D_Static_assert(c,m)= -I$SYSROOT/usr/include/$GNU_TRIPLE"
     export CROSS_SYSROOT="$SYSROOT" CROSS_GNU_TRIPLE="$GNU_TRIPLE"
   fi
 }

@@ -379,7 +379,7 @@ fn cross_rs_images_match_the_docker_free_recipe() {
         assert_eq!(
             in_image,
             exported_sorted,
-            "{target}: {} is out of step with cross/targets.sh",
+            "{target}: {} is out of step with cross/targets.sh: run cross/docker/generate.sh",
             dockerfile.display()
         );
     }
