@@ -7,7 +7,6 @@
 # Environment: GRIDWATCH_CROSS_SCENARIOS (comma-separated, or `all`; default camera_offline)
 # and GRIDWATCH_CROSS_DETECT_FPS (default 0.5): emulated inference takes seconds, so CI
 # replays one scenario; cross/README.md gives the full-suite run and its result.
-# Needs the native test build (scripts/test.sh builds it).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -27,6 +26,8 @@ say "building the $RUST_TARGET binary"
 CARGO_TARGET_DIR="$CROSS_TARGET_DIR" cargo build --locked --target "$RUST_TARGET" \
   -p gridwatch "${features[@]}"
 
+say "the native build to compare with (the workspace's, with both inference backends)"
+cargo build --locked --workspace
 say "the $RUST_TARGET build against the native one, under $QEMU"
 GRIDWATCH_CROSS_TARGET="$CROSS_NAME" \
 GRIDWATCH_CROSS_BIN="$CROSS_TARGET_DIR/$RUST_TARGET/debug/gridwatch" \
