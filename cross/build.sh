@@ -27,10 +27,7 @@ case "$profile" in release) profile_dir=release ;; dev) profile_dir=debug ;; *) 
 . "$root/scripts/env.sh"
 . "$root/cross/targets.sh"
 cross_target "$name"
-say() { printf '\033[1mcross/%s:\033[0m %s\n' "$CROSS_NAME" "$*" >&2; }
 
-features=()
-[ -n "$FEATURES" ] && features=(--features "$FEATURES")
 if [ -n "$GCC_PACKAGE" ]; then
   export CARGO_TARGET_DIR="$CROSS_TARGET_DIR"
   target_args=(--target "$RUST_TARGET")
@@ -41,11 +38,11 @@ else
   bin="$root/target/$profile_dir/gridwatch"
 fi
 if [ "$build" = yes ]; then
-  say "building gridwatch for $RUST_TARGET ($profile${FEATURES:+, features $FEATURES})"
-  cargo build --locked -p gridwatch --profile "$profile" "${target_args[@]}" "${features[@]}"
+  cross_say "building gridwatch for $RUST_TARGET ($profile${FEATURES:+, features $FEATURES})"
+  cargo build --locked -p gridwatch --profile "$profile" "${target_args[@]}" "${FEATURE_ARGS[@]}"
 fi
 [ -x "$bin" ] || { echo "cross/$CROSS_NAME: $bin is not built" >&2; exit 1; }
-say "built $bin: $(file -b "$bin" | cut -d, -f1-2)"
+cross_say "built $bin: $(file -b "$bin" | cut -d, -f1-2)"
 [ "$package" = yes ] || exit 0
 
 # --- stage what the package carries beside the binary -------------------------------------
@@ -70,9 +67,9 @@ model_file=$(sed -n 's/^file = "\(.*\)"/\1/p' "$root/models/yolox_nano.toml" | h
 model="$GRIDWATCH_MODEL_DIR/$model_file"
 if [ -f "$model" ] && grep -q "$(sha256sum "$model" | cut -d' ' -f1)" "$root/models/yolox_nano.toml"; then
   cp "$model" "$stage/models/"
-  say "bundling the verified model $model"
+  cross_say "bundling the verified model $model"
 else
-  say "no verified local model file: the package fetches it at first start"
+  cross_say "no verified local model file: the package fetches it at first start"
 fi
 sed "s/@BACKEND@/$BACKEND/" "$root/cross/package/config.toml" >"$stage/config.toml"
 
@@ -80,12 +77,12 @@ dist="${GRIDWATCH_DIST:-$root/dist}"
 mkdir -p "$dist"
 variant=()
 [ "$BACKEND" = tract ] && variant=(--variant tract)
-say "packaging the .deb"
+cross_say "packaging the .deb"
 cargo deb -p gridwatch --no-build --profile "$profile" "${target_args[@]}" "${variant[@]}" \
   --output "$dist/" --quiet
 deb=$(ls -t "$dist"/gridwatch*_"$DEB_ARCH".deb | head -n1)
 
-say "packaging the tarball"
+cross_say "packaging the tarball"
 tar_root="gridwatch-$version-$CROSS_NAME"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -99,5 +96,5 @@ cp "$root/cross/package/gridwatch.service" "$tmp/$tar_root/share/doc/gridwatch/"
 cp "$root/README.md" "$root/docs/deploy.md" "$tmp/$tar_root/share/doc/gridwatch/"
 tarball="$dist/$tar_root.tar.gz"
 tar -C "$tmp" -czf "$tarball" "$tar_root"
-say "done: $deb"
-say "      $tarball"
+cross_say "done: $deb"
+cross_say "      $tarball"

@@ -11,7 +11,6 @@ cd "$root"
 . "$root/cross/targets.sh"
 cross_target "${1:?usage: cross/setup-target.sh aarch64|armv7|x86_64}"
 
-say() { printf '\033[1mcross/%s:\033[0m %s\n' "$CROSS_NAME" "$*" >&2; }
 sudo_cmd=()
 [ "$(id -u)" -ne 0 ] && sudo_cmd=(sudo)
 export DEBIAN_FRONTEND=noninteractive
@@ -24,17 +23,17 @@ installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install o
 apt_update() {
   for attempt in 1 2 3; do
     "${sudo_cmd[@]}" apt-get update -qq && return 0
-    say "apt-get update failed (attempt $attempt of 3)"
+    cross_say "apt-get update failed (attempt $attempt of 3)"
     sleep $((attempt * 5))
   done
-  say "warning: apt-get update kept failing; installing from the indexes that were fetched"
+  cross_say "warning: apt-get update kept failing; installing from the indexes that were fetched"
 }
 
 apt_install() {
   local missing=()
   for pkg in "$@"; do installed "$pkg" || missing+=("$pkg"); done
   ((${#missing[@]})) || return 0
-  say "installing Debian packages: ${missing[*]}"
+  cross_say "installing Debian packages: ${missing[*]}"
   if ! "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then
     apt_update
     "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
@@ -50,7 +49,7 @@ apt_install "${host_packages[@]}"
 # the package step runs outside, so only the C side is set up there.
 image=${GRIDWATCH_CROSS_IMAGE:-}
 if [ -z "$image" ] && ! rustup target list --installed 2>/dev/null | grep -qx "$RUST_TARGET"; then
-  say "adding the Rust target $RUST_TARGET"
+  cross_say "adding the Rust target $RUST_TARGET"
   rustup target add "$RUST_TARGET"
 fi
 
@@ -58,7 +57,7 @@ fi
 if [ "$DEB_ARCH" != amd64 ]; then
   if [ "$SYSROOT" = / ]; then
     if ! dpkg --print-foreign-architectures | grep -qx "$DEB_ARCH"; then
-      say "adding the Debian architecture $DEB_ARCH (multiarch)"
+      cross_say "adding the Debian architecture $DEB_ARCH (multiarch)"
       "${sudo_cmd[@]}" dpkg --add-architecture "$DEB_ARCH"
       apt_update
     fi
@@ -67,7 +66,7 @@ if [ "$DEB_ARCH" != amd64 ]; then
     stamp="$SYSROOT/.gridwatch-sysroot"
     want="${CROSS_LIBAV_DEV_PACKAGES[*]} libc6-dev"
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-      say "filling the $DEB_ARCH sysroot $SYSROOT from Debian bookworm (apt, private state)"
+      cross_say "filling the $DEB_ARCH sysroot $SYSROOT from Debian bookworm (apt, private state)"
       apt_dir="$root/.local/cross/apt-$DEB_ARCH"
       rm -rf "$SYSROOT" "$apt_dir"
       mkdir -p "$apt_dir"/{state/lists/partial,cache/archives/partial,etc/preferences.d,etc/apt.conf.d} "$SYSROOT"
@@ -98,7 +97,7 @@ if [ "$DEB_ARCH" != amd64 ]; then
       rm -rf "$apt_dir/cache/archives"/*.deb
       echo "$want" >"$stamp"
     else
-      say "sysroot present ($SYSROOT)"
+      cross_say "sysroot present ($SYSROOT)"
     fi
     # ffmpeg-sys-next compiles and runs a version check with the *host* compiler and the
     # target's include paths. The multiarch include directory also holds the target's libc
@@ -118,7 +117,7 @@ fi
 if [ -z "$image" ] && [ -n "$ORT_PLATFORM" ] && [ "$DEB_ARCH" != amd64 ]; then
   ort_dir="$root/.local/cross/onnxruntime-$CROSS_NAME"
   if ! ls "$ort_dir"/libonnxruntime.so.* >/dev/null 2>&1; then
-    say "fetching the onnxruntime $ORT_WHEEL_VERSION wheel for $ORT_PLATFORM from PyPI"
+    cross_say "fetching the onnxruntime $ORT_WHEEL_VERSION wheel for $ORT_PLATFORM from PyPI"
     wheels="$root/.local/cross/wheels"
     mkdir -p "$wheels" "$ort_dir"
     # manylinux_2_28 exactly: manylinux2014 silently picks an old wheel without the library.
@@ -139,6 +138,6 @@ PY
   fi
   lib=$(ls "$ort_dir"/libonnxruntime.so.* | head -n1)
   ln -sfn "$(basename "$lib")" "$ort_dir/libonnxruntime.so"
-  say "ONNX Runtime for $CROSS_NAME: $lib"
+  cross_say "ONNX Runtime for $CROSS_NAME: $lib"
 fi
-say "ready to build $RUST_TARGET"
+cross_say "ready to build $RUST_TARGET"

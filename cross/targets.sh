@@ -17,6 +17,9 @@
 # The libav -dev packages ffmpeg-next binds (its features: codec, format, software-scaling).
 CROSS_LIBAV_DEV_PACKAGES=(libavcodec-dev libavformat-dev libavutil-dev libswscale-dev)
 
+# A progress line on stderr, named for the target: `cross/aarch64: ...`.
+cross_say() { printf '\033[1mcross/%s:\033[0m %s\n' "$CROSS_NAME" "$*" >&2; }
+
 cross_target() {
   local root
   # CROSS_ROOT: where the checkout is inside a cross-rs image (cross/docker/*.Dockerfile).
@@ -68,6 +71,9 @@ cross_target() {
       return 2
       ;;
   esac
+  # cargo's --features arguments for the target (an array: empty when there are none).
+  FEATURE_ARGS=()
+  [ -n "$FEATURES" ] && FEATURE_ARGS=(--features "$FEATURES")
   # One target directory per target, reused between runs (CI caches nothing else).
   CROSS_TARGET_DIR="$root/target/cross-$CROSS_NAME"
   local upper=${RUST_TARGET//-/_}

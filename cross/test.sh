@@ -15,21 +15,18 @@ name=${1:?usage: cross/test.sh aarch64|armv7}
 . "$root/scripts/env.sh"
 . "$root/cross/targets.sh"
 cross_target "$name"
-say() { printf '\033[1mcross/%s:\033[0m %s\n' "$CROSS_NAME" "$*" >&2; }
 
-features=()
-[ -n "$FEATURES" ] && features=(--features "$FEATURES")
-say "unit tests of the $RUST_TARGET build, under $QEMU"
+cross_say "unit tests of the $RUST_TARGET build, under $QEMU"
 CARGO_TARGET_DIR="$CROSS_TARGET_DIR" cargo test --locked --target "$RUST_TARGET" \
-  -p gridwatch --lib "${features[@]}"
-say "building the $RUST_TARGET binary"
+  -p gridwatch --lib "${FEATURE_ARGS[@]}"
+cross_say "building the $RUST_TARGET binary"
 CARGO_TARGET_DIR="$CROSS_TARGET_DIR" cargo build --locked --target "$RUST_TARGET" \
-  -p gridwatch "${features[@]}"
+  -p gridwatch "${FEATURE_ARGS[@]}"
 
-say "the native build to compare with (the workspace's, with both inference backends)"
+cross_say "the native build to compare with (the workspace's, with both inference backends)"
 cargo build --locked --workspace
-say "the $RUST_TARGET build against the native one, under $QEMU"
+cross_say "the $RUST_TARGET build against the native one, under $QEMU"
 GRIDWATCH_CROSS_TARGET="$CROSS_NAME" \
 GRIDWATCH_CROSS_BIN="$CROSS_TARGET_DIR/$RUST_TARGET/debug/gridwatch" \
   cargo test --locked -p gridwatch-e2e --test cross_target -- --ignored --nocapture --test-threads 1
-say "passed"
+cross_say "passed"

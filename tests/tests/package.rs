@@ -49,6 +49,18 @@ fn built() -> &'static Built {
     })
 }
 
+/// The .deb unpacked with `dpkg -x` into a scratch root.
+fn unpacked_deb() -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    run_ok(
+        Command::new("dpkg")
+            .arg("-x")
+            .arg(&built().deb)
+            .arg(root.path()),
+    );
+    root
+}
+
 fn dpkg_deb(args: &[&str], deb: &Path) -> String {
     run_ok(Command::new("dpkg-deb").args(args).arg(deb)).stdout()
 }
@@ -129,13 +141,7 @@ fn deb_has_the_layout_an_installer_expects() {
 
 #[test]
 fn deb_unpacked_into_a_scratch_root_runs_with_what_it_ships() {
-    let root = tempfile::tempdir().unwrap();
-    run_ok(
-        Command::new("dpkg")
-            .arg("-x")
-            .arg(&built().deb)
-            .arg(root.path()),
-    );
+    let root = unpacked_deb();
     let home = tempfile::tempdir().unwrap();
     let bin = root.path().join("usr/bin/gridwatch");
     let check = run_ok(
@@ -204,13 +210,7 @@ fn tarball_runs_from_wherever_it_is_unpacked() {
 
 #[test]
 fn systemd_unit_passes_systemd_analyze_verify() {
-    let root = tempfile::tempdir().unwrap();
-    run_ok(
-        Command::new("dpkg")
-            .arg("-x")
-            .arg(&built().deb)
-            .arg(root.path()),
-    );
+    let root = unpacked_deb();
     // What every box has beside the package: systemd's own units and /bin/kill (procps),
     // which the unit's ExecReload uses.
     let units = root.path().join("usr/lib/systemd/system");
@@ -400,7 +400,8 @@ fn packaged_config_and_its_commented_examples_are_valid() {
             in_camera = true;
         }
         let line = if in_camera {
-            line.strip_prefix("# ").unwrap_or(line.strip_prefix('#').unwrap_or(line))
+            line.strip_prefix("# ")
+                .unwrap_or(line.strip_prefix('#').unwrap_or(line))
         } else {
             line
         };
@@ -411,5 +412,8 @@ fn packaged_config_and_its_commented_examples_are_valid() {
     let check = run_ok(gridwatch().arg("check").arg("--config").arg(&config));
     let out = check.stdout();
     assert!(out.contains("camera      gate-east"), "{out}");
-    assert!(out.contains("rtsp://***@192.168.1.64"), "credentials hidden: {out}");
+    assert!(
+        out.contains("rtsp://***@192.168.1.64"),
+        "credentials hidden: {out}"
+    );
 }
