@@ -49,7 +49,12 @@ cross_say "built $bin: $(file -b "$bin" | cut -d, -f1-2)"
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -n1)
 stage="$root/target/package-stage"
 rm -rf "$stage"
-mkdir -p "$stage/lib" "$stage/models"
+mkdir -p "$stage/bin" "$stage/lib" "$stage/models"
+# Stripped: release builds keep line tables for backtraces on this side, not on the box.
+install -m 755 "$bin" "$stage/bin/gridwatch"
+strip_tool=strip
+[ -n "$GCC_PACKAGE" ] && strip_tool="$GNU_TRIPLE-strip"
+"$strip_tool" "$stage/bin/gridwatch"
 if [ "$BACKEND" = ort ]; then
   if [ "$CROSS_NAME" = x86_64 ]; then
     ort_lib=$(readlink -f "$GRIDWATCH_LOCAL/lib/libonnxruntime.so" 2>/dev/null || true)
@@ -78,7 +83,7 @@ mkdir -p "$dist"
 variant=()
 [ "$BACKEND" = tract ] && variant=(--variant tract)
 cross_say "packaging the .deb"
-cargo deb -p gridwatch --no-build --profile "$profile" "${target_args[@]}" "${variant[@]}" \
+cargo deb -p gridwatch --no-build --no-strip --profile "$profile" "${target_args[@]}" "${variant[@]}" \
   --output "$dist/" --quiet
 deb=$(ls -t "$dist"/gridwatch*_"$DEB_ARCH".deb | head -n1)
 
@@ -87,8 +92,7 @@ tar_root="gridwatch-$version-$CROSS_NAME"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/$tar_root"/{bin,lib/gridwatch,share/gridwatch/models,share/doc/gridwatch,etc}
-install -m 755 "$bin" "$tmp/$tar_root/bin/"
-[ -n "$GCC_PACKAGE" ] && "$GNU_TRIPLE-strip" "$tmp/$tar_root/bin/gridwatch" || strip "$tmp/$tar_root/bin/gridwatch"
+install -m 755 "$stage/bin/gridwatch" "$tmp/$tar_root/bin/"
 cp "$stage"/lib/* "$tmp/$tar_root/lib/gridwatch/" 2>/dev/null || true
 cp "$stage"/models/* "$tmp/$tar_root/share/gridwatch/models/"
 cp "$stage/config.toml" "$tmp/$tar_root/etc/"
