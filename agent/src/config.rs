@@ -568,12 +568,23 @@ impl Default for DetectorConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum DetectorBackend {
-    #[default]
     Ort,
     Tract,
+}
+
+impl Default for DetectorBackend {
+    /// ONNX Runtime, except on 32-bit ARM builds with tract: no ONNX Runtime exists there,
+    /// so `gridwatch detect` and configs without a backend work out of the box.
+    fn default() -> Self {
+        if cfg!(all(feature = "tract", target_arch = "arm")) {
+            DetectorBackend::Tract
+        } else {
+            DetectorBackend::Ort
+        }
+    }
 }
 
 impl DetectorBackend {
