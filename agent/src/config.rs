@@ -588,6 +588,9 @@ impl Default for DetectorBackend {
 }
 
 impl DetectorBackend {
+    /// Why `tract` cannot be used by a build without the feature, and what to do.
+    pub const TRACT_NOT_BUILT: &str = "this gridwatch was built without the tract backend: rebuild with `--features tract` (cross/build.sh armv7 does), or use backend = \"ort\"";
+
     /// Whether this binary was built with the backend (tract is a cargo feature).
     pub fn compiled_in(self) -> bool {
         match self {
@@ -904,7 +907,7 @@ impl Config {
         if !d.backend.compiled_in() {
             return fail(
                 &["detector", "backend"],
-                "this gridwatch was built without the tract backend: rebuild with `--features tract` (cross/build.sh armv7 does), or use backend = \"ort\"".into(),
+                DetectorBackend::TRACT_NOT_BUILT.into(),
             );
         }
         if d.threads == 0 || d.threads > 64 {

@@ -180,7 +180,6 @@ fn seconds_between(from: &str, to: &str) -> f64 {
     (parse(to) - parse(from)) as f64 / 1e6
 }
 
-/// Replays the scenario and compares its incidents with the ground truth.
 /// The scenario's config written to `dir`, with `[storage]` there and `extra` tables added
 /// before its cameras.
 pub fn config_in(dir: &Path, scenario_name: &str, extra: &str) -> PathBuf {
@@ -197,6 +196,7 @@ pub fn config_in(dir: &Path, scenario_name: &str, extra: &str) -> PathBuf {
     path
 }
 
+/// Replays the scenario and compares its incidents with the ground truth.
 pub fn run(scenario: &Scenario, out_dir: &Path) -> Outcome {
     run_with(scenario, out_dir, "")
 }

@@ -104,9 +104,14 @@ fn manifest(dir: &Path, edit: impl Fn(String) -> String) -> PathBuf {
 }
 
 fn detect_with(manifest: &Path, model_dir: Option<&Path>) -> Run {
+    detect_with_backend(manifest, model_dir, "ort")
+}
+
+fn detect_with_backend(manifest: &Path, model_dir: Option<&Path>, backend: &str) -> Run {
     let mut cmd = gridwatch();
     cmd.arg("detect")
         .arg(media("dog.jpg"))
+        .args(["--backend", backend])
         .arg("--model")
         .arg(manifest);
     if let Some(dir) = model_dir {
@@ -178,34 +183,39 @@ fn corrupt_model_whose_checksum_is_accepted_fails_to_load() {
     assert_fails(&r, MODEL, &["cannot load model", "broken.onnx"]);
 }
 
+/// Both inference backends check the graph against the manifest at load time.
 #[test]
 fn manifest_that_does_not_match_the_graph() {
     let dir = tempfile::tempdir().unwrap();
     let m = manifest(dir.path(), |t| {
         t.replace("shape = [1, 3, 416, 416]", "shape = [1, 3, 640, 640]")
     });
-    let r = detect_with(&m, None);
-    assert_fails(
-        &r,
-        MODEL,
-        &[
-            "does not match its manifest",
-            "[1, 3, 416, 416]",
-            "[1, 3, 640, 640]",
-        ],
-    );
+    for backend in ["ort", "tract"] {
+        let r = detect_with_backend(&m, None, backend);
+        assert_fails(
+            &r,
+            MODEL,
+            &[
+                "does not match its manifest",
+                "[1, 3, 416, 416]",
+                "[1, 3, 640, 640]",
+            ],
+        );
+    }
 }
 
 #[test]
 fn manifest_with_wrong_class_count() {
     let dir = tempfile::tempdir().unwrap();
     let m = manifest(dir.path(), |t| t.replace("\"toothbrush\",", ""));
-    let r = detect_with(&m, None);
-    assert_fails(
-        &r,
-        MODEL,
-        &["output `output`", "79 classes", "[1, 3549, 84]"],
-    );
+    for backend in ["ort", "tract"] {
+        let r = detect_with_backend(&m, None, backend);
+        assert_fails(
+            &r,
+            MODEL,
+            &["output `output`", "79 classes", "[1, 3549, 84]"],
+        );
+    }
 }
 
 #[test]

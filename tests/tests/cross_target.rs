@@ -76,11 +76,11 @@ fn target_build_detects_what_the_native_build_detects() {
     .unwrap();
 }
 
-/// The scenario's config with its camera's detection rate set to `fps`.
-fn at_rate(scenario: &str, fps: f64, dir: &Path) -> PathBuf {
-    let text =
-        std::fs::read_to_string(scenario::scenarios_dir().join(scenario).join("config.toml"))
-            .unwrap();
+/// The scenario's config (scenario::config_in, with `extra` tables) with its camera's
+/// detection rate set to `fps`.
+fn at_rate(scenario: &str, fps: f64, extra: &str, dir: &Path) -> PathBuf {
+    let path = scenario::config_in(dir, scenario, extra);
+    let text = std::fs::read_to_string(&path).unwrap();
     let without: Vec<&str> = text
         .lines()
         .filter(|l| !l.trim_start().starts_with("detect_fps"))
@@ -88,7 +88,6 @@ fn at_rate(scenario: &str, fps: f64, dir: &Path) -> PathBuf {
     let text = without
         .join("\n")
         .replacen("\nurl = ", &format!("\ndetect_fps = {fps}\nurl = "), 1);
-    let path = dir.join(format!("{scenario}-at-{fps}.toml"));
     std::fs::write(&path, text).unwrap();
     path
 }
@@ -134,14 +133,7 @@ fn target_build_replays_scenarios_with_the_native_incidents() {
             "[detector]\nbackend = \"{}\"\nthreads = 2\n",
             target.backend
         );
-        let config = at_rate(name, fps, dir.path());
-        let text = std::fs::read_to_string(&config).unwrap();
-        let at = text.find("[[cameras]]").unwrap();
-        std::fs::write(
-            &config,
-            format!("{}{backend}\n{}", &text[..at], &text[at..]),
-        )
-        .unwrap();
+        let config = at_rate(name, fps, &backend, dir.path());
         let run = |program: &Path, label: &str| -> Outcome {
             let out = dir.path().join(label);
             std::fs::create_dir_all(&out).unwrap();

@@ -182,9 +182,9 @@ pub fn prepare(config: &DetectorConfig, base_dir: &Path) -> anyhow::Result<Loade
         #[cfg(feature = "tract")]
         DetectorBackend::Tract => Backend::Tract,
         #[cfg(not(feature = "tract"))]
-        DetectorBackend::Tract => anyhow::bail!(
-            "detector.backend = \"tract\", but this gridwatch was built without it: rebuild with `--features tract`"
-        ),
+        DetectorBackend::Tract => {
+            anyhow::bail!("detector.backend: {}", DetectorBackend::TRACT_NOT_BUILT)
+        }
     };
     Ok(LoadedModel {
         manifest,
@@ -326,15 +326,15 @@ impl Detector {
     }
 }
 
-/// Checks an engine's declared input or output shape against the manifest (negative
-/// dimensions are dynamic and match anything). `declared` is None when the model has no
-/// tensor of the manifest's name; `names` are the ones it has.
-fn check_shape(
+/// Finds the manifest's input or output (`kind`) among the model's `names` and checks the
+/// shape the model declares for it (negative dimensions are dynamic and match anything).
+/// Returns its index, for the engine to address it by.
+fn check_outlet(
     manifest: &ModelManifest,
     kind: &str,
-    declared: Option<Vec<i64>>,
-    names: Vec<String>,
-) -> Result<(), String> {
+    names: &[String],
+    declared_shape: impl FnOnce(usize) -> Vec<i64>,
+) -> Result<usize, String> {
     let (name, expected, why) = if kind == "input" {
         let shape = manifest.input.shape.iter().map(|&d| d as i64).collect();
         (&manifest.input.name, shape, String::new())
@@ -351,16 +351,17 @@ fn check_shape(
         );
         (&manifest.output.name, shape, why)
     };
-    let Some(shape) = declared else {
-        return Err(format!(
+    let index = names.iter().position(|n| n == name).ok_or_else(|| {
+        format!(
             "no {kind} named `{name}` (the model has: {})",
             names.join(", ")
-        ));
-    };
+        )
+    })?;
+    let shape = declared_shape(index);
     let matches =
         shape.len() == expected.len() && shape.iter().zip(&expected).all(|(a, b)| *a < 0 || a == b);
     if matches {
-        return Ok(());
+        return Ok(index);
     }
     let says = if why.is_empty() {
         ", the manifest says"

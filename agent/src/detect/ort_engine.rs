@@ -10,7 +10,7 @@ use ort::value::Tensor;
 
 use crate::model::ModelManifest;
 
-use super::{DetectError, RuntimeInfo, check_shape};
+use super::{DetectError, RuntimeInfo, check_outlet};
 
 pub struct OrtEngine {
     session: Session,
@@ -99,27 +99,15 @@ fn build_session(
 
 /// Compares the graph's declared input and output with the manifest.
 fn check_contract(session: &Session, manifest: &ModelManifest) -> Result<(), String> {
-    let declared = |outlets: &[ort::value::Outlet], name: &str| {
-        outlets.iter().find(|o| o.name() == name).map(|o| {
-            o.dtype()
+    for (kind, outlets) in [("input", session.inputs()), ("output", session.outputs())] {
+        let names: Vec<String> = outlets.iter().map(|o| o.name().to_string()).collect();
+        check_outlet(manifest, kind, &names, |i| {
+            outlets[i]
+                .dtype()
                 .tensor_shape()
-                .map(|s| s.iter().copied().collect::<Vec<i64>>())
+                .map(|s| s.iter().copied().collect())
                 .unwrap_or_default()
-        })
-    };
-    let names = |outlets: &[ort::value::Outlet]| -> Vec<String> {
-        outlets.iter().map(|o| o.name().to_string()).collect()
-    };
-    check_shape(
-        manifest,
-        "input",
-        declared(session.inputs(), &manifest.input.name),
-        names(session.inputs()),
-    )?;
-    check_shape(
-        manifest,
-        "output",
-        declared(session.outputs(), &manifest.output.name),
-        names(session.outputs()),
-    )
+        })?;
+    }
+    Ok(())
 }

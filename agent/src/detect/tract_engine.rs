@@ -11,9 +11,10 @@ use tract_onnx::tract_hir::infer::Factoid as _;
 
 use crate::model::ModelManifest;
 
-use super::{DetectError, check_shape};
+use super::{DetectError, check_outlet};
 
-/// The version of tract compiled in, for logs and `gridwatch check`.
+/// The version of tract compiled in, for logs and `gridwatch check` (tract exports none; keep
+/// in step with the exact pin in the workspace Cargo.toml).
 pub const TRACT_VERSION: &str = "0.23.9";
 
 pub struct TractEngine {
@@ -53,38 +54,20 @@ impl TractEngine {
             })
             .collect();
         let contract = |reason: String| DetectError::contract(model_path, manifest, reason);
-        let input_index = input_names
-            .iter()
-            .position(|n| *n == manifest.input.name)
-            .ok_or_else(|| {
-                contract(format!(
-                    "no input named `{}` (the model has: {})",
-                    manifest.input.name,
-                    input_names.join(", ")
-                ))
-            })?;
-        let output_index = output_names
-            .iter()
-            .position(|n| *n == manifest.output.name)
-            .ok_or_else(|| {
-                contract(format!(
-                    "no output named `{}` (the model has: {})",
-                    manifest.output.name,
-                    output_names.join(", ")
-                ))
-            })?;
-        // The ONNX file's own input fact may leave dimensions symbolic; pinning it to the
-        // manifest's shape lets tract plan every buffer once.
-        let input_fact = model
-            .input_fact(input_index)
-            .map_err(|e| load_error(e.to_string()))?
-            .clone();
-        let declared: Option<Vec<i64>> = input_fact.shape.concretize().map(|dims| {
-            dims.iter()
-                .map(|d| d.to_i64().unwrap_or(-1))
-                .collect::<Vec<i64>>()
-        });
-        check_shape(manifest, "input", declared, input_names.clone()).map_err(contract)?;
+        // Dimensions the ONNX file leaves symbolic read as -1 (dynamic) here.
+        let input_index = check_outlet(manifest, "input", &input_names, |i| {
+            model
+                .input_fact(i)
+                .map(|fact| {
+                    fact.shape
+                        .dims()
+                        .map(|d| d.concretize().and_then(|d| d.to_i64().ok()).unwrap_or(-1))
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+        .map_err(contract)?;
+        // Pinning the input to the manifest's shape lets tract plan every buffer once.
         let typed = model
             .with_input_fact(
                 input_index,
@@ -92,12 +75,19 @@ impl TractEngine {
             )
             .and_then(|m| m.into_optimized())
             .map_err(|e| load_error(format!("{e:#}")))?;
-        let output_shape: Option<Vec<i64>> = typed.output_fact(output_index).ok().and_then(|f| {
-            f.shape
-                .as_concrete()
-                .map(|d| d.iter().map(|&v| v as i64).collect())
-        });
-        check_shape(manifest, "output", output_shape, output_names).map_err(contract)?;
+        // Optimisation keeps the outputs in order, so the names read before it still index.
+        let output_index = check_outlet(manifest, "output", &output_names, |i| {
+            typed
+                .output_fact(i)
+                .ok()
+                .and_then(|f| {
+                    f.shape
+                        .as_concrete()
+                        .map(|d| d.iter().map(|&v| v as i64).collect())
+                })
+                .unwrap_or_default()
+        })
+        .map_err(contract)?;
         let plan = typed
             .into_runnable()
             .map_err(|e| load_error(format!("{e:#}")))?;
