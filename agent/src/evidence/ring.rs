@@ -23,8 +23,59 @@ pub struct RingPacket {
     pub at_us: i64,
 }
 
-/// Pooled packet buffers larger than this are not reused for packets a quarter their size.
-const SHRINK_ABOVE: usize = 64 * 1024;
+/// Recycled packet buffers sorted by size class: class `c` holds buffers of at least 2^c
+/// bytes, and a packet of n bytes takes one from class ceil(log2 n), so a buffer never
+/// grows once made and never holds a packet under half its size.
+///
+/// A single free list did neither: a small buffer that next carried a keyframe grew to
+/// keyframe size and stayed so, and over hours every pooled buffer crept up towards the
+/// largest packet (the soak measured it as RSS rising ~0.25 MiB a minute with 4 cameras).
+/// With classes the pool is bounded by what each class ever held at once, which settles as
+/// soon as the stream's packet sizes have been seen.
+#[derive(Default)]
+struct BufferPool {
+    classes: Vec<Vec<Vec<u8>>>,
+}
+
+impl BufferPool {
+    /// Smaller packets (audio-sized, empty P-frames of a still scene) share one class.
+    const MIN_CLASS: u32 = 8;
+
+    fn class_for_len(len: usize) -> Option<usize> {
+        let rounded = len.max(1 << Self::MIN_CLASS).checked_next_power_of_two()?;
+        Some(rounded.trailing_zeros() as usize)
+    }
+
+    /// An empty buffer that holds `len` bytes without growing.
+    fn take(&mut self, len: usize) -> Vec<u8> {
+        let Some(class) = Self::class_for_len(len) else {
+            return Vec::with_capacity(len);
+        };
+        self.classes
+            .get_mut(class)
+            .and_then(Vec::pop)
+            .unwrap_or_else(|| Vec::with_capacity(1 << class))
+    }
+
+    fn give(&mut self, mut buffer: Vec<u8>) {
+        let capacity = buffer.capacity();
+        if capacity < 1 << Self::MIN_CLASS {
+            return;
+        }
+        // Floor, so every buffer in class c holds at least 2^c bytes.
+        let class = (usize::BITS - 1 - capacity.leading_zeros()) as usize;
+        if self.classes.len() <= class {
+            self.classes.resize_with(class + 1, Vec::new);
+        }
+        buffer.clear();
+        self.classes[class].push(buffer);
+    }
+
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
+        self.classes.iter().flatten().map(Vec::capacity).sum()
+    }
+}
 
 /// What a clip or snapshot needs besides the packets.
 #[derive(Clone)]
@@ -65,7 +116,7 @@ pub struct PacketRange {
 struct Inner {
     setup: Option<StreamSetup>,
     packets: VecDeque<RingPacket>,
-    spare: Vec<Vec<u8>>,
+    spare: BufferPool,
     bytes: usize,
     /// The stream ended (or the camera stopped): no newer packets are coming for now.
     ended: bool,
@@ -102,7 +153,9 @@ impl PacketRing {
     pub fn start_stream(&self, setup: StreamSetup) {
         if let Ok(mut inner) = self.inner.lock() {
             let Inner { packets, spare, .. } = &mut *inner;
-            spare.extend(packets.drain(..).map(|p| p.data));
+            for packet in packets.drain(..) {
+                spare.give(packet.data);
+            }
             inner.bytes = 0;
             inner.setup = Some(setup);
             inner.ended = false;
@@ -118,7 +171,7 @@ impl PacketRing {
             for _ in 0..keep_from {
                 if let Some(old) = inner.packets.pop_front() {
                     inner.bytes -= old.data.len();
-                    inner.spare.push(old.data);
+                    inner.spare.give(old.data);
                 }
             }
             inner.setup = Some(setup);
@@ -141,13 +194,7 @@ impl PacketRing {
             // A clip must start on a keyframe; wait for one.
             return;
         }
-        let mut buffer = inner.spare.pop().unwrap_or_default();
-        if buffer.capacity() > SHRINK_ABOVE && buffer.capacity() > 4 * data.len() {
-            // A keyframe's buffer handed to a small packet: without this every pooled
-            // buffer would creep up to keyframe size (at 1080p, ~100 MiB per camera).
-            buffer = Vec::with_capacity(data.len());
-        }
-        buffer.clear();
+        let mut buffer = inner.spare.take(data.len());
         buffer.extend_from_slice(data);
         inner.bytes += buffer.len();
         inner.packets.push_back(RingPacket {
@@ -175,7 +222,7 @@ impl PacketRing {
             for _ in 0..next_key {
                 if let Some(old) = inner.packets.pop_front() {
                     inner.bytes -= old.data.len();
-                    inner.spare.push(old.data);
+                    inner.spare.give(old.data);
                 }
             }
         }
@@ -224,6 +271,12 @@ mod tests {
             p.set_flags(ffmpeg::packet::Flags::KEY);
         }
         p
+    }
+
+    /// Capacity of every packet buffer the ring holds, in use or spare.
+    fn pooled_bytes(inner: &Inner) -> usize {
+        let in_use: usize = inner.packets.iter().map(|p| p.data.capacity()).sum();
+        in_use + inner.spare.capacity()
     }
 
     fn setup() -> StreamSetup {
@@ -306,14 +359,52 @@ mod tests {
             ring.push(&packet(key, if key { 200_000 } else { 5_000 }), i * 40_000);
         }
         let inner = ring.inner.lock().unwrap();
-        let pooled: usize = inner
-            .packets
-            .iter()
-            .map(|p| p.data.capacity())
-            .chain(inner.spare.iter().map(Vec::capacity))
-            .sum();
+        let pooled = pooled_bytes(&inner);
         // About 2 s held (a few keyframes, up to ~150 small packets) plus a few spares;
         // without shrinking, every pooled buffer creeps towards keyframe size (20 MB here).
         assert!(pooled < 3_000_000, "{pooled} bytes pooled");
+    }
+
+    #[test]
+    fn pooled_buffers_stay_flat_over_hours_of_small_packets() {
+        crate::source::init_ffmpeg();
+        // The soak's porch camera: 5 fps, a 30-60 KB keyframe every 5 s, P-frames of 50 B
+        // to 3 KB with now and then a 20 KB one (motion), a 10 s window; two hours.
+        let ring = PacketRing::new(10_000_000, usize::MAX);
+        ring.start_stream(setup());
+        let mut seed = 7u32;
+        let mut random = |below: u32| {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            (seed >> 8) % below
+        };
+        let (mut most_held, mut after_one_hour) = (0, 0);
+        for i in 0..36_000i64 {
+            let key = i % 25 == 0;
+            let size = if key {
+                30_000 + random(30_000)
+            } else if random(50) == 0 {
+                20_000
+            } else {
+                50 + random(3_000)
+            };
+            ring.push(&packet(key, size as usize), i * 200_000);
+            most_held = most_held.max(ring.bytes());
+            if i == 18_000 {
+                after_one_hour = pooled_bytes(&ring.inner.lock().unwrap());
+            }
+        }
+        let after_two_hours = pooled_bytes(&ring.inner.lock().unwrap());
+        // A buffer never grows, so the second hour adds at most the odd buffer for a new
+        // high of one size class at once.
+        assert!(
+            after_two_hours * 100 <= after_one_hour * 102,
+            "{after_one_hour} bytes pooled after an hour, {after_two_hours} after two"
+        );
+        // Size classes round up to twice; spares cover the swing between GOPs. A single
+        // free list reached ~5x here, every buffer at keyframe size.
+        assert!(
+            after_two_hours < 4 * most_held,
+            "{after_two_hours} bytes pooled for at most {most_held} held"
+        );
     }
 }
