@@ -23,9 +23,11 @@ pub struct RingPacket {
     pub at_us: i64,
 }
 
-/// Recycled packet buffers sorted by size class: class `c` holds buffers of at least 2^c
-/// bytes, and a packet of n bytes takes one from class ceil(log2 n), so a buffer never
-/// grows once made and never holds a packet under half its size.
+/// Recycled packet buffers sorted by size class. Classes are quarter octaves (4, 5, 6 and
+/// 7 times a power of two, from 256 bytes): a packet takes a spare from the smallest class
+/// that holds it or one of the next three, else a new buffer of its class (at most a
+/// quarter larger than the packet), and a returned buffer goes to the largest class it
+/// holds. So a buffer never grows once made.
 ///
 /// A single free list did neither: a small buffer that next carried a keyframe grew to
 /// keyframe size and stayed so, and over hours every pooled buffer crept up towards the
@@ -38,12 +40,41 @@ struct BufferPool {
 }
 
 impl BufferPool {
-    /// Smaller packets (audio-sized, empty P-frames of a still scene) share one class.
-    const MIN_CLASS: u32 = 8;
+    /// Smaller packets (empty P-frames of a still scene) share the first class.
+    const SMALLEST: usize = 256;
+    /// Classes looked at for a spare, from the packet's own: one octave.
+    const SERVE_UP_TO: usize = 4;
 
+    /// Class `index` holds buffers of at least this many bytes.
+    fn class_size(index: usize) -> usize {
+        (4 + index % 4) << (index / 4 + 6)
+    }
+
+    /// The class of the buffers for a packet of `len` bytes; None past any sane packet.
     fn class_for_len(len: usize) -> Option<usize> {
-        let rounded = len.max(1 << Self::MIN_CLASS).checked_next_power_of_two()?;
-        Some(rounded.trailing_zeros() as usize)
+        if len > usize::MAX >> 3 {
+            return None;
+        }
+        let len = len.max(Self::SMALLEST);
+        let step_shift = len.ilog2() - 2;
+        let steps = len.div_ceil(1 << step_shift);
+        // Seven steps and a bit round up to four of the next octave.
+        let (step_shift, steps) = if steps == 8 {
+            (step_shift + 1, 4)
+        } else {
+            (step_shift, steps)
+        };
+        Some(((step_shift - 6) * 4) as usize + steps - 4)
+    }
+
+    /// The largest class a buffer of `capacity` bytes can serve.
+    fn class_of_capacity(capacity: usize) -> Option<usize> {
+        if capacity < Self::SMALLEST {
+            return None;
+        }
+        let step_shift = capacity.ilog2() - 2;
+        let steps = capacity >> step_shift;
+        Some(((step_shift - 6) * 4) as usize + steps - 4)
     }
 
     /// An empty buffer that holds `len` bytes without growing.
@@ -51,19 +82,18 @@ impl BufferPool {
         let Some(class) = Self::class_for_len(len) else {
             return Vec::with_capacity(len);
         };
-        self.classes
-            .get_mut(class)
-            .and_then(Vec::pop)
-            .unwrap_or_else(|| Vec::with_capacity(1 << class))
+        // A spare up to an octave larger serves too: waiting for an exact fit would keep a
+        // spare in every class a packet size ever peaked in.
+        let end = self.classes.len().min(class + Self::SERVE_UP_TO);
+        (class..end)
+            .find_map(|c| self.classes[c].pop())
+            .unwrap_or_else(|| Vec::with_capacity(Self::class_size(class)))
     }
 
     fn give(&mut self, mut buffer: Vec<u8>) {
-        let capacity = buffer.capacity();
-        if capacity < 1 << Self::MIN_CLASS {
+        let Some(class) = Self::class_of_capacity(buffer.capacity()) else {
             return;
-        }
-        // Floor, so every buffer in class c holds at least 2^c bytes.
-        let class = (usize::BITS - 1 - capacity.leading_zeros()) as usize;
+        };
         if self.classes.len() <= class {
             self.classes.resize_with(class + 1, Vec::new);
         }
@@ -289,6 +319,35 @@ mod tests {
     }
 
     #[test]
+    fn a_new_buffer_fits_its_packet_within_a_quarter() {
+        let mut pool = BufferPool::default();
+        let mut seed = 99u32;
+        let lens = (0..20_000usize)
+            .chain([255, 256, 257, 319, 320, 321, 447, 448, 449, 511, 512, 513])
+            .chain((0..2_000).map(|_| {
+                seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                seed as usize % 3_000_000
+            }));
+        for len in lens {
+            let buffer = pool.take(len);
+            let capacity = buffer.capacity();
+            assert!(capacity >= len, "{len} bytes in a {capacity}-byte buffer");
+            assert!(
+                capacity <= (len.max(BufferPool::SMALLEST) * 5).div_ceil(4),
+                "{len} bytes in a {capacity}-byte buffer"
+            );
+            // Given back, it serves the same packet size again without growing.
+            pool.give(buffer);
+            assert_eq!(pool.take(len).capacity(), capacity, "{len}");
+        }
+        // A buffer of any other capacity (made elsewhere) serves only packets it holds.
+        pool.give(Vec::with_capacity(1_000));
+        let served = pool.take(896);
+        assert_eq!(served.capacity(), 1_000);
+        assert!(pool.take(1_000).capacity() >= 1_000);
+    }
+
+    #[test]
     fn keeps_whole_gops_within_the_window_and_starts_on_a_keyframe() {
         crate::source::init_ffmpeg();
         let ring = PacketRing::new(10_000_000, usize::MAX);
@@ -400,7 +459,9 @@ mod tests {
             after_two_hours * 100 <= after_one_hour * 102,
             "{after_one_hour} bytes pooled after an hour, {after_two_hours} after two"
         );
-        // Size classes round up to twice; spares cover the swing between GOPs. A single
+        // New buffers round up by at most a quarter, spares up to an octave larger are
+        // reused, spares cover the swing between GOPs, and the many packets under 256 bytes
+        // each take 256 (2.1x here). A single
         // free list reached ~5x here, every buffer at keyframe size.
         assert!(
             after_two_hours < 4 * most_held,
