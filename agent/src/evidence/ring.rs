@@ -303,6 +303,15 @@ mod tests {
         p
     }
 
+    /// Deterministic pseudo-random numbers below a bound (an LCG; tests need repeatable
+    /// packet sizes, not good randomness).
+    fn numbers(mut seed: u32) -> impl FnMut(u32) -> u32 {
+        move |below| {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            (seed >> 8) % below
+        }
+    }
+
     /// Capacity of every packet buffer the ring holds, in use or spare.
     fn pooled_bytes(inner: &Inner) -> usize {
         let in_use: usize = inner.packets.iter().map(|p| p.data.capacity()).sum();
@@ -321,13 +330,10 @@ mod tests {
     #[test]
     fn a_new_buffer_fits_its_packet_within_a_quarter() {
         let mut pool = BufferPool::default();
-        let mut seed = 99u32;
+        let mut random = numbers(99);
         let lens = (0..20_000usize)
             .chain([255, 256, 257, 319, 320, 321, 447, 448, 449, 511, 512, 513])
-            .chain((0..2_000).map(|_| {
-                seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-                seed as usize % 3_000_000
-            }));
+            .chain((0..2_000).map(|_| random(3_000_000) as usize));
         for len in lens {
             let buffer = pool.take(len);
             let capacity = buffer.capacity();
@@ -407,13 +413,12 @@ mod tests {
         ring.start_stream(setup());
         // GOPs of 10 to 50 packets (a camera's GOP varies with motion): a 200 KB keyframe
         // and packets of 5 KB, for ten minutes at 25 fps.
-        let mut seed = 12345u32;
+        let mut random = numbers(12345);
         let mut next_key = 0;
         for i in 0..15_000i64 {
             let key = i == next_key;
             if key {
-                seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-                next_key = i + 10 + i64::from(seed >> 16) % 41;
+                next_key = i + 10 + i64::from(random(41));
             }
             ring.push(&packet(key, if key { 200_000 } else { 5_000 }), i * 40_000);
         }
@@ -431,11 +436,7 @@ mod tests {
         // to 3 KB with now and then a 20 KB one (motion), a 10 s window; two hours.
         let ring = PacketRing::new(10_000_000, usize::MAX);
         ring.start_stream(setup());
-        let mut seed = 7u32;
-        let mut random = |below: u32| {
-            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-            (seed >> 8) % below
-        };
+        let mut random = numbers(7);
         let (mut most_held, mut after_one_hour) = (0, 0);
         for i in 0..36_000i64 {
             let key = i % 25 == 0;
