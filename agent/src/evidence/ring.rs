@@ -50,21 +50,19 @@ impl BufferPool {
         (4 + index % 4) << (index / 4 + 6)
     }
 
-    /// The class of the buffers for a packet of `len` bytes; None past any sane packet.
+    /// The class of the buffers for a packet of `len` bytes (the smallest class that holds
+    /// it); None past any sane packet.
     fn class_for_len(len: usize) -> Option<usize> {
         if len > usize::MAX >> 3 {
             return None;
         }
         let len = len.max(Self::SMALLEST);
-        let step_shift = len.ilog2() - 2;
-        let steps = len.div_ceil(1 << step_shift);
-        // Seven steps and a bit round up to four of the next octave.
-        let (step_shift, steps) = if steps == 8 {
-            (step_shift + 1, 4)
+        let largest_within = Self::class_of_capacity(len)?;
+        Some(if Self::class_size(largest_within) == len {
+            largest_within
         } else {
-            (step_shift, steps)
-        };
-        Some(((step_shift - 6) * 4) as usize + steps - 4)
+            largest_within + 1
+        })
     }
 
     /// The largest class a buffer of `capacity` bytes can serve.
@@ -462,8 +460,8 @@ mod tests {
         );
         // New buffers round up by at most a quarter, spares up to an octave larger are
         // reused, spares cover the swing between GOPs, and the many packets under 256 bytes
-        // each take 256 (2.1x here). A single
-        // free list reached ~5x here, every buffer at keyframe size.
+        // each take 256 (2.1x here). A single free list reached ~5x, every buffer at
+        // keyframe size.
         assert!(
             after_two_hours < 4 * most_held,
             "{after_two_hours} bytes pooled for at most {most_held} held"
