@@ -9,6 +9,8 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 . "$root/scripts/env.sh"
 . "$root/cross/targets.sh"
+# shellcheck source=scripts/preflight.sh
+. "$root/scripts/preflight.sh"
 cross_target "${1:?usage: cross/setup-target.sh aarch64|armv7|x86_64}"
 
 sudo_cmd=()
@@ -41,9 +43,18 @@ apt_install() {
 }
 
 # --- toolchain and emulator ---------------------------------------------------------------
-host_packages=(pkg-config clang file)
-[ -n "$GCC_PACKAGE" ] && host_packages+=("$GCC_PACKAGE" qemu-user)
+# Every package by name (installs are --no-install-recommends): the cross gcc's C library
+# headers are only a Recommends of it, and without them the first C file of a crate's build
+# script (ring's) fails half an hour in.
+host_packages=(pkg-config clang libclang-dev file python3-pip)
+[ -n "$GCC_PACKAGE" ] && host_packages+=("$GCC_PACKAGE" "$LIBC_PACKAGE" qemu-user)
 apt_install "${host_packages[@]}"
+if [ -n "$GCC_PACKAGE" ]; then
+  # The cross compiler must build and link a C program against its C library, and the
+  # program must run under qemu, before any long build starts.
+  preflight_commands "$GNU_TRIPLE-gcc=$GCC_PACKAGE" "$QEMU=qemu-user"
+  preflight_c "$CROSS_NAME" "$GNU_TRIPLE-gcc" "$LIBC_PACKAGE" "$QEMU" -L "/usr/$GNU_TRIPLE"
+fi
 
 # In a cross-rs image (GRIDWATCH_CROSS_IMAGE) cross mounts the host's Rust toolchain and
 # the package step runs outside, so only the C side is set up there.
@@ -110,6 +121,24 @@ if [ "$DEB_ARCH" != amd64 ]; then
     done
     sed -i "s|^includedir=\(.*\)/include/$GNU_TRIPLE\$|includedir=\1/include/gridwatch-libav|" \
       "$SYSROOT/usr/lib/$GNU_TRIPLE/pkgconfig"/lib{av,sw}*.pc
+  fi
+fi
+
+# The target's libav must be what pkg-config finds for it (the variables cross_target set).
+if [ "$DEB_ARCH" != amd64 ]; then
+  libdir_var="PKG_CONFIG_LIBDIR_${RUST_TARGET//-/_}"
+  sysroot_var="PKG_CONFIG_SYSROOT_DIR_${RUST_TARGET//-/_}"
+  libav_checks=()
+  for pkg in "${CROSS_LIBAV_DEV_PACKAGES[@]}"; do
+    libav_checks+=("${pkg%-dev}=$pkg:$DEB_ARCH")
+  done
+  pc_env=("PKG_CONFIG_LIBDIR=${!libdir_var}")
+  [ -n "${!sysroot_var:-}" ] && pc_env+=("PKG_CONFIG_SYSROOT_DIR=${!sysroot_var}")
+  env "${pc_env[@]}" "$root/scripts/preflight.sh" pkg-config "${libav_checks[@]}"
+  if [ "$SYSROOT" != / ]; then
+    # The linker cargo uses for a private sysroot, against the sysroot's own libc.
+    preflight_c "$CROSS_NAME (sysroot $SYSROOT)" "$root/cross/sysroot-gcc.sh" \
+      "libc6-dev:$DEB_ARCH in the sysroot (rm -rf $SYSROOT and rerun)" "$QEMU" -L "$SYSROOT"
   fi
 fi
 

@@ -6,6 +6,8 @@
 #     GNU_TRIPLE    Debian's multiarch triple (library and include directories)
 #     DEB_ARCH      Debian's architecture name (packages)
 #     GCC_PACKAGE   the Debian cross compiler package ("" when native)
+#     LIBC_PACKAGE  the cross C library headers and startup files for GCC_PACKAGE (only a
+#                   Recommends of it, so installed by name; "" when native)
 #     QEMU          the qemu-user emulator that runs the target's programs here ("" native)
 #     FEATURES      cargo features of gridwatch for the target
 #     BACKEND       detector.backend its package's default config names
@@ -31,6 +33,7 @@ cross_target() {
       GNU_TRIPLE=aarch64-linux-gnu
       DEB_ARCH=arm64
       GCC_PACKAGE=gcc-aarch64-linux-gnu
+      LIBC_PACKAGE=libc6-dev-arm64-cross
       QEMU=qemu-aarch64
       FEATURES=""
       BACKEND=ort
@@ -43,6 +46,7 @@ cross_target() {
       GNU_TRIPLE=arm-linux-gnueabihf
       DEB_ARCH=armhf
       GCC_PACKAGE=gcc-arm-linux-gnueabihf
+      LIBC_PACKAGE=libc6-dev-armhf-cross
       QEMU=qemu-arm
       # No ONNX Runtime wheel exists for armv7: the pure-Rust backend does the inference.
       FEATURES=tract
@@ -60,6 +64,7 @@ cross_target() {
       GNU_TRIPLE=x86_64-linux-gnu
       DEB_ARCH=amd64
       GCC_PACKAGE=""
+      LIBC_PACKAGE=""
       QEMU=""
       FEATURES=""
       BACKEND=ort

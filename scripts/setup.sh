@@ -5,13 +5,17 @@
 #   2. ONNX Runtime's shared library from the PyPI wheel, into a project-local venv;
 #   3. a release build of gridwatch;
 #   4. the model and the sample media, found locally or downloaded, always sha256-verified.
-# Running it again only checks what is already there.
+# Running it again only checks what is already there. After each install step the toolchain
+# it gave is proved (scripts/preflight.sh): a missing package fails here, in one line that
+# names it, not deep inside a crate's build script.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 # shellcheck source=scripts/env.sh
 . "$root/scripts/env.sh"
+# shellcheck source=scripts/preflight.sh
+. "$root/scripts/preflight.sh"
 
 say() { printf '\033[1msetup:\033[0m %s\n' "$*" >&2; }
 
@@ -29,17 +33,28 @@ if [ "${rust_minor:-0}" -lt 92 ]; then
 fi
 
 # --- 1. Debian packages -------------------------------------------------------------------
+# Every package by name: setup installs with --no-install-recommends, so nothing may come
+# only as a Recommends (gcc recommends libc6-dev; a cross gcc its libc headers). README's
+# list of what setup installs is kept in step with these arrays.
 apt_packages=(
-  pkg-config clang
+  # the C toolchain for -sys crates (ring, SQLite) and bindgen's libclang
+  gcc libc6-dev pkg-config clang libclang-dev
+  # FFmpeg: the libraries ffmpeg-next binds, and the CLI tests derive clips with
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libavfilter-dev libavdevice-dev
   ffmpeg
+  # MQTT tests (their own broker, password files, TLS certificates)
   mosquitto openssl
-  chromium fonts-wqy-microhei
-  python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+  # the review page test: Debian's Chromium, a CJK font for the zh-CN page
+  chromium fonts-wqy-microhei fontconfig
+  # GStreamer's RTSP server for the RTSP tests (matroskademux: good, h26xparse: bad)
+  python3-gi gir1.2-glib-2.0 gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0
+  gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad
+  # Python for the venv (ONNX Runtime's wheel, the parity reference)
   python3 python3-venv python3-pip
   ca-certificates
-  systemd procps file
+  # the package test: systemd-analyze verify, dpkg-deb, file
+  systemd procps file xz-utils
 )
 missing=()
 for pkg in "${apt_packages[@]}"; do
@@ -58,6 +73,25 @@ if ((${#missing[@]})); then
 else
   say "Debian packages present"
 fi
+# Prove what those packages should have given, before anything long runs.
+preflight_c native "${CC:-cc}" "gcc libc6-dev" env
+preflight_commands pkg-config=pkg-config clang=clang ffmpeg=ffmpeg ffprobe=ffmpeg \
+  mosquitto=mosquitto mosquitto_passwd=mosquitto openssl=openssl chromium=chromium \
+  systemd-analyze=systemd dpkg-deb=dpkg file=file fc-list=fontconfig
+compgen -G '/usr/lib/llvm-*/lib/libclang*.so*' >/dev/null ||
+  preflight_fail "bindgen finds no libclang.so under /usr/lib/llvm-*: install libclang-dev"
+preflight_pkg_config libavcodec=libavcodec-dev libavformat=libavformat-dev \
+  libavutil=libavutil-dev libswscale=libswscale-dev libavfilter=libavfilter-dev \
+  libavdevice=libavdevice-dev
+preflight_files /usr/share/fonts/truetype/wqy/wqy-microhei.ttc=fonts-wqy-microhei
+gst='import gi; gi.require_version("Gst", "1.0"); from gi.repository import Gst; Gst.init(None)'
+preflight_python /usr/bin/python3 \
+  'import gi; gi.require_version("GstRtspServer", "1.0"); from gi.repository import GstRtspServer=gir1.2-gst-rtsp-server-1.0' \
+  "$gst; assert Gst.ElementFactory.find('matroskademux'), 'no matroskademux'=gstreamer1.0-plugins-good" \
+  "$gst; assert Gst.ElementFactory.find('rtph265pay'), 'no rtph265pay'=gstreamer1.0-plugins-good" \
+  "$gst; assert Gst.ElementFactory.find('h265parse'), 'no h265parse'=gstreamer1.0-plugins-bad" \
+  "$gst; assert Gst.ElementFactory.find('filesrc'), 'no filesrc'=libgstreamer1.0-0"
+preflight_python python3 'import venv, ensurepip=python3-venv'
 
 # --- 2. ONNX Runtime from the PyPI wheel ---------------------------------------------------
 # The ort crate is built with `load-dynamic`; its version and this wheel's version are a pair
@@ -74,6 +108,8 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
 else
   say "Python venv present ($want)"
 fi
+preflight_python "$venv/bin/python" \
+  "import onnxruntime, numpy, cv2=the venv's wheels (remove $venv and rerun setup)"
 ort_lib=$(ls "$venv"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -n1 || true)
 [ -n "$ort_lib" ] || { echo "setup: the onnxruntime wheel holds no libonnxruntime.so" >&2; exit 1; }
 mkdir -p "$GRIDWATCH_LOCAL/lib"
@@ -91,6 +127,9 @@ if [ ! -d tests/browser/node_modules/playwright-core ]; then
   say "installing playwright-core (npm ci) for the browser test"
   (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi
+preflight_commands node=nodejs npm=npm
+(cd tests/browser && node -e 'require("playwright-core")' 2>/dev/null) ||
+  preflight_fail "node cannot load playwright-core from tests/browser/node_modules: run (cd tests/browser && npm ci)"
 
 # --- 2c. cargo-deb, for the package and its test (cross/build.sh) -------------------------
 cargo_deb_version=3.8.0

@@ -525,15 +525,12 @@ pub fn start_evidence(
     let margin = if replay { 120 } else { 10 };
     let window = e.pre_roll + e.post_roll + std::time::Duration::from_secs(margin);
     let ring = crate::evidence::PacketRing::new(window.as_micros() as i64, 256 << 20);
-    let worker = crate::evidence::EvidenceWorker::start(crate::evidence::EvidenceContext {
-        config: e.clone(),
-        data_dir: config.storage.data_dir.clone(),
-        rings: Arc::new(std::sync::RwLock::new(
-            [(camera.id.clone(), ring.clone())].into_iter().collect(),
-        )),
-        delivery: delivery.clone(),
-        offset: config.site.timezone,
-    })
+    let rings = Arc::new(std::sync::RwLock::new(
+        [(camera.id.clone(), ring.clone())].into_iter().collect(),
+    ));
+    let worker = crate::evidence::EvidenceWorker::start(
+        crate::evidence::EvidenceContext::from_config(config, rings, delivery.clone()),
+    )
     .context("starting the evidence worker")?;
     let zones = crate::zones::camera_polygons(camera);
     Ok(crate::replay::Evidence {
@@ -581,17 +578,13 @@ pub fn start_delivery_with(
     let store = Arc::new(Mutex::new(opened));
     suppressions.persist_hits(Arc::clone(&store));
     let wake = Arc::new(tokio::sync::Notify::new());
+    let health = Arc::clone(&metrics.store_health);
     let Some(mqtt) = &config.mqtt else {
-        let delivery = Delivery {
-            store,
-            topics: None,
-            wake,
-            suppressions: Some(suppressions),
-        };
+        let delivery = Delivery::new(store, None, wake, Some(suppressions), health);
         return Ok((Some(delivery), None));
     };
-    let settings =
-        PublisherSettings::from_config(config, mqtt).map_err(crate::config::ConfigError)?;
+    let settings = PublisherSettings::from_config(config, mqtt)
+        .map_err(|message| config.error_naming_field(message))?;
     let shared = Arc::new(Shared {
         store: Arc::clone(&store),
         suppressions: Some(Arc::clone(&suppressions)),
@@ -602,12 +595,13 @@ pub fn start_delivery_with(
     });
     let background =
         Background::start(settings, shared, drain).context("starting the publisher")?;
-    let delivery = Delivery {
+    let delivery = Delivery::new(
         store,
-        topics: Some(Topics::new(mqtt, &config.site.id)),
+        Some(Topics::new(mqtt, &config.site.id)),
         wake,
-        suppressions: Some(suppressions),
-    };
+        Some(suppressions),
+        health,
+    );
     Ok((Some(delivery), Some(background)))
 }
 
@@ -629,7 +623,8 @@ fn cmd_check(args: CheckArgs) -> anyhow::Result<()> {
     match &config.mqtt {
         Some(mqtt) => {
             // Reads the password source and the TLS files, as the publisher will.
-            PublisherSettings::from_config(&config, mqtt).map_err(crate::config::ConfigError)?;
+            PublisherSettings::from_config(&config, mqtt)
+                .map_err(|message| config.error_naming_field(message))?;
             println!(
                 "mqtt        {}:{} (MQTT {}, {}, user {}), topics under {}",
                 mqtt.host,

@@ -99,6 +99,9 @@ impl WebConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct EvidenceConfig {
     pub enabled: bool,
+    /// Where clips and snapshots go; default `<data_dir>/evidence`. A box with a separate
+    /// disk for recordings puts evidence there and keeps the database on the system disk.
+    pub dir: Option<PathBuf>,
     /// Video kept before the moment an incident opens.
     #[serde(with = "humantime_serde")]
     pub pre_roll: Duration,
@@ -121,6 +124,7 @@ impl Default for EvidenceConfig {
     fn default() -> Self {
         EvidenceConfig {
             enabled: true,
+            dir: None,
             pre_roll: Duration::from_secs(10),
             post_roll: Duration::from_secs(20),
             quota_bytes: None,
@@ -389,6 +393,7 @@ pub struct ZoneConfig {
     #[serde(default)]
     pub name: String,
     /// At least three [x, y] points, x and y in [0, 1] of the picture (0, 0 = top-left).
+    #[serde(deserialize_with = "de_polygon")]
     pub polygon: Vec<[f32; 2]>,
     /// Labels or label groups (from the model manifest) this zone considers; empty = all.
     #[serde(default)]
@@ -512,12 +517,23 @@ pub struct StorageConfig {
     /// from the config file's directory.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// Free space kept on the filesystems of `data_dir` and of the evidence directory, so
+    /// the database and its outbox are never starved: evidence is never written into it,
+    /// and retention deletes evidence (reviewed first, then oldest) to restore it when
+    /// anything else eats into it. Default 128 MiB.
+    #[serde(default = "default_reserve_bytes")]
+    pub reserve_bytes: u64,
+}
+
+fn default_reserve_bytes() -> u64 {
+    128 << 20
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             data_dir: default_data_dir(),
+            reserve_bytes: default_reserve_bytes(),
         }
     }
 }
@@ -744,6 +760,36 @@ fn default_true() -> bool {
     true
 }
 
+/// Polygon points as `[x, y]` pairs exactly: serde's fixed-size arrays would take the first
+/// two numbers of `[0.1, 0.2, 0.3]` and ignore the rest.
+fn de_polygon<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Vec<[f32; 2]>, D::Error> {
+    let points: Vec<Vec<f32>> = Deserialize::deserialize(de)?;
+    points
+        .into_iter()
+        .enumerate()
+        .map(|(i, point)| match point.as_slice() {
+            [x, y] => Ok([*x, *y]),
+            other => Err(serde::de::Error::custom(format!(
+                "point {i} has {} coordinate(s); a point is [x, y]",
+                other.len()
+            ))),
+        })
+        .collect()
+}
+
+/// Twice the signed area of a polygon (shoelace formula), in picture fractions squared.
+fn polygon_area(points: &[[f32; 2]]) -> f32 {
+    let n = points.len();
+    (0..n)
+        .map(|i| {
+            let (a, b) = (points[i], points[(i + 1) % n]);
+            a[0] * b[1] - b[0] * a[1]
+        })
+        .sum::<f32>()
+        .abs()
+        / 2.0
+}
+
 fn de_offset<'de, D: serde::Deserializer<'de>>(de: D) -> Result<FixedOffset, D::Error> {
     let text = String::deserialize(de)?;
     parse_offset(&text).ok_or_else(|| {
@@ -779,7 +825,7 @@ pub fn parse_offset(text: &str) -> Option<FixedOffset> {
 impl Config {
     /// Reads, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|err| {
+        let bytes = std::fs::read(path).map_err(|err| {
             ConfigError(format!(
                 "cannot read config {}: {err}{}",
                 path.display(),
@@ -788,6 +834,18 @@ impl Config {
                 } else {
                     ""
                 }
+            ))
+        })?;
+        let text = String::from_utf8(bytes).map_err(|err| {
+            let valid = err.utf8_error().valid_up_to();
+            let bytes = err.as_bytes();
+            // The prefix before the first bad byte is valid UTF-8, so it can be counted.
+            let prefix = std::str::from_utf8(&bytes[..valid]).unwrap_or_default();
+            let (line, col) = line_col(prefix, prefix.len());
+            ConfigError(format!(
+                "{}:{line}:{col}: the file is not UTF-8 (byte 0x{:02x}); save it as UTF-8",
+                path.display(),
+                bytes.get(valid).copied().unwrap_or_default()
             ))
         })?;
         Config::parse(&text, path)
@@ -819,13 +877,42 @@ impl Config {
             return Err(config.error_at(&field, &message));
         }
         config.resolve_paths();
+        if let Err((field, message)) = config.check_files() {
+            return Err(config.error_at(&field, &message));
+        }
         Ok(config)
+    }
+
+    /// Files the config names that must exist when the agent starts (after relative paths
+    /// are resolved): a TLS setting without its file cannot work at all.
+    fn check_files(&self) -> Result<(), (Vec<String>, String)> {
+        let Some(tls) = self.mqtt.as_ref().and_then(|m| m.tls.as_ref()) else {
+            return Ok(());
+        };
+        for (name, file) in [
+            ("ca_file", &tls.ca_file),
+            ("client_cert_file", &tls.client_cert_file),
+            ("client_key_file", &tls.client_key_file),
+        ] {
+            if let Some(path) = file
+                && let Err(e) = std::fs::File::open(path)
+            {
+                return Err((
+                    vec!["mqtt".into(), "tls".into(), name.into()],
+                    format!("cannot read {}: {e}", path.display()),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// An error about the field at `path` (TOML keys and array indices), located in the
     /// file: `file:line:col: cameras[0].zones[1].objects: message`.
     pub fn error_at(&self, path: &[String], message: &str) -> ConfigError {
-        let position = span_of_path(&self.source_text, path)
+        // A field left out (its default failed) is located at the nearest table that is there.
+        let position = (0..=path.len())
+            .rev()
+            .find_map(|len| span_of_path(&self.source_text, &path[..len]).filter(|_| len > 0))
             .map(|offset| {
                 let (l, c) = line_col(&self.source_text, offset);
                 format!(":{l}:{c}")
@@ -836,6 +923,34 @@ impl Config {
             self.source_path.display(),
             display_path(path)
         ))
+    }
+
+    /// An error found after loading (a TLS file that does not parse, a password source
+    /// that cannot work) whose message names its field (`mqtt.tls.client_key_file ...`),
+    /// located in the file like a validation error.
+    pub fn error_naming_field(&self, message: String) -> ConfigError {
+        let field = message
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == '_'))
+            .find(|word| {
+                ["mqtt", "web", "evidence", "storage", "detector"]
+                    .iter()
+                    .any(|section| word.split('.').next() == Some(*section))
+            });
+        match field {
+            Some(field) => {
+                let path: Vec<String> = field.split('.').map(String::from).collect();
+                self.error_at(&path, &message)
+            }
+            None => ConfigError(message),
+        }
+    }
+
+    /// Where evidence files go: `evidence.dir`, else `<data_dir>/evidence`.
+    pub fn evidence_dir(&self) -> PathBuf {
+        self.evidence
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.storage.data_dir.join("evidence"))
     }
 
     /// The directory relative paths in the file are taken from.
@@ -855,6 +970,9 @@ impl Config {
             }
         };
         resolve(&mut self.storage.data_dir);
+        if let Some(dir) = self.evidence.dir.as_mut() {
+            resolve(dir);
+        }
         if let Some(dir) = self.detector.model_dir.as_mut() {
             resolve(dir);
         }
@@ -1029,6 +1147,9 @@ impl Config {
                 if zone.polygon.len() < 3 {
                     return fail_at("polygon", "needs at least 3 points".into());
                 }
+                if zone.polygon.len() > 64 {
+                    return fail_at("polygon", "has more than 64 points".into());
+                }
                 if let Some(p) = zone
                     .polygon
                     .iter()
@@ -1039,6 +1160,12 @@ impl Config {
                         format!(
                             "point {p:?} is outside [0, 1]: zones use fractions of the picture"
                         ),
+                    );
+                }
+                if polygon_area(&zone.polygon) < 1e-5 {
+                    return fail_at(
+                        "polygon",
+                        "encloses no area (its points are on one line or repeat one point)".into(),
                     );
                 }
                 if !(0.0..1.0).contains(&zone.min_area) {
@@ -1088,9 +1215,29 @@ impl Config {
                 }
             }
         }
+        if self.incidents.update_every < Duration::from_secs(1) {
+            return fail(
+                &["incidents", "update_every"],
+                "must be at least 1s (an open incident would send an update every frame)".into(),
+            );
+        }
         if let Some(m) = &self.mqtt {
             if m.host.trim().is_empty() {
                 return fail(&["mqtt", "host"], "is empty".into());
+            }
+            if m.port == 0 {
+                return fail(
+                    &["mqtt", "port"],
+                    "must be 1..=65535 (1883 for MQTT, 8883 for MQTT over TLS)".into(),
+                );
+            }
+            if let Some(name) = m.tls.as_ref().and_then(|t| t.server_name.as_ref())
+                && rustls::pki_types::ServerName::try_from(name.as_str()).is_err()
+            {
+                return fail(
+                    &["mqtt", "tls", "server_name"],
+                    format!("`{name}` is not a DNS name or an IP address"),
+                );
             }
             if !is_identifier(&m.box_id) {
                 return fail(
@@ -1426,6 +1573,97 @@ dwell = "3m"
         assert!(err.contains("cameras[0].zones[0].polygon"), "{err}");
         assert!(err.contains("outside [0, 1]"), "{err}");
         assert!(err.contains(":11:"), "points at the polygon line: {err}");
+    }
+
+    /// The error for `text`, which must name `field` and point at `line` of the file.
+    fn error_of(text: &str, field: &str, line: usize, what: &str) {
+        let err = parse(text).unwrap_err().to_string();
+        assert!(err.contains(field), "names {field}: {err}");
+        assert!(
+            err.starts_with(&format!("/etc/gridwatch/config.toml:{line}:")),
+            "points at line {line}: {err}"
+        );
+        assert!(err.contains(what), "says {what:?}: {err}");
+        assert!(!err.contains('\n'), "one line: {err}");
+    }
+
+    #[test]
+    fn values_found_by_probing_are_rejected_with_their_position() {
+        // update_every = "0s" made an open incident send an update on every frame.
+        error_of(
+            &format!("{MINIMAL}\n[incidents]\nupdate_every = \"0s\"\n"),
+            "incidents.update_every",
+            11,
+            "at least 1s",
+        );
+        // A point with three coordinates was cut to two without a word.
+        error_of(
+            &format!("{MINIMAL}{ZONE}").replace("[1.0, 0.5], [1.0", "[1.0, 0.5, 0.2], [1.0"),
+            "cameras[0].zones[0].polygon",
+            12,
+            "point 1 has 3 coordinate(s)",
+        );
+        // Three points on one line enclose nothing: no object is ever inside.
+        error_of(
+            &format!("{MINIMAL}{ZONE}").replace(
+                "[[0.0, 0.5], [1.0, 0.5], [1.0, 1.0]]",
+                "[[0.0, 0.5], [0.5, 0.5], [1.0, 0.5]]",
+            ),
+            "cameras[0].zones[0].polygon",
+            12,
+            "encloses no area",
+        );
+        error_of(
+            &format!("{MINIMAL}{ZONE}").replace(
+                "[[0.0, 0.5], [1.0, 0.5], [1.0, 1.0]]",
+                "[[0.2, 0.2], [0.2, 0.2], [0.2, 0.2]]",
+            ),
+            "cameras[0].zones[0].polygon",
+            12,
+            "encloses no area",
+        );
+        error_of(
+            &format!("{MINIMAL}\n[mqtt]\nhost = \"127.0.0.1\"\nport = 0\n"),
+            "mqtt.port",
+            12,
+            "1..=65535",
+        );
+        error_of(
+            &format!(
+                "{MINIMAL}\n[mqtt]\nhost = \"127.0.0.1\"\n[mqtt.tls]\nserver_name = \"not a name\"\n"
+            ),
+            "mqtt.tls.server_name",
+            13,
+            "not a DNS name",
+        );
+    }
+
+    #[test]
+    fn a_missing_tls_file_is_an_error_at_its_line() {
+        let text = format!(
+            "{MINIMAL}\n[mqtt]\nhost = \"127.0.0.1\"\n[mqtt.tls]\nca_file = \"/nonexistent/ca.pem\"\n"
+        );
+        error_of(
+            &text,
+            "mqtt.tls.ca_file",
+            13,
+            "cannot read /nonexistent/ca.pem",
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_not_utf8_is_an_error_at_the_bad_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let mut bytes = MINIMAL.as_bytes().to_vec();
+        bytes.extend_from_slice(b"name = \"caf\xe9\"\n");
+        std::fs::write(&path, &bytes).unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("{}:9:12:", path.display())),
+            "{err}"
+        );
+        assert!(err.contains("not UTF-8 (byte 0xe9)"), "{err}");
     }
 
     #[test]

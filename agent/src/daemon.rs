@@ -22,6 +22,7 @@ use crate::pipeline::{
     frame_queue, record_into_ring,
 };
 use crate::publish::Delivery;
+use crate::rules::CloseReason;
 use crate::zones::Polygon;
 
 /// How long the publisher may keep delivering after a stop signal.
@@ -61,6 +62,16 @@ pub fn run(config_path: &std::path::Path, cameras_on: bool) -> anyhow::Result<()
     let (delivery, background) =
         crate::cli::start_delivery_with(&config, true, SHUTDOWN_DRAIN, Arc::clone(&metrics))?;
     let delivery = delivery.context("the daemon always has a store")?;
+    // Tracks do not survive a restart, so an incident the previous run left open would never
+    // be closed, and the object still there would open a second one: close them now.
+    match delivery.close_open_incidents(None, CloseReason::Restarted, config.site.timezone) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            incidents = n,
+            "closed the incidents the previous run left open"
+        ),
+        Err(e) => tracing::error!("cannot close the incidents the previous run left open: {e}"),
+    }
     let web = match &config.web {
         Some(web) => Some(crate::web::start(
             &config,
@@ -72,13 +83,11 @@ pub fn run(config_path: &std::path::Path, cameras_on: bool) -> anyhow::Result<()
     };
     let rings: Rings = Arc::default();
     let evidence = if config.evidence.enabled {
-        Some(EvidenceWorker::start(EvidenceContext {
-            config: config.evidence.clone(),
-            data_dir: config.storage.data_dir.clone(),
-            rings: Arc::clone(&rings),
-            delivery: delivery.clone(),
-            offset: config.site.timezone,
-        })?)
+        Some(EvidenceWorker::start(EvidenceContext::from_config(
+            &config,
+            Arc::clone(&rings),
+            delivery.clone(),
+        ))?)
     } else {
         None
     };
@@ -151,6 +160,16 @@ pub fn run(config_path: &std::path::Path, cameras_on: bool) -> anyhow::Result<()
     }
     if let Some(web) = web {
         web.stop();
+    }
+    // Last chance for events the store could not take (a full disk): after this they would
+    // be gone with the process, so say how many.
+    shared.delivery.retry_held();
+    let held = shared.delivery.held_count();
+    if held > 0 {
+        tracing::error!(
+            events = held,
+            "stopping while the store still cannot write: these incident events are lost"
+        );
     }
     if let Some(background) = background {
         let waiting = background.stop();
@@ -290,6 +309,15 @@ fn apply_reload(
             let runner = cameras.swap_remove(i);
             let id = runner.config.id.clone();
             runner.stop();
+            // Its analytics (tracks, dwell clocks) go with the runner: what it had open is
+            // closed, so the restarted camera does not open a second incident for one stay.
+            if let Err(e) = shared.delivery.close_open_incidents(
+                Some(&id),
+                CloseReason::Reconfigured,
+                config.site.timezone,
+            ) {
+                tracing::error!(camera = %id, "cannot close the camera's open incidents: {e}");
+            }
             if let Ok(mut rings) = shared.rings.write() {
                 rings.remove(&id);
             }
@@ -381,6 +409,8 @@ fn inference_loop(
         }
         if last_watch.elapsed() >= Duration::from_secs(1) || cameras.is_empty() {
             last_watch = Instant::now();
+            // Events the store could not take (a full disk) are written once it can.
+            shared.delivery.retry_held();
             let now = chrono::Utc::now().timestamp_micros();
             for camera in cameras.iter_mut() {
                 let events: Vec<_> = camera.analytics.on_idle(now).to_vec();

@@ -2,7 +2,7 @@
 //! heartbeat and `/metrics` (which read). Plain atomics: counting costs nothing per frame.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -20,6 +20,68 @@ pub struct CameraMetrics {
     pub decode_errors: AtomicU64,
     /// Times the stream was (re)opened.
     pub connects: AtomicU64,
+}
+
+/// Whether the database takes writes. When it cannot (a full disk), incident events wait
+/// in memory (`publish::Delivery`) and are retried; this says so to `/healthz`, `/metrics`
+/// and the MQTT heartbeat and status, and makes the log say it once per episode.
+#[derive(Debug, Default)]
+pub struct StoreHealth {
+    failing: AtomicBool,
+    /// Failed writes of events or evidence rows, all time.
+    pub write_failures_total: AtomicU64,
+    /// Events held in memory now, waiting for the store.
+    pub held_events: AtomicU64,
+    /// Held events given up because the memory bound was reached (oldest `updated` first).
+    pub dropped_total: AtomicU64,
+    last_error: Mutex<String>,
+}
+
+/// What is shown of the store's health.
+#[derive(Debug, Clone, serde::Serialize, PartialEq)]
+pub struct StoreHealthReport {
+    pub ok: bool,
+    pub held_events: u64,
+    pub write_failures_total: u64,
+    pub dropped_total: u64,
+    /// The latest write error, while failing.
+    pub error: Option<String>,
+}
+
+impl StoreHealth {
+    /// A write failed. True when this starts an episode (the caller logs it, once).
+    pub fn failed(&self, error: &str) -> bool {
+        self.write_failures_total.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut last) = self.last_error.lock() {
+            last.clear();
+            last.push_str(error);
+        }
+        !self.failing.swap(true, Ordering::Relaxed)
+    }
+
+    /// Writes work again. True when this ends an episode.
+    pub fn recovered(&self) -> bool {
+        self.failing.swap(false, Ordering::Relaxed)
+    }
+
+    pub fn is_ok(&self) -> bool {
+        !self.failing.load(Ordering::Relaxed)
+    }
+
+    pub fn report(&self) -> StoreHealthReport {
+        let ok = self.is_ok();
+        StoreHealthReport {
+            ok,
+            held_events: self.held_events.load(Ordering::Relaxed),
+            write_failures_total: self.write_failures_total.load(Ordering::Relaxed),
+            dropped_total: self.dropped_total.load(Ordering::Relaxed),
+            error: if ok {
+                None
+            } else {
+                self.last_error.lock().ok().map(|e| e.clone())
+            },
+        }
+    }
 }
 
 /// Recent inference latencies, for percentiles.
@@ -40,6 +102,8 @@ pub struct Metrics {
     /// and the sum in microseconds.
     latency_buckets: [AtomicU64; LATENCY_BUCKETS_MS.len()],
     latency_sum_us: AtomicU64,
+    /// Whether the database takes writes (shared with delivery and evidence).
+    pub store_health: Arc<StoreHealth>,
 }
 
 /// Upper bounds of the inference latency histogram, in milliseconds.
@@ -75,6 +139,7 @@ impl Metrics {
             inferences: AtomicU64::new(0),
             latency_buckets: Default::default(),
             latency_sum_us: AtomicU64::new(0),
+            store_health: Arc::default(),
         }
     }
 

@@ -7,6 +7,12 @@
 //! recording stream), remuxed without re-encoding; the snapshot frame is decoded from the
 //! same packets. A failure to store evidence (a full disk) never fails the incident: it is
 //! recorded as an evidence error on the incident.
+//!
+//! The disk is shared with the database, so evidence keeps out of its way: it never writes
+//! into `storage.reserve_bytes` of free space (it asks retention for room first, else
+//! records "not enough free space"), files are written as `*.partial` and renamed when
+//! whole (a failed write leaves nothing behind), retention restores the reserve when
+//! anything else eats into it, and at start a sweep deletes files no row knows.
 
 pub mod media;
 pub mod ring;
@@ -24,6 +30,7 @@ use crate::assets::sha256_file;
 use crate::config::EvidenceConfig;
 use crate::frame::BBox;
 use crate::incidents::{EvidenceFile, IncidentEvent};
+use crate::metrics::disk_free;
 use crate::publish::{Delivery, Topics};
 use crate::rules::ObjectRef;
 
@@ -85,12 +92,50 @@ pub struct EvidenceWorker {
 /// Everything the worker shares with the rest of the agent.
 pub struct EvidenceContext {
     pub config: EvidenceConfig,
+    /// Stored paths are relative to it (when the evidence directory is inside it).
     pub data_dir: PathBuf,
+    /// Where files go (`evidence.dir`, default `<data_dir>/evidence`).
+    pub evidence_dir: PathBuf,
+    /// Free space evidence leaves on its filesystem (`storage.reserve_bytes`).
+    pub reserve_bytes: u64,
     /// Each camera's packet ring; shared, so a config reload can add or remove cameras.
     pub rings: Rings,
     pub delivery: Delivery,
     pub offset: FixedOffset,
 }
+
+impl EvidenceContext {
+    pub fn from_config(
+        config: &crate::config::Config,
+        rings: Rings,
+        delivery: Delivery,
+    ) -> EvidenceContext {
+        EvidenceContext {
+            config: config.evidence.clone(),
+            data_dir: config.storage.data_dir.clone(),
+            evidence_dir: config.evidence_dir(),
+            reserve_bytes: config.storage.reserve_bytes,
+            rings,
+            delivery,
+            offset: config.site.timezone,
+        }
+    }
+}
+
+/// Evidence whose files are written but whose rows the store could not take yet.
+struct UnrecordedEvidence {
+    request: EvidenceRequest,
+    files: Vec<EvidenceFile>,
+    error: Option<String>,
+    at_us: i64,
+}
+
+/// Unrecorded evidence kept at most; beyond it the oldest is given up and its files deleted.
+const MAX_UNRECORDED: usize = 256;
+/// How often free space is looked at between retention runs (a `statvfs`).
+const FREE_SPACE_CHECK: Duration = Duration::from_secs(5);
+/// A snapshot and its thumbnail take at most this many bytes per pixel of the frame.
+const SNAPSHOT_BYTES_PER_PIXEL: f64 = 0.6;
 
 const QUEUE: usize = 64;
 
@@ -140,7 +185,9 @@ impl Drop for EvidenceWorker {
 struct Worker {
     context: EvidenceContext,
     pending: Vec<PendingClip>,
+    unrecorded: std::collections::VecDeque<UnrecordedEvidence>,
     last_retention: Instant,
+    last_free_check: Instant,
 }
 
 impl Worker {
@@ -148,11 +195,14 @@ impl Worker {
         Worker {
             context,
             pending: Vec::new(),
+            unrecorded: std::collections::VecDeque::new(),
             last_retention: Instant::now(),
+            last_free_check: Instant::now(),
         }
     }
 
     fn run(mut self, jobs: Receiver<EvidenceRequest>) {
+        self.sweep_orphans();
         let mut open = true;
         while open || !self.pending.is_empty() {
             match jobs.recv_timeout(Duration::from_millis(200)) {
@@ -171,11 +221,56 @@ impl Worker {
                 }
             }
             self.write_ready_clips();
+            self.record_unrecorded();
             if self.last_retention.elapsed() >= Duration::from_secs(60) {
-                self.retention();
+                self.retention(0);
+            } else if self.last_free_check.elapsed() >= FREE_SPACE_CHECK {
+                // Anything may eat the free space (the NVR's own recordings, the database):
+                // give back the reserve from evidence as soon as it is touched.
+                self.last_free_check = Instant::now();
+                if self
+                    .free_bytes()
+                    .is_some_and(|f| f < self.context.reserve_bytes)
+                {
+                    self.retention(0);
+                }
             }
         }
-        self.retention();
+        self.retention(0);
+        self.record_unrecorded();
+        for lost in self.unrecorded.drain(..) {
+            tracing::error!(incident = %lost.request.incident_id, "stopping while the store cannot write: evidence not recorded; its files go at the next start's sweep");
+        }
+    }
+
+    /// Free bytes on the evidence filesystem (its directory made first, so it can be asked).
+    fn free_bytes(&self) -> Option<u64> {
+        let _ = std::fs::create_dir_all(&self.context.evidence_dir);
+        disk_free(&self.context.evidence_dir)
+    }
+
+    /// Makes room for a write of about `bytes`, so that the reserve stays free: asks
+    /// retention to delete what it must, and refuses when even that is not enough.
+    fn room_for(&mut self, bytes: u64) -> Result<(), String> {
+        let reserve = self.context.reserve_bytes;
+        let Some(free) = self.free_bytes() else {
+            return Ok(());
+        };
+        if free >= reserve.saturating_add(bytes) {
+            return Ok(());
+        }
+        self.retention(reserve.saturating_add(bytes) - free);
+        let free = self.free_bytes().unwrap_or(0);
+        if free >= reserve.saturating_add(bytes) {
+            return Ok(());
+        }
+        Err(format!(
+            "not enough free space for evidence: {} free on the filesystem of {}, {} of it kept in reserve for the database (storage.reserve_bytes), about {} needed",
+            human_bytes(free),
+            self.context.evidence_dir.display(),
+            human_bytes(reserve),
+            human_bytes(bytes)
+        ))
     }
 
     fn topic(&self, camera: &str) -> Option<String> {
@@ -194,8 +289,7 @@ impl Worker {
             .format("%Y/%m/%d")
             .to_string();
         self.context
-            .data_dir
-            .join("evidence")
+            .evidence_dir
             .join(day)
             .join(&request.incident_id)
     }
@@ -225,7 +319,7 @@ impl Worker {
     }
 
     fn write_snapshot(
-        &self,
+        &mut self,
         ring: &PacketRing,
         request: &EvidenceRequest,
         frame_at: i64,
@@ -262,19 +356,33 @@ impl Worker {
                 colour,
             );
         }
+        let pixels = u64::from(image.width()) * u64::from(image.height());
+        self.room_for((pixels as f64 * SNAPSHOT_BYTES_PER_PIXEL) as u64)?;
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let snapshot = dir.join("snapshot.jpg");
         let thumb = dir.join("thumb.jpg");
-        save_jpeg(&image, &snapshot, self.context.config.jpeg_quality)?;
         let tw = self.context.config.thumbnail_width.min(image.width());
         let th = (image.height() as u64 * tw as u64 / image.width().max(1) as u64).max(1) as u32;
-        let small = image::imageops::resize(&image, tw, th, image::imageops::FilterType::Triangle);
-        save_jpeg(&small, &thumb, 80)?;
-        Ok(vec![
-            self.file_entry("snapshot", &snapshot, &request.incident_id)?,
-            self.file_entry("thumbnail", &thumb, &request.incident_id)?,
-        ])
+        let written = write_whole(&snapshot, |path| {
+            save_jpeg(&image, path, self.context.config.jpeg_quality)
+        })
+        .and_then(|()| {
+            let small =
+                image::imageops::resize(&image, tw, th, image::imageops::FilterType::Triangle);
+            write_whole(&thumb, |path| save_jpeg(&small, path, 80))
+        })
+        .and_then(|()| {
+            Ok(vec![
+                self.file_entry("snapshot", &snapshot, &request.incident_id)?,
+                self.file_entry("thumbnail", &thumb, &request.incident_id)?,
+            ])
+        });
+        if written.is_err() {
+            // Nothing half-made stays: a snapshot without its thumbnail is removed too.
+            remove_files(&[&snapshot, &thumb], dir);
+        }
+        written
     }
 
     fn file_entry(
@@ -318,7 +426,32 @@ impl Worker {
                 (Vec::new(), Some(e))
             }
         };
-        let topic = self.topic(&request.camera_id);
+        let unrecorded = UnrecordedEvidence {
+            request: request.clone(),
+            files,
+            error,
+            at_us,
+        };
+        let had_files = !unrecorded.files.is_empty();
+        if !self.record(&unrecorded) {
+            // The store cannot write (a full disk): keep the files and try again, in order.
+            if self.unrecorded.len() >= MAX_UNRECORDED
+                && let Some(lost) = self.unrecorded.pop_front()
+            {
+                tracing::error!(incident = %lost.request.incident_id, "evidence waited too long for the store: its files are deleted");
+                self.delete_unrecorded_files(&lost);
+            }
+            self.unrecorded.push_back(unrecorded);
+        }
+        if had_files {
+            self.retention(0);
+        }
+    }
+
+    /// Records files (or an evidence error) in the store as one `updated` event; false when
+    /// the store cannot write.
+    fn record(&self, evidence: &UnrecordedEvidence) -> bool {
+        let topic = self.topic(&evidence.request.camera_id);
         let result = self
             .context
             .delivery
@@ -328,23 +461,47 @@ impl Worker {
             .and_then(|mut store| {
                 store
                     .attach_evidence(
-                        &request.incident_id,
-                        &files,
-                        error.as_deref(),
-                        at_us,
+                        &evidence.request.incident_id,
+                        &evidence.files,
+                        evidence.error.as_deref(),
+                        evidence.at_us,
                         self.context.offset,
                         topic.as_deref(),
                     )
                     .map_err(|e| e.to_string())
             });
         match result {
-            Ok(_) => self.context.delivery.wake.notify_one(),
+            Ok(_) => {
+                self.context.delivery.wake.notify_one();
+                self.context.delivery.evidence_write_recovered();
+                true
+            }
+            // Also when the incident itself is still held in memory (the store failing):
+            // its evidence waits behind it.
             Err(e) => {
-                tracing::error!(incident = %request.incident_id, "cannot record evidence: {e}")
+                self.context.delivery.evidence_write_failed(&e);
+                false
             }
         }
-        if !files.is_empty() {
-            self.retention();
+    }
+
+    /// Retries evidence the store could not take, oldest first.
+    fn record_unrecorded(&mut self) {
+        while let Some(next) = self.unrecorded.front() {
+            if !self.record(next) {
+                break;
+            }
+            self.unrecorded.pop_front();
+        }
+    }
+
+    fn delete_unrecorded_files(&self, evidence: &UnrecordedEvidence) {
+        for file in &evidence.files {
+            let path = self.context.data_dir.join(&file.path);
+            let _ = std::fs::remove_file(&path);
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::remove_dir(dir);
+            }
         }
     }
 
@@ -367,15 +524,22 @@ impl Worker {
                 .range(clip.from_us, clip.to_us)
                 .ok_or_else(|| "no video held for the clip".to_string())
                 .and_then(|range| {
+                    // The MP4 holds the packets plus a small index.
+                    let bytes: u64 = range.packets.iter().map(|p| p.data.len() as u64).sum();
+                    self.room_for(bytes + (64 << 10))?;
                     std::fs::create_dir_all(&clip.dir)
                         .map_err(|e| format!("cannot create {}: {e}", clip.dir.display()))?;
                     let path = clip.dir.join("clip.mp4");
-                    media::write_clip(&range, &path).map_err(|e| format!("clip: {e}"))?;
-                    Ok(vec![self.file_entry(
-                        "clip",
-                        &path,
-                        &clip.request.incident_id,
-                    )?])
+                    write_whole(&path, |partial| {
+                        media::write_clip(&range, partial)
+                            .map(drop)
+                            .map_err(|e| format!("clip: {e}"))
+                    })
+                    .and_then(|()| {
+                        self.file_entry("clip", &path, &clip.request.incident_id)
+                            .inspect_err(|_| remove_files(&[&path], &clip.dir))
+                    })
+                    .map(|file| vec![file])
                 });
             let at = newest
                 .unwrap_or(clip.to_us)
@@ -385,33 +549,46 @@ impl Worker {
         }
     }
 
-    /// Keeps evidence within its quota and age: deletes the oldest reviewed files first,
-    /// then the oldest unreviewed ones.
-    fn retention(&mut self) {
+    /// Keeps evidence within its quota and age, and the reserve free on its filesystem
+    /// (plus `extra` bytes a write is about to need): deletes the oldest reviewed files
+    /// first, then the oldest unreviewed ones. The plan is made under the store's lock, the
+    /// files are deleted outside it, and their rows are marked in one transaction, so
+    /// deleting never holds up the inference workers' writes.
+    fn retention(&mut self, extra: u64) {
         self.last_retention = Instant::now();
+        self.last_free_check = Instant::now();
         let config = &self.context.config;
-        let Ok(mut store) = self.context.delivery.store.lock() else {
-            return;
-        };
-        let Ok(files) = store.live_evidence() else {
-            return;
+        let files = match self.context.delivery.store.lock() {
+            Ok(store) => match store.live_evidence() {
+                Ok(files) => files,
+                Err(_) => return,
+            },
+            Err(_) => return,
         };
         let now = chrono::Utc::now().timestamp_micros();
         let total: u64 = files.iter().map(|f| f.bytes).sum();
         let mut limit = config.quota_bytes.unwrap_or(u64::MAX);
         if let Some(percent) = config.quota_percent
-            && let Some(size) = filesystem_size(&self.context.data_dir)
+            && let Some(size) = filesystem_size(&self.context.evidence_dir)
         {
             limit = limit.min((size as f64 * percent / 100.0) as u64);
         }
+        // Bytes to free for the reserve (and the coming write), beyond the quota.
+        let mut short = self.free_bytes().map_or(0, |free| {
+            self.context
+                .reserve_bytes
+                .saturating_add(extra)
+                .saturating_sub(free)
+        });
         let mut order: Vec<_> = files.iter().collect();
         // Reviewed first (false < true, so sort by !reviewed), then oldest.
         order.sort_by_key(|f| (!f.reviewed, f.created_at_us, f.id));
         let max_age_us = config.max_age.map(|a| a.as_micros() as i64);
         let mut remaining = total;
+        let mut deleted = Vec::new();
         for file in order {
             let too_old = max_age_us.is_some_and(|age| now - file.created_at_us > age);
-            if remaining <= limit && !too_old {
+            if remaining <= limit && short == 0 && !too_old {
                 continue;
             }
             let path = self.context.data_dir.join(&file.path);
@@ -423,10 +600,136 @@ impl Worker {
                     continue;
                 }
             }
-            let _ = store.mark_evidence_deleted(file.id, now);
+            if let Some(dir) = path.parent() {
+                // The incident's directory goes with its last file.
+                let _ = std::fs::remove_dir(dir);
+            }
+            deleted.push(file.id);
             remaining = remaining.saturating_sub(file.bytes);
+            short = short.saturating_sub(file.bytes);
             tracing::info!(incident = %file.incident_id, kind = %file.kind, reviewed = file.reviewed, "retention deleted evidence");
         }
+        if deleted.is_empty() {
+            return;
+        }
+        let marked = self
+            .context
+            .delivery
+            .store
+            .lock()
+            .map_err(|_| "store lock poisoned".to_string())
+            .and_then(|mut store| {
+                store
+                    .mark_evidence_deleted(&deleted, now)
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(e) = marked {
+            // The files are gone either way; the rows are marked at the next start's sweep.
+            self.context.delivery.evidence_write_failed(&e);
+        }
+    }
+
+    /// At start: deletes files in the evidence directory that no row knows (left by a crash
+    /// or a full disk in the middle of a write, `*.partial` above all), and marks rows
+    /// whose file has gone as deleted.
+    fn sweep_orphans(&mut self) {
+        let root = &self.context.evidence_dir;
+        if !root.is_dir() {
+            return;
+        }
+        let live = match self.context.delivery.store.lock() {
+            Ok(store) => match store.live_evidence() {
+                Ok(files) => files,
+                Err(e) => {
+                    tracing::warn!("orphan sweep skipped: {e}");
+                    return;
+                }
+            },
+            Err(_) => return,
+        };
+        let known: std::collections::HashSet<PathBuf> = live
+            .iter()
+            .map(|f| self.context.data_dir.join(&f.path))
+            .collect();
+        let (mut files, mut bytes) = (0u64, 0u64);
+        let mut dirs = Vec::new();
+        let mut stack = vec![root.clone()];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let Ok(kind) = entry.file_type() else {
+                    continue;
+                };
+                if kind.is_dir() {
+                    stack.push(path.clone());
+                    dirs.push(path);
+                } else if !known.contains(&path) {
+                    let size = entry.metadata().map_or(0, |m| m.len());
+                    if std::fs::remove_file(&path).is_ok() {
+                        files += 1;
+                        bytes += size;
+                    }
+                }
+            }
+        }
+        // Deepest first, so a day's directory goes after its incidents' directories.
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        for dir in dirs {
+            let _ = std::fs::remove_dir(dir);
+        }
+        if files > 0 {
+            tracing::warn!(
+                files,
+                bytes,
+                "deleted evidence files no incident refers to (left by a crash or a full disk)"
+            );
+        }
+        let missing: Vec<i64> = live
+            .iter()
+            .filter(|f| !self.context.data_dir.join(&f.path).exists())
+            .map(|f| f.id)
+            .collect();
+        if !missing.is_empty()
+            && let Ok(mut store) = self.context.delivery.store.lock()
+        {
+            let _ = store.mark_evidence_deleted(&missing, chrono::Utc::now().timestamp_micros());
+        }
+    }
+}
+
+/// Writes `path` whole or not at all: `write` fills `<path>.partial`, which is renamed over
+/// `path` once complete; on any error the partial file is removed.
+fn write_whole(path: &Path, write: impl FnOnce(&Path) -> Result<(), String>) -> Result<(), String> {
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    let result = write(&partial).and_then(|()| {
+        std::fs::rename(&partial, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    result
+}
+
+/// Removes the files of a failed write, and their directory when that leaves it empty.
+fn remove_files(paths: &[&Path], dir: &Path) {
+    for path in paths {
+        let _ = std::fs::remove_file(path);
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
+fn human_bytes(bytes: u64) -> String {
+    if bytes >= 1 << 30 {
+        format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
+    } else if bytes >= 1 << 20 {
+        format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
+    } else {
+        format!("{} KiB", bytes.div_ceil(1024))
     }
 }
 

@@ -22,6 +22,9 @@ pub enum Polled {
     Message {
         topic: String,
         payload: Vec<u8>,
+        /// Set when the broker delivers a retained message (a stale command a client left
+        /// behind), not one published while this client is subscribed.
+        retained: bool,
     },
     Other,
 }
@@ -112,10 +115,27 @@ fn build_tls(tls: &TlsConfig) -> Result<Arc<rustls::ClientConfig>, String> {
             }
         }
     }
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup: {e}"))?
-        .with_root_certificates(roots);
+        .map_err(|e| format!("TLS setup: {e}"))?;
+    let builder = match &tls.server_name {
+        // rumqttc verifies the certificate against the name it connects to; a broker
+        // reached by address whose certificate names it otherwise needs the name given.
+        Some(name) => {
+            let name = rustls::pki_types::ServerName::try_from(name.clone())
+                .map_err(|e| format!("mqtt.tls.server_name `{name}`: {e}"))?;
+            let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(|e| format!("TLS setup: {e}"))?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(VerifyAs { inner, name }))
+        }
+        None => builder.with_root_certificates(roots),
+    };
     let config = match (&tls.client_cert_file, &tls.client_key_file) {
         (Some(cert_path), Some(key_path)) => {
             let read = |p: &std::path::Path| {
@@ -143,6 +163,51 @@ fn build_tls(tls: &TlsConfig) -> Result<Arc<rustls::ClientConfig>, String> {
     Ok(Arc::new(config))
 }
 
+/// Verifies the broker's certificate with the standard WebPKI checks (chain to the trusted
+/// roots, validity, key usage, signatures) against `mqtt.tls.server_name` instead of the
+/// address connected to. Nothing is skipped: only the name compared is another.
+#[derive(Debug)]
+struct VerifyAs {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    name: rustls::pki_types::ServerName<'static>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for VerifyAs {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _connected_to: &rustls::pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        self.inner
+            .verify_server_cert(end_entity, intermediates, &self.name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
 pub enum Client {
     V4(rumqttc::AsyncClient),
     V5(mqtt5::AsyncClient),
@@ -152,6 +217,21 @@ pub enum EventLoop {
     V4(Box<rumqttc::EventLoop>),
     V5(Box<mqtt5::EventLoop>),
 }
+
+/// Largest packet read from the broker under MQTT 3.1.1: the protocol's own maximum (a
+/// remaining length of 256 MiB - 1, plus the fixed header). 3.1.1 has no way to tell the
+/// broker a smaller limit, and a client that refuses to read a packet drops the connection
+/// without acknowledging it, so a broker keeping a persistent session redelivers the same
+/// oversized command at every reconnect, forever. Reading it lets the publisher answer it
+/// with `ok:false` and acknowledge it. (MQTT 5 announces `MAX_PACKET_V5` in CONNECT and the
+/// broker drops bigger packets itself.) Brokers should still cap command sizes
+/// (mosquitto's `message_size_limit`, docs/mqtt.md): a huge packet costs its size in memory
+/// while it is read.
+const MAX_INCOMING_V311: usize = (256 << 20) + 5;
+/// Largest packet in either direction under MQTT 5, announced to the broker.
+const MAX_PACKET_V5: u32 = 1 << 20;
+/// Largest packet this client sends (incident events are a few KiB).
+const MAX_OUTGOING: usize = 1 << 20;
 
 /// Capacity of rumqttc's request channel; the publisher keeps far fewer requests pending,
 /// so non-blocking sends never find it full.
@@ -180,7 +260,7 @@ pub fn connect(s: &ConnectSettings) -> Result<(Client, EventLoop), String> {
             let mut o = rumqttc::MqttOptions::new(&s.client_id, &s.host, s.port);
             o.set_keep_alive(s.keep_alive)
                 .set_clean_session(s.clean_session)
-                .set_max_packet_size(1 << 20, 1 << 20)
+                .set_max_packet_size(MAX_INCOMING_V311, MAX_OUTGOING)
                 .set_transport(transport(&s.tls))
                 .set_last_will(rumqttc::LastWill::new(
                     &s.will_topic,
@@ -198,7 +278,7 @@ pub fn connect(s: &ConnectSettings) -> Result<(Client, EventLoop), String> {
             let mut o = mqtt5::MqttOptions::new(&s.client_id, &s.host, s.port);
             o.set_keep_alive(s.keep_alive)
                 .set_clean_start(s.clean_session)
-                .set_max_packet_size(Some(1 << 20))
+                .set_max_packet_size(Some(MAX_PACKET_V5))
                 .set_transport(transport(&s.tls))
                 .set_last_will(mqtt5::mqttbytes::v5::LastWill::new(
                     &s.will_topic,
@@ -280,6 +360,7 @@ impl EventLoop {
                     Ok(Event::Incoming(Packet::Publish(p))) => Ok(Polled::Message {
                         topic: p.topic,
                         payload: p.payload.to_vec(),
+                        retained: p.retain,
                     }),
                     Ok(Event::Outgoing(Outgoing::Publish(pkid))) => Ok(Polled::SentPublish(pkid)),
                     Ok(_) => Ok(Polled::Other),
@@ -302,6 +383,7 @@ impl EventLoop {
                     Ok(Event::Incoming(Packet::Publish(p))) => Ok(Polled::Message {
                         topic: String::from_utf8_lossy(&p.topic).into_owned(),
                         payload: p.payload.to_vec(),
+                        retained: p.retain,
                     }),
                     Ok(Event::Outgoing(Outgoing::Publish(pkid))) => Ok(Polled::SentPublish(pkid)),
                     Ok(_) => Ok(Polled::Other),

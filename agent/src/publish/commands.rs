@@ -55,6 +55,22 @@ pub struct CommandResult {
     pub event_id: Option<String>,
 }
 
+/// The request `id` of a payload, read leniently, so that the answer to a command that
+/// fails validation still carries the id the platform matches answers by. `None` for
+/// payloads over the size limit (never parsed), non-objects and ids that are not strings.
+pub fn request_id(payload: &[u8]) -> Option<String> {
+    if payload.len() > MAX_PAYLOAD {
+        return None;
+    }
+    match serde_json::from_slice::<serde_json::Value>(payload).ok()? {
+        serde_json::Value::Object(mut fields) => match fields.remove("id")? {
+            serde_json::Value::String(id) if id.chars().count() <= 128 => Some(id),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// Parses the command named by the last topic level. Errors say what is wrong, in one line.
 pub fn parse(name: &str, payload: &[u8]) -> Result<Command, String> {
     if payload.len() > MAX_PAYLOAD {
@@ -65,17 +81,21 @@ pub fn parse(name: &str, payload: &[u8]) -> Result<Command, String> {
     }
     let text = std::str::from_utf8(payload).map_err(|_| "payload is not UTF-8".to_string())?;
     let one_line = |e: serde_json::Error| e.to_string().replace('\n', " ");
+    // An empty ping is allowed (no id to echo); anything else must be one JSON object:
+    // serde would otherwise read `[]` or `["x"]` as a struct written as a sequence.
+    if name == "ping" && text.trim().is_empty() {
+        return Ok(Command::Ping(Ping { id: None }));
+    }
+    let value: serde_json::Value = serde_json::from_str(text).map_err(one_line)?;
+    if !value.is_object() {
+        return Err("payload must be a JSON object".into());
+    }
     match name {
-        "ping" => {
-            let ping = if text.trim().is_empty() {
-                Ping { id: None }
-            } else {
-                serde_json::from_str(text).map_err(one_line)?
-            };
-            Ok(Command::Ping(ping))
-        }
+        "ping" => Ok(Command::Ping(
+            serde_json::from_value(value).map_err(one_line)?,
+        )),
         "review" => {
-            let review: ReviewCommand = serde_json::from_str(text).map_err(one_line)?;
+            let review: ReviewCommand = serde_json::from_value(value).map_err(one_line)?;
             if review.incident_id.trim().is_empty() || review.incident_id.len() > 64 {
                 return Err("incident_id must be a non-empty id".into());
             }
@@ -153,5 +173,32 @@ mod tests {
         assert!(err("review", &[0xff, 0xfe]).contains("UTF-8"));
         assert!(err("reboot", b"{}").contains("unknown command"));
         assert!(!err("review", b"{\n\"a\"\n").contains('\n'));
+        for not_an_object in [&b"[]"[..], b"[\"r1\"]", b"\"r1\"", b"42", b"null"] {
+            assert!(
+                err("ping", not_an_object).contains("JSON object"),
+                "{not_an_object:?}"
+            );
+            assert!(err("review", not_an_object).contains("JSON object"));
+        }
+    }
+
+    #[test]
+    fn the_request_id_is_found_even_when_the_command_is_invalid() {
+        let cases: [&[u8]; 5] = [
+            br#"{"id":"r3","incident_id":"x","verdict":"maybe","reviewer":"a"}"#,
+            br#"{"id":"r3","incident_id":1,"verdict":"confirmed","reviewer":"a"}"#,
+            br#"{"id":"r3","incident_id":"x","verdict":"confirmed","reviewer":""}"#,
+            br#"{"id":"r3","incident_id":"x","verdict":"confirmed","reviewer":"a","admin":true}"#,
+            br#"{"id":"r3","extra":1}"#,
+        ];
+        for payload in cases {
+            assert_eq!(request_id(payload).as_deref(), Some("r3"));
+        }
+        assert_eq!(request_id(b"[]"), None);
+        assert_eq!(request_id(br#"{"id":7}"#), None);
+        assert_eq!(request_id(b"{not json"), None);
+        let mut big = br#"{"id":"r9","note":""#.to_vec();
+        big.resize(MAX_PAYLOAD + 10, b'x');
+        assert_eq!(request_id(&big), None);
     }
 }

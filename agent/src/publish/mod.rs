@@ -147,7 +147,7 @@ pub async fn run(
     drain: Duration,
 ) {
     let mut backoff = settings.reconnect_min;
-    let mut last_error: Option<String> = None;
+    let mut episode = FailureEpisode::default();
     let mut deadline: Option<tokio::time::Instant> = None;
     loop {
         if *shutdown.borrow() && deadline.is_none() {
@@ -160,7 +160,9 @@ pub async fn run(
         }
         let outcome = match Session::new(&settings, &shared) {
             Ok(mut session) => {
-                let end = session.run(&mut shutdown, &mut deadline, drain).await;
+                let end = session
+                    .run(&mut shutdown, &mut deadline, drain, &mut episode)
+                    .await;
                 (end, session.was_connected)
             }
             Err(reason) => (SessionEnd::Lost(reason), false),
@@ -171,12 +173,16 @@ pub async fn run(
                 shared.connected.store(false, Ordering::Relaxed);
                 if was_connected {
                     backoff = settings.reconnect_min;
-                    tracing::warn!(broker = %broker(&settings), "MQTT connection lost: {reason}; reconnecting");
-                    last_error = None;
-                } else if last_error.as_deref() != Some(reason.as_str()) {
-                    // Each distinct failure is logged once; repeats would flood the journal.
-                    tracing::error!(broker = %broker(&settings), "MQTT connect failed: {reason}; retrying with backoff");
-                    last_error = Some(reason);
+                }
+                // Each distinct failure is logged once per episode; repeats (a broker that
+                // keeps refusing, an expired certificate, a connection that keeps dropping)
+                // are counted and summed up when the connection is stable again.
+                if episode.failure(&reason) {
+                    if was_connected {
+                        tracing::warn!(broker = %broker(&settings), "MQTT connection lost: {reason}; reconnecting");
+                    } else {
+                        tracing::error!(broker = %broker(&settings), "MQTT connect failed: {reason}; retrying with backoff");
+                    }
                 }
             }
         }
@@ -191,6 +197,56 @@ pub async fn run(
             _ = shutdown.changed(), if deadline.is_none() => {}
         }
     }
+}
+
+/// How long a connection must stay up before an episode of failures counts as over.
+const STABLE_AFTER: Duration = Duration::from_secs(30);
+
+/// One episode of connection trouble: from the first failure until a connection has stayed
+/// up for [`STABLE_AFTER`]. Within it, each kind of failure is logged once and repeats are
+/// only counted.
+#[derive(Debug, Default)]
+struct FailureEpisode {
+    /// Kinds of failure logged in this episode.
+    seen: Vec<String>,
+    /// Failures not logged because their kind was.
+    repeats: u64,
+    /// Whether a successful connection was logged in this episode.
+    connect_logged: bool,
+}
+
+impl FailureEpisode {
+    /// Records a failure; true when it is a new kind for this episode (log it).
+    fn failure(&mut self, reason: &str) -> bool {
+        let kind = failure_kind(reason);
+        if self.seen.contains(&kind) {
+            self.repeats += 1;
+            return false;
+        }
+        self.seen.push(kind);
+        true
+    }
+
+    /// A connection was made; true when it should be logged (the first of the episode).
+    fn connected(&mut self) -> bool {
+        !std::mem::replace(&mut self.connect_logged, true)
+    }
+
+    /// The connection has been stable for a while: ends the episode. Returns the failures
+    /// left unlogged, when there were any, for one summary line.
+    fn stable(&mut self) -> Option<u64> {
+        let repeats = std::mem::take(&mut self.repeats);
+        let had_failures = !self.seen.is_empty();
+        self.seen.clear();
+        self.connect_logged = false;
+        (had_failures && repeats > 0).then_some(repeats)
+    }
+}
+
+/// A failure with its digits left out, so that messages which differ only in a time or a
+/// counter (rustls puts the current time in an expired-certificate error) are one kind.
+fn failure_kind(reason: &str) -> String {
+    reason.chars().filter(|c| !c.is_ascii_digit()).collect()
 }
 
 fn outbox_len(shared: &Shared) -> u64 {
@@ -221,6 +277,10 @@ struct Session<'a> {
     outbox_in_flight: usize,
     connected: bool,
     was_connected: bool,
+    /// When this session's connection was made.
+    connected_at: Option<std::time::Instant>,
+    /// The store health the retained status last said.
+    status_store_ok: Option<bool>,
     last_counts: HashMap<String, (u64, u64)>,
     last_beat: std::time::Instant,
 }
@@ -239,6 +299,8 @@ impl<'a> Session<'a> {
             outbox_in_flight: 0,
             connected: false,
             was_connected: false,
+            connected_at: None,
+            status_store_ok: None,
             last_counts: HashMap::new(),
             last_beat: std::time::Instant::now(),
         })
@@ -252,6 +314,7 @@ impl<'a> Session<'a> {
         shutdown: &mut watch::Receiver<bool>,
         deadline: &mut Option<tokio::time::Instant>,
         drain: Duration,
+        episode: &mut FailureEpisode,
     ) -> SessionEnd {
         let mut heartbeat = tokio::time::interval(self.settings.heartbeat_every);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -270,6 +333,12 @@ impl<'a> Session<'a> {
             tokio::select! {
                 polled = self.events.poll() => match polled {
                     Ok(event) => {
+                        if matches!(event, Polled::Connected) {
+                            self.connected_at = Some(std::time::Instant::now());
+                            if episode.connected() {
+                                tracing::info!(broker = %broker(self.settings), client_id = %self.settings.connect.client_id, "MQTT connected");
+                            }
+                        }
                         if let Err(reason) = self.handle(event) {
                             return SessionEnd::Lost(reason);
                         }
@@ -277,7 +346,14 @@ impl<'a> Session<'a> {
                     Err(reason) => return SessionEnd::Lost(reason),
                 },
                 _ = wake.notified(), if self.connected => self.fill(),
-                _ = heartbeat.tick(), if self.connected => self.heartbeat(),
+                _ = heartbeat.tick(), if self.connected => {
+                    if self.connected_at.is_some_and(|t| t.elapsed() >= STABLE_AFTER)
+                        && let Some(repeats) = episode.stable()
+                    {
+                        tracing::info!(broker = %broker(self.settings), repeats, "MQTT connection stable again; {repeats} repeated failure(s) were not logged one by one");
+                    }
+                    self.heartbeat();
+                }
                 _ = shutdown.changed(), if deadline.is_none() => {
                     *deadline = Some(tokio::time::Instant::now() + drain);
                 }
@@ -299,22 +375,7 @@ impl<'a> Session<'a> {
                 self.connected = true;
                 self.was_connected = true;
                 self.shared.connected.store(true, Ordering::Relaxed);
-                tracing::info!(broker = %broker(self.settings), client_id = %self.settings.connect.client_id, "MQTT connected");
-                let status = json!({
-                    "state": "online",
-                    "site": self.settings.site,
-                    "box_id": self.settings.box_id,
-                    "version": env!("CARGO_PKG_VERSION"),
-                    "cameras": self.settings.cameras,
-                    "started_at": self.settings.started_at,
-                });
-                self.send(
-                    &self.settings.topics.status(),
-                    status.to_string().into_bytes(),
-                    true,
-                    true,
-                    None,
-                )?;
+                self.publish_status()?;
                 self.client.subscribe(&self.settings.topics.commands())?;
                 self.fill();
             }
@@ -340,7 +401,11 @@ impl<'a> Session<'a> {
                     self.fill();
                 }
             }
-            Polled::Message { topic, payload } => self.command(&topic, &payload)?,
+            Polled::Message {
+                topic,
+                payload,
+                retained,
+            } => self.command(&topic, &payload, retained)?,
             Polled::Other => {}
         }
         Ok(())
@@ -389,7 +454,33 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// The retained `online` status, with whether the store takes writes; sent at every
+    /// connection and again whenever the store's health changes.
+    fn publish_status(&mut self) -> Result<(), String> {
+        let store = self.shared.metrics.store_health.report();
+        self.status_store_ok = Some(store.ok);
+        let status = json!({
+            "state": "online",
+            "site": self.settings.site,
+            "box_id": self.settings.box_id,
+            "version": env!("CARGO_PKG_VERSION"),
+            "cameras": self.settings.cameras,
+            "started_at": self.settings.started_at,
+            "store": store,
+        });
+        self.send(
+            &self.settings.topics.status(),
+            status.to_string().into_bytes(),
+            true,
+            true,
+            None,
+        )
+    }
+
     fn heartbeat(&mut self) {
+        if self.status_store_ok != Some(self.shared.metrics.store_health.is_ok()) {
+            let _ = self.publish_status();
+        }
         let elapsed = self.last_beat.elapsed().as_secs_f64().max(1e-3);
         self.last_beat = std::time::Instant::now();
         let metrics = &self.shared.metrics;
@@ -436,6 +527,7 @@ impl<'a> Session<'a> {
                 "delivered": self.shared.delivered.load(Ordering::Relaxed),
             },
             "disk_free_bytes": disk_free(&self.settings.data_dir),
+            "store": metrics.store_health.report(),
         });
         let _ = self.send(
             &self.settings.topics.heartbeat(),
@@ -446,7 +538,7 @@ impl<'a> Session<'a> {
         );
     }
 
-    fn command(&mut self, topic: &str, payload: &[u8]) -> Result<(), String> {
+    fn command(&mut self, topic: &str, payload: &[u8], retained: bool) -> Result<(), String> {
         let Some(name) = topic.strip_prefix(&format!("{}/cmd/", self.settings.topics.prefix))
         else {
             return Ok(());
@@ -455,12 +547,22 @@ impl<'a> Session<'a> {
             // Our own answers come back on the subscription.
             return Ok(());
         }
+        if retained {
+            // A retained command is replayed by the broker at every subscription, so at
+            // every restart: applying it would review an incident again each time.
+            tracing::warn!(
+                command = name,
+                id = commands::request_id(payload).as_deref().unwrap_or(""),
+                "ignored a retained command (publish commands without the retain flag)"
+            );
+            return Ok(());
+        }
         let result = match commands::parse(name, payload) {
             Err(reason) => {
                 tracing::warn!(command = name, "rejected a command: {reason}");
                 CommandResult {
                     command: name.to_string(),
-                    id: None,
+                    id: commands::request_id(payload),
                     ok: false,
                     error: Some(reason),
                     event_id: None,
@@ -576,6 +678,12 @@ impl<'a> Session<'a> {
 }
 
 /// Where incident events go after the rules: the store, and (with MQTT) its outbox.
+///
+/// When the store cannot write (a full disk), an event is not lost: it waits in a bounded
+/// in-memory queue, in order, and is written before any later event as soon as the store
+/// takes writes again (retried at every new event and every second by
+/// [`Delivery::retry_held`]). The episode is logged once, counted, and shown by `/healthz`,
+/// `/metrics` and the MQTT heartbeat and status.
 #[derive(Clone)]
 pub struct Delivery {
     pub store: Arc<Mutex<Store>>,
@@ -584,11 +692,71 @@ pub struct Delivery {
     pub wake: Arc<Notify>,
     /// Dismissal memory shared with the cameras' analytics.
     pub suppressions: Option<Arc<crate::incidents::suppress::Suppressions>>,
+    /// Events the store could not take yet, oldest first.
+    held: Arc<Mutex<VecDeque<crate::incidents::IncidentEvent>>>,
+    health: Arc<crate::metrics::StoreHealth>,
 }
 
+/// Events held in memory at most while the store cannot write (a few KiB each).
+pub const MAX_HELD_EVENTS: usize = 4096;
+
 impl Delivery {
-    /// Stores the event (renumbering it after any reviews) and queues it for MQTT.
+    pub fn new(
+        store: Arc<Mutex<Store>>,
+        topics: Option<Topics>,
+        wake: Arc<Notify>,
+        suppressions: Option<Arc<crate::incidents::suppress::Suppressions>>,
+        health: Arc<crate::metrics::StoreHealth>,
+    ) -> Delivery {
+        Delivery {
+            store,
+            topics,
+            wake,
+            suppressions,
+            held: Arc::default(),
+            health,
+        }
+    }
+
+    pub fn health(&self) -> &crate::metrics::StoreHealth {
+        &self.health
+    }
+
+    /// Stores the event (renumbering it after any reviews) and queues it for MQTT; if the
+    /// store cannot write now, holds it (see the type's documentation). An error only when
+    /// the event could neither be stored nor held.
     pub fn record(&self, event: &mut crate::incidents::IncidentEvent) -> Result<(), String> {
+        let mut held = self
+            .held
+            .lock()
+            .map_err(|_| "held events lock poisoned".to_string())?;
+        // Earlier events first: an incident's events reach the store in order.
+        self.write_held(&mut held);
+        if held.is_empty() {
+            match self.write(event) {
+                Ok(()) => return Ok(()),
+                Err(e) => self.write_failed(&e, held.len() + 1),
+            }
+        }
+        hold(&mut held, event.clone(), &self.health);
+        Ok(())
+    }
+
+    /// Writes what is held, if the store takes writes again (called every second).
+    pub fn retry_held(&self) {
+        if let Ok(mut held) = self.held.lock()
+            && !held.is_empty()
+        {
+            self.write_held(&mut held);
+        }
+    }
+
+    /// Events held in memory now.
+    pub fn held_count(&self) -> usize {
+        self.held.lock().map_or(0, |h| h.len())
+    }
+
+    fn write(&self, event: &mut crate::incidents::IncidentEvent) -> Result<(), String> {
         let topic = self.topics.as_ref().map(|t| t.incident(&event.camera.id));
         let mut store = self
             .store
@@ -601,6 +769,117 @@ impl Delivery {
         self.wake.notify_one();
         Ok(())
     }
+
+    fn write_held(&self, held: &mut VecDeque<crate::incidents::IncidentEvent>) {
+        let had = held.len();
+        while let Some(event) = held.front_mut() {
+            if let Err(e) = self.write(event) {
+                self.write_failed(&e, held.len());
+                break;
+            }
+            held.pop_front();
+        }
+        self.health
+            .held_events
+            .store(held.len() as u64, Ordering::Relaxed);
+        if held.is_empty() && self.health.recovered() {
+            tracing::info!(
+                stored = had,
+                "the store takes writes again: every held incident event is stored"
+            );
+        }
+    }
+
+    fn write_failed(&self, error: &str, held: usize) {
+        if self.health.failed(error) {
+            tracing::error!(
+                held,
+                limit = MAX_HELD_EVENTS,
+                "cannot store incident events: {error}; holding them in memory and retrying every second (logged once until it recovers)"
+            );
+        }
+    }
+
+    /// The evidence worker could not record files or an evidence error: counted with the
+    /// store's other write failures, logged once per episode.
+    pub fn evidence_write_failed(&self, error: &str) {
+        if self.health.failed(error) {
+            tracing::error!(
+                "cannot record evidence in the store: {error}; retrying (logged once until it recovers)"
+            );
+        }
+    }
+
+    /// The evidence worker's store writes work again.
+    pub fn evidence_write_recovered(&self) {
+        if self.held_count() == 0 && self.health.recovered() {
+            tracing::info!("the store takes writes again");
+        }
+    }
+
+    /// Closes the incidents still open in the store (of one camera, or all) with `reason`:
+    /// at start for those a previous run left open, at a reload for a changed camera. Each
+    /// `closed` event goes out through the outbox like the rules' own.
+    pub fn close_open_incidents(
+        &self,
+        camera: Option<&str>,
+        reason: crate::rules::CloseReason,
+        offset: FixedOffset,
+    ) -> Result<usize, String> {
+        let closed = self
+            .store
+            .lock()
+            .map_err(|_| "store lock poisoned".to_string())?
+            .close_open_incidents(
+                camera,
+                reason,
+                chrono::Utc::now().timestamp_micros(),
+                offset,
+                |camera| self.topics.as_ref().map(|t| t.incident(camera)),
+            )
+            .map_err(|e| e.to_string())?;
+        for event in &closed {
+            tracing::info!(
+                incident = event["incident_id"].as_str().unwrap_or_default(),
+                camera = event["camera"]["id"].as_str().unwrap_or_default(),
+                kind = event["kind"].as_str().unwrap_or_default(),
+                close_reason = reason.as_str(),
+                "closed an incident left open"
+            );
+        }
+        if !closed.is_empty() {
+            self.wake.notify_one();
+        }
+        Ok(closed.len())
+    }
+}
+
+/// Holds an event while the store cannot write. Over the bound the oldest `updated` event
+/// goes first (a later one supersedes it, as in the outbox), then the oldest of any kind;
+/// each loss is counted and logged.
+fn hold(
+    held: &mut VecDeque<crate::incidents::IncidentEvent>,
+    event: crate::incidents::IncidentEvent,
+    health: &crate::metrics::StoreHealth,
+) {
+    if held.len() >= MAX_HELD_EVENTS {
+        let victim = held
+            .iter()
+            .position(|e| e.state == crate::incidents::EventState::Updated)
+            .unwrap_or(0);
+        if let Some(lost) = held.remove(victim) {
+            health.dropped_total.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(
+                incident = %lost.incident_id,
+                state = ?lost.state,
+                "the store has not taken writes for {MAX_HELD_EVENTS} events: an event held in memory is given up"
+            );
+        }
+    }
+    held.push_back(event);
+    health
+        .held_events
+        .store(held.len() as u64, Ordering::Relaxed);
 }
 
 /// The publisher on its own thread and runtime, for the synchronous parts of the agent.
@@ -648,5 +927,40 @@ impl Background {
             .ok()
             .and_then(|s| s.outbox_stats().ok())
             .map_or(0, |s| s.events)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeating_failure_is_logged_once_per_episode_and_counted() {
+        let mut episode = FailureEpisode::default();
+        let expired = |t: u32| {
+            format!(
+                "invalid peer certificate: certificate expired: verification time {t} (UNIX), but certificate is not valid after 1700000000"
+            )
+        };
+        assert!(episode.failure(&expired(1_764_000_001)));
+        for t in 2..=42 {
+            assert!(!episode.failure(&expired(1_764_000_000 + t)), "repeat {t}");
+        }
+        // Another kind of failure in the same episode is news.
+        assert!(episode.failure("Connection refused (os error 111)"));
+        assert!(episode.connected(), "the first connection is logged");
+        assert!(!episode.connected(), "flapping reconnects are not");
+        assert_eq!(episode.stable(), Some(41));
+        // A new episode logs again.
+        assert!(episode.failure(&expired(1_764_100_000)));
+        assert!(episode.connected());
+        assert_eq!(episode.stable(), None, "nothing was held back");
+    }
+
+    #[test]
+    fn a_stable_connection_without_failures_reports_nothing() {
+        let mut episode = FailureEpisode::default();
+        assert!(episode.connected());
+        assert_eq!(episode.stable(), None);
     }
 }

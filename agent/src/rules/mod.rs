@@ -68,6 +68,26 @@ pub enum CloseReason {
     Cleared,
     /// The camera delivers frames again.
     Recovered,
+    /// gridwatch stopped (or crashed) while the incident was open and was started again:
+    /// a track cannot be followed across a restart, so the incident is closed when the
+    /// agent starts, and an object still there opens a new one after its dwell.
+    Restarted,
+    /// The camera's configuration changed (a reload) while the incident was open: its
+    /// zones and rules may no longer be the ones that raised it.
+    Reconfigured,
+}
+
+impl CloseReason {
+    /// The snake_case name of the event schema (`close_reason`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Left => "left",
+            CloseReason::Cleared => "cleared",
+            CloseReason::Recovered => "recovered",
+            CloseReason::Restarted => "restarted",
+            CloseReason::Reconfigured => "reconfigured",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

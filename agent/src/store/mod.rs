@@ -496,25 +496,11 @@ impl Store {
     ) -> Result<Value, StoreError> {
         let files_json =
             serde_json::to_value(files).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let event = self.derive_event(incident_id, at_us, offset, topic, true, |event| {
-            event["state"] = "updated".into();
-            event["review"] = Value::Null;
-            let mut merged: Vec<Value> = event["evidence"]["files"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            for file in files_json.as_array().into_iter().flatten() {
-                merged.retain(|f| f["kind"] != file["kind"]);
-                merged.push(file.clone());
-            }
-            event["evidence"]["files"] = Value::Array(merged);
-            if let Some(error) = error {
-                event["evidence"]["error"] = error.into();
-            }
-        })?;
-        for file in files {
-            self.conn
-                .execute(
+        // The rows go in the transaction of the event that announces them: a crash or a full
+        // disk leaves both or neither.
+        let rows = |tx: &rusqlite::Transaction<'_>| -> rusqlite::Result<()> {
+            for file in files {
+                tx.execute(
                     "INSERT INTO evidence (incident_id, kind, path, bytes, sha256, created_at_us)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     params![
@@ -525,10 +511,83 @@ impl Store {
                         file.sha256,
                         at_us
                     ],
+                )?;
+            }
+            Ok(())
+        };
+        self.derive_event_with(
+            incident_id,
+            at_us,
+            offset,
+            topic,
+            true,
+            |event| {
+                event["state"] = "updated".into();
+                event["review"] = Value::Null;
+                let mut merged: Vec<Value> = event["evidence"]["files"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                for file in files_json.as_array().into_iter().flatten() {
+                    merged.retain(|f| f["kind"] != file["kind"]);
+                    merged.push(file.clone());
+                }
+                event["evidence"]["files"] = Value::Array(merged);
+                if let Some(error) = error {
+                    event["evidence"]["error"] = error.into();
+                }
+            },
+            rows,
+        )
+    }
+
+    /// Closes every incident still open (of one camera, or of all), as when the rules close
+    /// one, with `reason` (`restarted` when the agent starts again, `reconfigured` when a
+    /// reload changes the camera): each gets a `closed` event, in the outbox when
+    /// `topic_of(camera)` gives a topic. Returns the closed events.
+    pub fn close_open_incidents(
+        &mut self,
+        camera: Option<&str>,
+        reason: crate::rules::CloseReason,
+        at_us: i64,
+        offset: FixedOffset,
+        topic_of: impl Fn(&str) -> Option<String>,
+    ) -> Result<Vec<Value>, StoreError> {
+        let open: Vec<(String, String)> = {
+            let mut stmt = self
+                .conn
+                .prepare(
+                    "SELECT incident_id, camera_id FROM incidents
+                     WHERE state != 'closed' AND (?1 IS NULL OR camera_id = ?1)
+                     ORDER BY opened_at_us, incident_id",
                 )
                 .map_err(self.sql())?;
+            stmt.query_map([camera], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(self.sql())?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(self.sql())?
+        };
+        let closed_at = format_time(at_us, offset);
+        let why = match reason {
+            crate::rules::CloseReason::Reconfigured => "（摄像头配置已变更，事件关闭）",
+            _ => "（gridwatch 已重启，事件关闭）",
+        };
+        let mut events = Vec::with_capacity(open.len());
+        for (incident_id, camera_id) in open {
+            let topic = topic_of(&camera_id);
+            let event =
+                self.derive_event(&incident_id, at_us, offset, topic.as_deref(), true, |e| {
+                    e["state"] = "closed".into();
+                    e["closed_at"] = closed_at.clone().into();
+                    e["close_reason"] = reason.as_str().into();
+                    e["review"] = Value::Null;
+                    if let Some(text) = e["description"].as_str() {
+                        e["description"] = format!("{text}{why}").into();
+                    }
+                })?;
+            events.push(event);
         }
-        Ok(event)
+        Ok(events)
     }
 
     /// A new event of an incident derived from its latest one: next `seq`, new id and time,
@@ -542,6 +601,23 @@ impl Store {
         topic: Option<&str>,
         lifecycle: bool,
         change: impl FnOnce(&mut Value),
+    ) -> Result<Value, StoreError> {
+        self.derive_event_with(incident_id, at_us, offset, topic, lifecycle, change, |_| {
+            Ok(())
+        })
+    }
+
+    /// [`Store::derive_event`], with `also` run in the same transaction.
+    #[allow(clippy::too_many_arguments)]
+    fn derive_event_with(
+        &mut self,
+        incident_id: &str,
+        at_us: i64,
+        offset: FixedOffset,
+        topic: Option<&str>,
+        lifecycle: bool,
+        change: impl FnOnce(&mut Value),
+        also: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>,
     ) -> Result<Value, StoreError> {
         let row: Option<(String, u32, String)> = self
             .conn
@@ -571,6 +647,13 @@ impl Store {
                 params![incident_id, seq, payload],
             )
             .map_err(self.sql())?;
+            if state == "closed" {
+                tx.execute(
+                    "UPDATE incidents SET state = 'closed', closed_at = ?2 WHERE incident_id = ?1",
+                    params![incident_id, event["closed_at"].as_str()],
+                )
+                .map_err(self.sql())?;
+            }
         } else {
             tx.execute(
                 "UPDATE incidents SET last_seq = ?2 WHERE incident_id = ?1",
@@ -608,6 +691,7 @@ impl Store {
                 )
                 .map_err(self.sql())?;
         }
+        also(&tx).map_err(self.sql())?;
         tx.commit().map_err(self.sql())?;
         if added > 0 {
             self.outbox_events += 1;
@@ -646,13 +730,18 @@ impl Store {
         Ok(rows)
     }
 
-    pub fn mark_evidence_deleted(&mut self, id: i64, at_us: i64) -> Result<(), StoreError> {
-        self.conn
-            .execute(
+    /// Marks evidence rows whose files retention deleted, in one transaction (one fsync for
+    /// the lot, not one per file).
+    pub fn mark_evidence_deleted(&mut self, ids: &[i64], at_us: i64) -> Result<(), StoreError> {
+        let tx = self.conn.unchecked_transaction().map_err(self.sql())?;
+        for id in ids {
+            tx.execute(
                 "UPDATE evidence SET deleted_at_us = ?2 WHERE id = ?1",
                 params![id, at_us],
             )
             .map_err(self.sql())?;
+        }
+        tx.commit().map_err(self.sql())?;
         Ok(())
     }
 

@@ -246,3 +246,83 @@ fn review_adds_a_reviewed_event_to_the_outbox() {
         .collect();
     assert_eq!(seqs, [0, 1, 2]);
 }
+
+#[test]
+fn incidents_left_open_by_a_previous_run_are_closed_once_as_restarted() {
+    let dir = tempfile::tempdir().unwrap();
+    let offset = FixedOffset::east_opt(8 * 3600).unwrap();
+    let mut log = log();
+    {
+        let mut store = open_store(dir.path(), OutboxLimits::default());
+        let mut first = log.record(&change(0, Transition::Open, 0));
+        store.record(&mut first, Some(TOPIC)).unwrap();
+        let mut second = log.record(&change(1, Transition::Open, 5));
+        store.record(&mut second, Some(TOPIC)).unwrap();
+        let mut done = log.record(&change(1, Transition::Close(CloseReason::Recovered), 9));
+        store.record(&mut done, Some(TOPIC)).unwrap();
+    }
+    // The next run: one incident is still open in the store.
+    let mut store = open_store(dir.path(), OutboxLimits::default());
+    let open = |store: &Store| {
+        store
+            .list_incidents(&IncidentFilter {
+                state: Some("open"),
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap()
+            .0
+    };
+    assert_eq!(open(&store), 1);
+    let at = 1_764_000_600_000_000;
+    let closed = store
+        .close_open_incidents(None, CloseReason::Restarted, at, offset, |camera| {
+            Some(format!("gridwatch/v1/site/{camera}/incident"))
+        })
+        .unwrap();
+    assert_eq!(closed.len(), 1);
+    let event = &closed[0];
+    assert_eq!(event["state"], "closed");
+    assert_eq!(event["close_reason"], "restarted");
+    assert_eq!(event["seq"], 1);
+    assert!(event["closed_at"].as_str().unwrap().ends_with("+08:00"));
+    assert!(event["description"].as_str().unwrap().contains("重启"));
+    assert_eq!(open(&store), 0);
+    // Published like any other event, after the opened one.
+    let rows = store.outbox_after(0, 10).unwrap();
+    assert_eq!(
+        rows.last().unwrap().event_id,
+        event["event_id"].as_str().unwrap()
+    );
+    // A second start finds nothing left to close.
+    let again = store
+        .close_open_incidents(None, CloseReason::Restarted, at + 1, offset, |_| None)
+        .unwrap();
+    assert!(again.is_empty());
+    // The schema accepts the new close reason.
+    let schema: Value =
+        serde_json::from_str(include_str!("../../../docs/schema/incident-v1.json")).unwrap();
+    let reasons = &schema["properties"]["close_reason"]["enum"];
+    assert!(reasons.as_array().unwrap().contains(&"restarted".into()));
+}
+
+#[test]
+fn a_reconfigured_camera_closes_only_its_own_incidents() {
+    let dir = tempfile::tempdir().unwrap();
+    let offset = FixedOffset::east_opt(8 * 3600).unwrap();
+    let mut store = open_store(dir.path(), OutboxLimits::default());
+    let mut log = log();
+    let mut ours = log.record(&change(0, Transition::Open, 0));
+    store.record(&mut ours, None).unwrap();
+    let closed = store
+        .close_open_incidents(Some("other"), CloseReason::Reconfigured, 1, offset, |_| {
+            None
+        })
+        .unwrap();
+    assert!(closed.is_empty(), "another camera's reload leaves it open");
+    let closed = store
+        .close_open_incidents(Some("cam"), CloseReason::Reconfigured, 1, offset, |_| None)
+        .unwrap();
+    assert_eq!(closed.len(), 1);
+    assert_eq!(closed[0]["close_reason"], "reconfigured");
+}

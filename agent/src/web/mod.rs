@@ -2,16 +2,20 @@
 //!
 //! Every route but `/healthz` and the page itself needs the token: an
 //! `Authorization: Bearer <token>` header (API clients) or the session cookie the login sets
-//! (the page). Incident ids are checked against the UUID form before they reach the store,
+//! (the page): a random session id kept server-side with its expiry, deleted at logout,
+//! never the token itself. Failed logins are rate-limited per client address
+//! (`sessions.rs`). Incident ids are checked against the UUID form before they reach the store,
 //! and evidence files are served only from the evidence directory (canonicalised), so no
 //! request can read another file. Clips are served with HTTP Range support for seeking.
 
+mod sessions;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{ConnectInfo, FromRequest as _, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
@@ -41,7 +45,12 @@ pub struct WebState {
     token: String,
     password: Option<String>,
     data_dir: PathBuf,
+    evidence_dir: PathBuf,
     offset: FixedOffset,
+    sessions: sessions::Sessions,
+    limiter: sessions::LoginLimiter,
+    login_failures: AtomicU64,
+    logins_throttled: AtomicU64,
 }
 
 /// The server's address and a way to stop it.
@@ -91,7 +100,12 @@ pub fn start(
         token,
         password,
         data_dir: config.storage.data_dir.clone(),
+        evidence_dir: config.evidence_dir(),
         offset: config.site.timezone,
+        sessions: sessions::Sessions::default(),
+        limiter: sessions::LoginLimiter::default(),
+        login_failures: AtomicU64::new(0),
+        logins_throttled: AtomicU64::new(0),
     });
     let listener = std::net::TcpListener::bind(&web.listen)
         .map_err(|e| anyhow::anyhow!("web: cannot listen on {}: {e}", web.listen))?;
@@ -113,7 +127,9 @@ pub fn start(
                     Ok(l) => l,
                     Err(e) => return tracing::error!("web listener: {e}"),
                 };
-                let served = axum::serve(listener, router(state)).with_graceful_shutdown(async {
+                // The peer address reaches the login handler, which limits guesses per address.
+                let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+                let served = axum::serve(listener, app).with_graceful_shutdown(async {
                     let _ = rx.await;
                 });
                 if let Err(e) = served.await {
@@ -185,11 +201,16 @@ async fn require_token(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::to_string);
-    let presented = bearer.or_else(|| cookie_token(headers));
-    match presented {
-        Some(token) if same(&token, &state.token) => next.run(request).await,
-        Some(_) => error(StatusCode::UNAUTHORIZED, "wrong token"),
-        None => error(
+    let now = std::time::Instant::now();
+    match (bearer, cookie_token(headers)) {
+        (Some(token), _) if same(&token, &state.token) => next.run(request).await,
+        (Some(_), _) => error(StatusCode::UNAUTHORIZED, "wrong token"),
+        (None, Some(session)) if state.sessions.is_valid(&session, now) => next.run(request).await,
+        (None, Some(_)) => error(
+            StatusCode::UNAUTHORIZED,
+            "the session has expired or was logged out: log in again",
+        ),
+        (None, None) => error(
             StatusCode::UNAUTHORIZED,
             "log in or send Authorization: Bearer <token>",
         ),
@@ -202,12 +223,37 @@ struct Login {
     password: String,
 }
 
-async fn login(State(state): State<Arc<WebState>>, Json(login): Json<Login>) -> Response {
+async fn login(State(state): State<Arc<WebState>>, request: Request) -> Response {
+    // Behind no proxy: the box's own server, so the peer is the client. Without connect info
+    // (the router driven in-process) all attempts share one bucket.
+    let address = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+    let now = std::time::Instant::now();
+    if let sessions::Attempt::Wait(wait) = state.limiter.check(address, now) {
+        state.logins_throttled.fetch_add(1, Ordering::Relaxed);
+        let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+        let mut response = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("too many wrong passwords from {address}: try again in {seconds} s"),
+        );
+        if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return response;
+    }
+    let Json(login) = match Json::<Login>::from_request(request, &()).await {
+        Ok(body) => body,
+        Err(rejection) => return rejection.into_response(),
+    };
     match &state.password {
         Some(password) if same(password, &login.password) => {
+            state.limiter.succeeded(address);
+            let session = state.sessions.create(now);
             let cookie = format!(
-                "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",
-                state.token
+                "{COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+                sessions::SESSION_TTL.as_secs()
             );
             let mut response = Json(json!({ "ok": true })).into_response();
             if let Ok(value) = HeaderValue::from_str(&cookie) {
@@ -215,7 +261,15 @@ async fn login(State(state): State<Arc<WebState>>, Json(login): Json<Login>) -> 
             }
             response
         }
-        Some(_) => error(StatusCode::UNAUTHORIZED, "wrong password"),
+        Some(_) => {
+            state.login_failures.fetch_add(1, Ordering::Relaxed);
+            if let Some(wait) = state.limiter.failed(address, now) {
+                tracing::warn!(client = %address, wait_s = wait.as_secs(), "repeated wrong passwords at login; the address must wait");
+            } else {
+                tracing::info!(client = %address, "wrong password at login");
+            }
+            error(StatusCode::UNAUTHORIZED, "wrong password")
+        }
         None => error(
             StatusCode::FORBIDDEN,
             "login is not configured (web.password_file)",
@@ -223,7 +277,10 @@ async fn login(State(state): State<Arc<WebState>>, Json(login): Json<Login>) -> 
     }
 }
 
-async fn logout() -> Response {
+async fn logout(State(state): State<Arc<WebState>>, headers: HeaderMap) -> Response {
+    if let Some(session) = cookie_token(&headers) {
+        state.sessions.remove(&session);
+    }
     let mut response = Json(json!({ "ok": true })).into_response();
     let expired = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
     if let Ok(value) = HeaderValue::from_str(&expired) {
@@ -239,13 +296,22 @@ async fn healthz(State(state): State<Arc<WebState>>) -> Response {
         .ok()
         .and_then(|s| s.outbox_stats().ok())
         .unwrap_or_default();
-    Json(json!({
-        "status": "ok",
+    let store = state.metrics.store_health.report();
+    // 503 while the database cannot write: events are only held in memory then, and a
+    // monitor should see it.
+    let code = if store.ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = Json(json!({
+        "status": if store.ok { "ok" } else { "degraded" },
         "uptime_s": state.metrics.uptime_s().round(),
         "cameras": state.metrics.cameras().into_iter().map(|(id, _)| id).collect::<Vec<_>>(),
         "outbox_depth": outbox.events,
-    }))
-    .into_response()
+        "store": store,
+    }));
+    (code, body).into_response()
 }
 
 /// UUID-shaped ids only: nothing else can reach a query or a path.
@@ -426,7 +492,7 @@ async fn get_file(
         _ => return error(StatusCode::INTERNAL_SERVER_ERROR, "store unavailable"),
     };
     // Only files inside the evidence directory, whatever the database says.
-    let root = match state.data_dir.join("evidence").canonicalize() {
+    let root = match state.evidence_dir.canonicalize() {
         Ok(r) => r,
         Err(_) => return error(StatusCode::NOT_FOUND, "no evidence directory"),
     };
@@ -480,6 +546,21 @@ async fn metrics(State(state): State<Arc<WebState>>) -> Response {
         "gridwatch_frames_dropped_total",
         "Frames dropped because inference was behind.",
         |c| c.frames_dropped.load(Ordering::Relaxed),
+    );
+    let _ = writeln!(
+        out,
+        "# HELP gridwatch_login_failures_total Logins refused for a wrong password.\n# TYPE gridwatch_login_failures_total counter\ngridwatch_login_failures_total {}\n# HELP gridwatch_logins_throttled_total Login attempts refused unread because their address had too many failures.\n# TYPE gridwatch_logins_throttled_total counter\ngridwatch_logins_throttled_total {}",
+        state.login_failures.load(Ordering::Relaxed),
+        state.logins_throttled.load(Ordering::Relaxed)
+    );
+    let store = m.store_health.report();
+    let _ = writeln!(
+        out,
+        "# HELP gridwatch_store_ok Whether the database takes writes (0 while events are held in memory).\n# TYPE gridwatch_store_ok gauge\ngridwatch_store_ok {}\n# HELP gridwatch_store_write_failures_total Failed database writes of events or evidence.\n# TYPE gridwatch_store_write_failures_total counter\ngridwatch_store_write_failures_total {}\n# HELP gridwatch_store_held_events Events held in memory until the database takes writes.\n# TYPE gridwatch_store_held_events gauge\ngridwatch_store_held_events {}\n# HELP gridwatch_store_held_dropped_total Held events given up at the memory bound.\n# TYPE gridwatch_store_held_dropped_total counter\ngridwatch_store_held_dropped_total {}",
+        u8::from(store.ok),
+        store.write_failures_total,
+        store.held_events,
+        store.dropped_total
     );
     let (buckets, count, sum) = m.latency_histogram();
     let _ = writeln!(

@@ -110,12 +110,13 @@ fn run(agents: usize, per_agent: usize) -> Row {
         let settings = PublisherSettings::from_config(&config, &mqtt).expect("settings");
         let background =
             Background::start(settings, shared, Duration::from_secs(60)).expect("publisher");
-        let delivery = Delivery {
+        let delivery = Delivery::new(
             store,
-            topics: Some(Topics::new(&mqtt, &config.site.id)),
+            Some(Topics::new(&mqtt, &config.site.id)),
             wake,
-            suppressions: None,
-        };
+            None,
+            Arc::default(),
+        );
         boxes.push((delivery, background, events_for(&config, per_agent)));
     }
     // Let every box connect, then create the events.
