@@ -28,6 +28,12 @@ pub struct TlsFiles {
 
 /// Generates a CA and a server certificate signed by it, with the openssl CLI.
 pub fn make_ca(dir: &Path, name: &str) -> TlsFiles {
+    make_ca_for(dir, name, "IP:127.0.0.1,DNS:localhost")
+}
+
+/// Like [`make_ca`], with the server certificate valid only for `subject_alt_names`
+/// (openssl's form, e.g. `DNS:broker.test`).
+pub fn make_ca_for(dir: &Path, name: &str, subject_alt_names: &str) -> TlsFiles {
     let p = |f: &str| dir.join(format!("{name}-{f}"));
     let openssl = |args: &[&str]| {
         run_ok(Command::new("openssl").args(args).current_dir(dir));
@@ -48,7 +54,7 @@ pub fn make_ca(dir: &Path, name: &str) -> TlsFiles {
         p("ca.pem").to_str().unwrap(),
     ]);
     let ext = p("ext.cnf");
-    std::fs::write(&ext, "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
+    std::fs::write(&ext, format!("subjectAltName={subject_alt_names}\n")).unwrap();
     openssl(&[
         "req",
         "-newkey",
@@ -322,6 +328,13 @@ impl Subscriber {
     pub fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {
         self.client
             .publish(topic, rumqttc::QoS::AtLeastOnce, false, payload)
+            .expect("queue publish");
+    }
+
+    /// Publishes with the retain flag: the broker keeps it for every later subscriber.
+    pub fn publish_retained(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client
+            .publish(topic, rumqttc::QoS::AtLeastOnce, true, payload)
             .expect("queue publish");
     }
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gridwatch_e2e::broker::{Broker, BrokerOptions, Message, Subscriber, make_ca};
+use gridwatch_e2e::broker::{Broker, BrokerOptions, Message, Subscriber, make_ca, make_ca_for};
 use gridwatch_e2e::scenario;
 use gridwatch_e2e::*;
 use serde_json::Value;
@@ -556,4 +556,310 @@ fn commands_review_an_incident_and_reject_bad_payloads_harmlessly() {
     assert!(wait_exit(daemon.child(), Duration::from_secs(15)).success());
     let stderr = stderr_of(daemon.take());
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// The daemon with the config's cameras disabled (store, publisher, commands only), its
+/// log in `log`.
+fn daemon_without_cameras(config: &Path, log: &Path) -> Reaper {
+    let text = std::fs::read_to_string(config).unwrap();
+    if !text.contains("enabled = false\nurl = ") {
+        std::fs::write(config, text.replace("url = ", "enabled = false\nurl = ")).unwrap();
+    }
+    spawn(
+        gridwatch()
+            .arg("run")
+            .arg("--config")
+            .arg(config)
+            .env("GRIDWATCH_LOG", "info")
+            .stderr(std::fs::File::create(log).unwrap()),
+    )
+}
+
+fn online_count(sub: &Subscriber) -> usize {
+    sub.on_topic("/status")
+        .iter()
+        .filter(|m| m.json()["state"] == "online")
+        .count()
+}
+
+fn stop(mut daemon: Reaper) {
+    terminate(daemon.child());
+    assert!(wait_exit(daemon.child(), Duration::from_secs(15)).success());
+}
+
+fn command_results(sub: &Subscriber) -> Vec<Value> {
+    sub.on_topic("/cmd/result")
+        .iter()
+        .map(Message::json)
+        .collect()
+}
+
+/// Found by probing: under MQTT 3.1.1 one command over the client's packet limit broke the
+/// connection, the broker redelivered it to the persistent session at every reconnect, and
+/// the outbox never drained (708 duplicates in 30 s), even across restarts.
+#[test]
+fn a_1_mib_command_in_a_persistent_3_1_1_session_is_answered_once_and_delivery_goes_on() {
+    let broker = Broker::start(BrokerOptions::default());
+    let sub = Subscriber::start(broker.port, &format!("{PREFIX}/#"), None);
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with(dir.path(), "camera_offline", &mqtt_table(broker.port, ""));
+    // The box's persistent session exists at the broker, with its command subscription.
+    let log = dir.path().join("daemon.log");
+    let daemon = daemon_without_cameras(&config, &log);
+    sub.wait_for(Duration::from_secs(20), "online", |_| {
+        online_count(&sub) >= 1
+    });
+    stop(daemon);
+    // While the box is away, a 1 MiB command is queued in its session...
+    let poison = vec![b'x'; 1 << 20];
+    sub.publish(&format!("{PREFIX}/cmd/ping"), poison);
+    std::thread::sleep(Duration::from_millis(500));
+    // ...and it comes back with incidents to deliver.
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("enabled = false\nurl = ", "url = ");
+    std::fs::write(&config, text).unwrap();
+    let r = run_ok(&mut replay_cmd(
+        &config,
+        "camera_offline",
+        dir.path(),
+        "30s",
+    ));
+    let stderr = r.stderr();
+    let expected = expected_events("camera_offline");
+    sub.wait_for(Duration::from_secs(20), "every event", |m| {
+        ids(&m
+            .iter()
+            .filter(|m| m.topic.ends_with("/incident"))
+            .map(Message::json)
+            .collect::<Vec<_>>())
+        .len()
+            >= expected.len()
+    });
+    assert_complete_and_ordered(&incident_messages(&sub), &expected);
+    assert_eq!(outbox_depth(dir.path()), 0, "the outbox drained:\n{stderr}");
+    assert!(
+        !stderr.contains("connection lost") && !stderr.contains("payload size limit"),
+        "the connection held:\n{stderr}"
+    );
+    sub.wait_for(Duration::from_secs(10), "the answer", |_| {
+        !command_results(&sub).is_empty()
+    });
+    // Duplicates would show as more than one copy of an event id.
+    let incident_ids: Vec<String> = incident_messages(&sub)
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        incident_ids.len(),
+        ids(&incident_messages(&sub)).len(),
+        "no duplicates"
+    );
+
+    // A restart: the poisoned command is not redelivered (it was acknowledged), and a ping
+    // is answered.
+    let log = dir.path().join("daemon2.log");
+    let daemon = daemon_without_cameras(&config, &log);
+    sub.wait_for(Duration::from_secs(20), "online again", |_| {
+        online_count(&sub) >= 3
+    });
+    sub.publish(&format!("{PREFIX}/cmd/ping"), r#"{"id":"after"}"#);
+    sub.wait_for(Duration::from_secs(10), "pong", |_| {
+        command_results(&sub).iter().any(|r| r["id"] == "after")
+    });
+    stop(daemon);
+    let answers = command_results(&sub);
+    let oversized: Vec<&Value> = answers
+        .iter()
+        .filter(|r| r["error"].as_str().is_some_and(|e| e.contains("over the")))
+        .collect();
+    assert_eq!(oversized.len(), 1, "answered once: {answers:?}");
+    assert_eq!(oversized[0]["ok"], false);
+    assert_eq!(oversized[0]["command"], "ping");
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(log.matches("MQTT connected").count(), 1, "{log}");
+}
+
+/// Found by probing: answers to invalid commands dropped the request id; `[]` was a valid
+/// ping; a retained review was applied again at every restart.
+#[test]
+fn command_answers_keep_their_id_non_objects_are_refused_and_retained_commands_ignored() {
+    let broker = Broker::start(BrokerOptions::default());
+    let sub = Subscriber::start(broker.port, &format!("{PREFIX}/#"), None);
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with(dir.path(), "camera_offline", &mqtt_table(broker.port, ""));
+    run_ok(&mut replay_cmd(
+        &config,
+        "camera_offline",
+        dir.path(),
+        "30s",
+    ));
+    sub.wait_for(Duration::from_secs(20), "the incident", |m| {
+        m.iter().filter(|m| m.topic.ends_with("/incident")).count() >= 2
+    });
+    let incident_id = incident_messages(&sub)[0]["incident_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A retained review waits at the broker before the daemon subscribes.
+    sub.publish_retained(
+        &format!("{PREFIX}/cmd/review"),
+        serde_json::json!({"id": "retained-1", "incident_id": incident_id, "verdict": "confirmed", "reviewer": "王网格员"}).to_string(),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let log = dir.path().join("daemon.log");
+    let daemon = daemon_without_cameras(&config, &log);
+    sub.wait_for(Duration::from_secs(20), "online", |_| {
+        online_count(&sub) >= 1
+    });
+
+    let review = |extra: &str| {
+        format!(
+            r#"{{"id":"r3","incident_id":"{incident_id}","verdict":"confirmed","reviewer":"x"{extra}}}"#
+        )
+    };
+    let invalid: Vec<(&str, String)> = vec![
+        (
+            "review",
+            review(r#","verdict":"maybe""#).replacen(r#""verdict":"confirmed","#, "", 1),
+        ),
+        ("review", review(r#","admin":true"#)),
+        (
+            "review",
+            review("").replace(r#""reviewer":"x""#, r#""reviewer":"""#),
+        ),
+        (
+            "review",
+            review("").replace(
+                &format!(r#""incident_id":"{incident_id}""#),
+                r#""incident_id":7"#,
+            ),
+        ),
+        (
+            "review",
+            review("").replace(&incident_id, "0191aaaa-0000-7000-8000-000000000000"),
+        ),
+        ("ping", r#"{"id":"r3","extra":1}"#.to_string()),
+        ("reboot", r#"{"id":"r3"}"#.to_string()),
+    ];
+    for (command, payload) in &invalid {
+        sub.publish(&format!("{PREFIX}/cmd/{command}"), payload.clone());
+    }
+    for not_an_object in ["[]", "[\"r3\"]", "\"r3\"", "null"] {
+        sub.publish(&format!("{PREFIX}/cmd/ping"), not_an_object);
+    }
+    let total = invalid.len() + 4;
+    sub.wait_for(Duration::from_secs(20), "every answer", |_| {
+        command_results(&sub)
+            .iter()
+            .filter(|a| a["id"] != "retained-1")
+            .count()
+            >= total
+    });
+    let answers: Vec<Value> = command_results(&sub)
+        .into_iter()
+        .filter(|a| a["id"] != "retained-1")
+        .collect();
+    assert!(answers.iter().all(|a| a["ok"] == false), "{answers:#?}");
+    let with_id = answers.iter().filter(|a| a["id"] == "r3").count();
+    assert_eq!(
+        with_id,
+        invalid.len(),
+        "every invalid command keeps its id: {answers:#?}"
+    );
+    let refused_arrays = answers
+        .iter()
+        .filter(|a| {
+            a["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("JSON object"))
+        })
+        .count();
+    assert_eq!(refused_arrays, 4, "{answers:#?}");
+
+    // Sent while the box's persistent session existed, the review was queued for it and
+    // applied once. At every later start the broker replays its retained copy: ignored.
+    stop(daemon);
+    let log = dir.path().join("daemon2.log");
+    let daemon = daemon_without_cameras(&config, &log);
+    sub.wait_for(Duration::from_secs(20), "online again", |_| {
+        online_count(&sub) >= 3
+    });
+    sub.publish(&format!("{PREFIX}/cmd/ping"), r#"{"id":"last"}"#);
+    sub.wait_for(Duration::from_secs(10), "pong", |_| {
+        command_results(&sub).iter().any(|r| r["id"] == "last")
+    });
+    stop(daemon);
+    let reviewed = incident_messages(&sub)
+        .iter()
+        .filter(|e| e["state"] == "reviewed")
+        .count();
+    assert_eq!(reviewed, 1, "applied once, not at every restart");
+    let retained_answers = command_results(&sub)
+        .iter()
+        .filter(|r| r["id"] == "retained-1")
+        .count();
+    assert_eq!(retained_answers, 1);
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("ignored a retained command"), "{log}");
+    let reviews: i64 = rusqlite::Connection::open(dir.path().join("data/gridwatch.db"))
+        .unwrap()
+        .query_row(
+            "SELECT COUNT(*) FROM events WHERE state = 'reviewed'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(reviews, 1);
+}
+
+/// Found by probing: `mqtt.tls.server_name` was parsed and never used.
+#[test]
+fn tls_server_name_is_the_name_verified_in_the_broker_certificate() {
+    let certs = tempfile::tempdir().unwrap();
+    // A broker reached at 127.0.0.1 whose certificate names only broker.test.
+    let tls = make_ca_for(certs.path(), "named", "DNS:broker.test");
+    let ca = tls.ca.clone();
+    let broker = Broker::start(BrokerOptions {
+        tls: Some(tls),
+        ..Default::default()
+    });
+    let tls_port = broker.tls_port.unwrap();
+    let sub = Subscriber::start(broker.port, &format!("{PREFIX}/+/incident"), None);
+    let attempt = |server_name: Option<&str>| {
+        let dir = tempfile::tempdir().unwrap();
+        let name = server_name
+            .map(|n| format!("server_name = \"{n}\"\n"))
+            .unwrap_or_default();
+        let tls = format!("[mqtt.tls]\nca_file = \"{}\"\n{name}", ca.display());
+        let config = config_with(dir.path(), "camera_offline", &mqtt_table(tls_port, &tls));
+        let r = run_ok(&mut replay_cmd(&config, "camera_offline", dir.path(), "4s"));
+        (outbox_depth(dir.path()), r.stderr())
+    };
+    let (left, stderr) = attempt(Some("broker.test"));
+    assert_eq!(left, 0, "delivered with the certificate's name:\n{stderr}");
+    sub.wait_for(Duration::from_secs(20), "events over TLS", |m| m.len() >= 2);
+    for wrong in [Some("evil.test"), None] {
+        let (left, stderr) = attempt(wrong);
+        assert_eq!(left, 2, "refused with {wrong:?}:\n{stderr}");
+        let failures: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.contains("MQTT connect failed"))
+            .collect();
+        assert_eq!(
+            failures.len(),
+            1,
+            "one line per distinct failure:\n{stderr}"
+        );
+        assert!(
+            failures[0].contains("not valid for name"),
+            "{}",
+            failures[0]
+        );
+    }
+    assert_eq!(
+        sub.messages.lock().unwrap().len(),
+        2,
+        "only the right name delivered"
+    );
 }
