@@ -302,3 +302,92 @@ pub fn compare_detections(context: &str, reference: &[Det], ours: &[Det]) -> Res
     }
     Ok(())
 }
+
+/// A real small filesystem mounted for a test (a full disk is a filesystem that is full, not
+/// a directory made unwritable): tmpfs where the machine allows mounting, else an ext4 image
+/// on a loop device. Unmounted when dropped.
+pub struct SmallFs {
+    pub path: PathBuf,
+    /// "tmpfs" or "ext4 image on a loop device".
+    pub kind: &'static str,
+    image: Option<PathBuf>,
+}
+
+impl SmallFs {
+    /// Mounts `mib` MiB at `path` (created). `Err` says why neither kind could be made.
+    pub fn mount(path: &Path, mib: u32) -> Result<SmallFs, String> {
+        std::fs::create_dir_all(path).map_err(|e| e.to_string())?;
+        let tmpfs = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m,mode=0777"), "tmpfs"])
+            .arg(path)
+            .output();
+        let tmpfs_error = match tmpfs {
+            Ok(o) if o.status.success() => {
+                return Ok(SmallFs {
+                    path: path.to_path_buf(),
+                    kind: "tmpfs",
+                    image: None,
+                });
+            }
+            Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
+            Err(e) => e.to_string(),
+        };
+        let image = path.with_extension("img");
+        let made = Command::new("truncate")
+            .args(["-s", &format!("{mib}M")])
+            .arg(&image)
+            .status()
+            .is_ok_and(|s| s.success())
+            && Command::new("mkfs.ext4")
+                .args(["-q", "-F", "-m", "0"])
+                .arg(&image)
+                .status()
+                .is_ok_and(|s| s.success());
+        let loop_mount = made
+            && Command::new("mount")
+                .args(["-o", "loop"])
+                .arg(&image)
+                .arg(path)
+                .status()
+                .is_ok_and(|s| s.success());
+        if loop_mount {
+            return Ok(SmallFs {
+                path: path.to_path_buf(),
+                kind: "ext4 image on a loop device",
+                image: Some(image),
+            });
+        }
+        let _ = std::fs::remove_file(&image);
+        Err(format!(
+            "cannot mount a small filesystem here: tmpfs: {tmpfs_error}; a loop-mounted ext4 image failed too (needs root and loop devices)"
+        ))
+    }
+
+    /// Free bytes on it.
+    pub fn free(&self) -> u64 {
+        gridwatch::metrics::disk_free(&self.path).unwrap_or(0)
+    }
+
+    /// Fills it with `name` until nothing is left (another program filling the disk).
+    pub fn fill(&self, name: &str) -> PathBuf {
+        use std::io::Write as _;
+        let path = self.path.join(name);
+        let mut file = std::fs::File::create(&path).expect("filler");
+        let chunk = vec![0x5au8; 64 << 10];
+        while file.write_all(&chunk).is_ok() {}
+        // The last partial chunk, byte by byte, until the filesystem says no.
+        while file.write_all(&chunk[..4096]).is_ok() {}
+        while file.write_all(&chunk[..1]).is_ok() {}
+        let _ = file.sync_all();
+        path
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+        if let Some(image) = &self.image {
+            let _ = std::fs::remove_file(image);
+        }
+    }
+}

@@ -754,3 +754,325 @@ fn the_review_page_works_in_headless_chromium() {
     assert_eq!(reviewed["review"]["reviewer"], "王网格员");
     assert!(schema_errors(&reviewed).is_empty());
 }
+
+/// One HTTP/1.1 request sent from the loopback address `source` (127.0.0.2 is another
+/// client to the server on 127.0.0.1, as a second station PC would be): (status, the
+/// response's head, body).
+fn request_from(
+    source: [u8; 4],
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
+    use std::io::{Read as _, Write as _};
+    use std::os::fd::FromRawFd as _;
+    // SAFETY: a plain socket, bound and connected with valid sockaddr_in values; the fd is
+    // handed to TcpStream, which owns and closes it.
+    let mut stream = unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        assert!(fd >= 0, "socket");
+        let address = |ip: [u8; 4], port: u16| libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_ne_bytes(ip),
+            },
+            sin_zero: [0; 8],
+        };
+        let size = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        let local = address(source, 0);
+        assert_eq!(
+            libc::bind(fd, (&raw const local).cast(), size),
+            0,
+            "bind {source:?}"
+        );
+        let remote = address([127, 0, 0, 1], port);
+        assert_eq!(
+            libc::connect(fd, (&raw const remote).cast(), size),
+            0,
+            "connect"
+        );
+        std::net::TcpStream::from_raw_fd(fd)
+    };
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_string(), body.to_string())
+}
+
+/// The session cookie a response sets (`name=value`).
+fn session_cookie(head: &str) -> Option<String> {
+    head.lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().split(';').next().unwrap_or("").to_string())
+}
+
+/// Found by probing: 100 wrong passwords in 1.3 s went unslowed; the session cookie was the
+/// API token itself; logout left the cookie working.
+#[test]
+fn wrong_passwords_are_braked_per_address_and_sessions_end_at_logout() {
+    let dir = tempfile::tempdir().unwrap();
+    let web = web_table(dir.path());
+    let config = scenario::config_in(dir.path(), "camera_offline", &web);
+    let server = Server::start(&config);
+    let port: u16 = server.base.rsplit(':').next().unwrap().parse().unwrap();
+    let login = |source: [u8; 4], password: &str| {
+        request_from(
+            source,
+            port,
+            "POST",
+            "/api/login",
+            &[],
+            &serde_json::json!({ "password": password }).to_string(),
+        )
+    };
+    let guesser = [127, 0, 0, 1];
+    let mut statuses = Vec::new();
+    for i in 0..50 {
+        statuses.push(login(guesser, &format!("guess-{i}")).0);
+    }
+    let unauthorized = statuses.iter().filter(|s| **s == 401).count();
+    let throttled = statuses.iter().filter(|s| **s == 429).count();
+    assert!(
+        (5..=8).contains(&unauthorized),
+        "a few guesses are looked at, then the address waits: {statuses:?}"
+    );
+    assert_eq!(unauthorized + throttled, 50, "{statuses:?}");
+    // While it waits, even the right password from that address is not looked at...
+    let (status, head, _) = login(guesser, "station-pass");
+    assert_eq!(status, 429);
+    assert!(head.to_ascii_lowercase().contains("retry-after:"), "{head}");
+    // ...but staff at another PC log in at once.
+    let (status, head, body) = login([127, 0, 0, 2], "station-pass");
+    assert_eq!(status, 200, "{head}\n{body}");
+    let cookie = session_cookie(&head).expect("a session cookie");
+    assert!(
+        !cookie.contains("test-token-0123456789"),
+        "the cookie is a session id, not the API token: {cookie}"
+    );
+    let list = |cookie: &str| {
+        request_from(
+            [127, 0, 0, 2],
+            port,
+            "GET",
+            "/api/incidents",
+            &[("Cookie", cookie)],
+            "",
+        )
+        .0
+    };
+    assert_eq!(list(&cookie), 200);
+    assert_eq!(list("gridwatch_session=test-token-0123456789"), 401, "the token is no cookie");
+    let (status, _, _) = request_from(
+        [127, 0, 0, 2],
+        port,
+        "POST",
+        "/api/logout",
+        &[("Cookie", &cookie)],
+        "",
+    );
+    assert_eq!(status, 200);
+    assert_eq!(list(&cookie), 401, "logout ends the session on the server");
+
+    let metrics = String::from_utf8(
+        get(&format!("{}/metrics", server.base), Some(TOKEN), &[]).body,
+    )
+    .unwrap();
+    let value = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {metrics}"))
+    };
+    assert_eq!(value("gridwatch_login_failures_total"), unauthorized as u64);
+    assert_eq!(value("gridwatch_logins_throttled_total"), throttled as u64 + 1);
+}
+
+/// A small real filesystem at `dir/data`, or `None` (with the reason printed) where this
+/// machine can mount neither a tmpfs nor a loop image.
+fn small_data_fs(dir: &Path, mib: u32) -> Option<SmallFs> {
+    match SmallFs::mount(&dir.join("data"), mib) {
+        Ok(fs) => {
+            eprintln!("data directory on a {mib} MiB {}", fs.kind);
+            Some(fs)
+        }
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            None
+        }
+    }
+}
+
+/// The scenarios the probe replayed into one box: six incidents, with evidence.
+const SIX_INCIDENTS: [&str; 5] = [
+    "charging_night",
+    "crowding",
+    "parking_positive",
+    "charging_noon",
+    "camera_offline",
+];
+
+/// Replays `SIX_INCIDENTS` into the store on `data`, with `storage` keys and `evidence`
+/// settings; returns (incident id, its last state) of every incident the replays reported.
+fn replay_into(dir: &Path, data: &Path, storage: &str, evidence: &str) -> Vec<(String, String)> {
+    let mut reported = Vec::new();
+    for name in SIX_INCIDENTS {
+        let scenario_dir = dir.join(name);
+        std::fs::create_dir_all(&scenario_dir).unwrap();
+        let config = scenario::config_in(&scenario_dir, name, evidence);
+        let text = std::fs::read_to_string(&config).unwrap().replace(
+            "data_dir = \"data\"\n",
+            &format!("data_dir = \"{}\"\n{storage}\n", data.display()),
+        );
+        std::fs::write(&config, text).unwrap();
+        let r = replay_store(&config, name, &scenario_dir, None);
+        assert!(!r.stderr().contains("panicked"), "{}", r.stderr());
+        let mut last: Vec<(String, String)> = Vec::new();
+        for line in read_jsonl(&scenario_dir.join("out.jsonl")) {
+            if line["type"] != "incident" {
+                continue;
+            }
+            let id = line["incident_id"].as_str().unwrap().to_string();
+            let state = line["state"].as_str().unwrap().to_string();
+            match last.iter_mut().find(|(i, _)| *i == id) {
+                Some(entry) => entry.1 = state,
+                None => last.push((id, state)),
+            }
+        }
+        reported.extend(last);
+    }
+    reported
+}
+
+/// Nothing lost: every reported incident is stored with its last state, and has either
+/// evidence files that exist as recorded or an evidence error; no file on disk is unknown
+/// to the store, half-written or empty.
+fn assert_nothing_lost(data: &Path, reported: &[(String, String)]) {
+    let db = rusqlite::Connection::open(data.join("gridwatch.db")).unwrap();
+    let integrity: String = db
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(integrity, "ok");
+    assert_eq!(reported.len(), 6, "the probe's six incidents: {reported:?}");
+    for (id, state) in reported {
+        let last: Option<String> = db
+            .query_row(
+                "SELECT last_event FROM incidents WHERE incident_id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .ok();
+        let last: Value = serde_json::from_str(&last.unwrap_or_else(|| panic!("incident {id} was lost"))).unwrap();
+        let stored_state: String = db
+            .query_row("SELECT state FROM incidents WHERE incident_id = ?1", [id], |r| r.get(0))
+            .unwrap();
+        if state == "closed" {
+            assert_eq!(stored_state, "closed", "incident {id} closed in the replay");
+        }
+        let files = last["evidence"]["files"].as_array().cloned().unwrap_or_default();
+        let error = last["evidence"]["error"].as_str();
+        assert!(
+            !files.is_empty() || error.is_some(),
+            "incident {id} has neither evidence nor an evidence error: {last}"
+        );
+        if let Some(error) = error {
+            assert!(!error.contains('\n'), "{error}");
+        }
+    }
+    let live: std::collections::HashSet<std::path::PathBuf> = {
+        let mut stmt = db
+            .prepare("SELECT path, bytes FROM evidence WHERE deleted_at_us IS NULL")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .unwrap()
+            .map(|row| {
+                let (path, bytes) = row.unwrap();
+                let path = data.join(path);
+                assert_eq!(
+                    std::fs::metadata(&path).map(|m| m.len()).ok(),
+                    Some(bytes as u64),
+                    "a live evidence row's file: {}",
+                    path.display()
+                );
+                path
+            })
+            .collect()
+    };
+    let mut stack = vec![data.join("evidence")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            assert!(live.contains(&path), "a file no row knows: {}", path.display());
+            assert!(
+                entry.metadata().unwrap().len() > 0,
+                "an empty file: {}",
+                path.display()
+            );
+        }
+    }
+}
+
+/// Found by probing: with the data directory on an 8 MiB filesystem, evidence filled it and
+/// the database could no longer write: 2 of 6 incidents lost, 2 stuck `opened`, no
+/// `evidence.error`, partial and empty files left with no rows.
+#[test]
+fn evidence_on_an_8_mib_filesystem_never_starves_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(fs) = small_data_fs(dir.path(), 8) else {
+        return;
+    };
+    let reported = replay_into(dir.path(), &fs.path, "reserve_bytes = 2097152", "");
+    assert_nothing_lost(&fs.path, &reported);
+    let db = rusqlite::Connection::open(fs.path.join("gridwatch.db")).unwrap();
+    let errors: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM incidents WHERE json_extract(last_event, '$.evidence.error') LIKE '%not enough free space%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(errors >= 1, "some evidence did not fit, and says so");
+}
+
+/// Found by probing: another program filling the disk (a 3 MiB filler, `quota_percent =
+/// 100`) lost 4 of 6 incidents: retention looked only at its own quota, never at free space.
+#[test]
+fn another_program_filling_the_disk_costs_evidence_not_incidents() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(fs) = small_data_fs(dir.path(), 8) else {
+        return;
+    };
+    let filler = fs.path.join("nvr-recording.bin");
+    std::fs::write(&filler, vec![0u8; 3 << 20]).unwrap();
+    let reported = replay_into(
+        dir.path(),
+        &fs.path,
+        "reserve_bytes = 2097152",
+        "[evidence]\nquota_percent = 100.0\n",
+    );
+    assert_nothing_lost(&fs.path, &reported);
+    assert!(filler.exists(), "other programs' files are not touched");
+}

@@ -472,3 +472,107 @@ fn h265_over_udp_and_h264_over_tcp_both_detect_with_two_inference_workers() {
     );
     assert_eq!(opened(&sub, "hevc_udp", "camera_offline"), 0);
 }
+
+/// The most incidents open at once for one camera and kind, replaying the events in the
+/// order the platform received them (what the platform's own bookkeeping would show).
+fn most_open_at_once(events: &[Value], camera: &str, kind: &str) -> usize {
+    let mut open = std::collections::BTreeSet::new();
+    let mut most = 0;
+    for e in events
+        .iter()
+        .filter(|e| e["camera"]["id"] == camera && e["kind"] == kind)
+    {
+        let id = e["incident_id"].as_str().unwrap().to_string();
+        match e["state"].as_str().unwrap() {
+            "closed" => {
+                open.remove(&id);
+            }
+            "reviewed" => {}
+            _ => {
+                open.insert(id);
+            }
+        }
+        most = most.max(open.len());
+    }
+    most
+}
+
+fn closed_with(sub: &Subscriber, camera: &str, reason: &str) -> Vec<Value> {
+    incidents(sub)
+        .into_iter()
+        .filter(|e| e["camera"]["id"] == camera && e["close_reason"] == reason)
+        .collect()
+}
+
+/// Found by probing: after SIGTERM and a restart, or a SIGHUP that changed the camera, the
+/// incidents open before were never closed and new ones opened for the same bicycle (2 -> 4
+/// -> 6 open on the platform after two restarts on a static scene).
+#[test]
+fn restarts_and_reloads_close_what_was_open_and_one_stay_is_never_two_open_incidents() {
+    let porch = porch_clip();
+    let server = RtspServer::start(&[("porch", &porch)], None);
+    let broker = Broker::start(BrokerOptions::default());
+    let sub = Subscriber::start(broker.port, &format!("{PREFIX}/+/incident"), None);
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(
+        dir.path(),
+        Some(broker.port),
+        &porch_camera("a", &server.url("porch")),
+    );
+    let kind = "fly_wire_charging";
+    let mut daemon = Daemon::start(&config);
+    sub.wait_for(Duration::from_secs(90), "the first incident", |_| {
+        opened(&sub, "a", kind) == 1
+    });
+    let first = incidents(&sub).into_iter().find(|e| e["state"] == "opened").unwrap()
+        ["incident_id"]
+        .clone();
+
+    // SIGTERM with the incident open, then start again.
+    daemon.signal("TERM");
+    assert!(daemon.wait_exit(Duration::from_secs(15)).is_some_and(|s| s.success()));
+    let daemon = Daemon::start(&config);
+    sub.wait_for(Duration::from_secs(30), "the first incident closed", |_| {
+        !closed_with(&sub, "a", "restarted").is_empty()
+    });
+    let restarted = closed_with(&sub, "a", "restarted");
+    assert_eq!(restarted.len(), 1, "{restarted:?}");
+    assert_eq!(restarted[0]["incident_id"], first);
+    assert!(schema_errors(&restarted[0]).is_empty(), "{:?}", schema_errors(&restarted[0]));
+    // The bicycle is still there: a new incident after its dwell, not before the old closed.
+    sub.wait_for(Duration::from_secs(90), "the second incident", |_| {
+        opened(&sub, "a", kind) == 2
+    });
+
+    // A reload that changes the camera closes its incident the same way.
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("detect_fps = 2", "detect_fps = 3");
+    std::fs::write(&config, text).unwrap();
+    daemon.signal("HUP");
+    sub.wait_for(Duration::from_secs(30), "closed by the reload", |_| {
+        !closed_with(&sub, "a", "reconfigured").is_empty()
+    });
+    sub.wait_for(Duration::from_secs(90), "the third incident", |_| {
+        opened(&sub, "a", kind) == 3
+    });
+    let all = incidents(&sub);
+    assert_eq!(
+        most_open_at_once(&all, "a", kind),
+        1,
+        "never two open incidents for one stay: {all:#?}\n{}",
+        daemon.log()
+    );
+    let reconfigured = closed_with(&sub, "a", "reconfigured");
+    assert_eq!(reconfigured.len(), 1);
+    assert_ne!(reconfigured[0]["incident_id"], first);
+    let open_in_store: i64 = rusqlite::Connection::open(dir.path().join("data/gridwatch.db"))
+        .unwrap()
+        .query_row(
+            "SELECT COUNT(*) FROM incidents WHERE state != 'closed'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(open_in_store, 1, "only the current stay is open");
+}
