@@ -219,13 +219,27 @@ struct Server {
 
 impl Server {
     fn start(config: &Path) -> Server {
-        let child = gridwatch()
-            .arg("run")
-            .arg("--no-cameras")
+        Server::start_with(config, false, None)
+    }
+
+    /// The daemon with its web server; with `cameras` its cameras run too, and with `log`
+    /// its log goes there.
+    fn start_with(config: &Path, cameras: bool, log: Option<&Path>) -> Server {
+        let mut command = gridwatch();
+        command.arg("run");
+        if !cameras {
+            command.arg("--no-cameras");
+        }
+        let stderr = match log {
+            Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+            None => Stdio::null(),
+        };
+        let child = command
             .arg("--config")
             .arg(config)
             .env("GW_WEB_PASSWORD", "station-pass")
-            .stderr(Stdio::null())
+            .env("GRIDWATCH_LOG", "info")
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let text = std::fs::read_to_string(config).unwrap();
@@ -1075,4 +1089,128 @@ fn another_program_filling_the_disk_costs_evidence_not_incidents() {
     );
     assert_nothing_lost(&fs.path, &reported);
     assert!(filler.exists(), "other programs' files are not touched");
+}
+
+fn http_status(url: &str) -> u16 {
+    agent().get(url).call().map_or(0, |r| r.status().as_u16())
+}
+
+/// Found by probing: when the database itself could not write (`database or disk is
+/// full`), incidents were dropped with an error line each. Now they wait in memory, in
+/// order, the episode is logged once and shown by /healthz, /metrics and the heartbeat, and
+/// every event is stored and delivered once the disk has room again.
+#[test]
+fn when_the_database_cannot_write_events_wait_in_memory_and_none_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(fs) = small_data_fs(dir.path(), 8) else {
+        return;
+    };
+    let broker = Broker::start(BrokerOptions::default());
+    let sub = Subscriber::start(broker.port, "gridwatch/v1/full/#", None);
+    let porch = gridwatch_e2e::rtsp::porch_clip();
+    let text = format!(
+        "[site]\nid = \"full\"\ngrid_code = \"440305001001\"\n\n[storage]\ndata_dir = \"{data}\"\nreserve_bytes = 0\n\n[incidents]\nupdate_every = \"2s\"\n\n[evidence]\nenabled = false\n\n[mqtt]\nhost = \"127.0.0.1\"\nport = {port}\nheartbeat_every = \"1s\"\nreconnect_min = \"200ms\"\nreconnect_max = \"1s\"\n\n{web}\n[[cameras]]\nid = \"porch\"\nurl = \"{url}\"\ndetect_fps = 2\n\n[[cameras.zones]]\nid = \"porch\"\npolygon = [[0.2, 0.55], [0.85, 0.55], [0.85, 0.95], [0.2, 0.95]]\n\n[cameras.zones.fly_wire_charging]\ndwell = \"3s\"\n",
+        data = fs.path.display(),
+        port = broker.port,
+        web = web_table(dir.path()),
+        url = porch.display(),
+    );
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, text).unwrap();
+    let log = dir.path().join("daemon.log");
+    let server = Server::start_with(&config, true, Some(&log));
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let db_path = fs.path.join("gridwatch.db");
+    let stored = || -> Vec<(String, u32, String)> {
+        let Ok(db) = rusqlite::Connection::open(&db_path) else {
+            return Vec::new();
+        };
+        let Ok(mut stmt) = db.prepare("SELECT incident_id, seq, event_id FROM events ORDER BY incident_id, seq") else {
+            return Vec::new();
+        };
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map(|rows| rows.flatten().collect())
+            .unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while stored().is_empty() {
+        assert!(Instant::now() < deadline, "no incident:\n{}", log_text());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let health = format!("{}/healthz", server.base);
+    assert_eq!(http_status(&health), 200);
+
+    // Another program takes every last byte.
+    let filler = fs.fill("filler.bin");
+    assert_eq!(fs.free(), 0);
+    let before = stored().len();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http_status(&health) != 503 {
+        assert!(Instant::now() < deadline, "never degraded:\n{}", log_text());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // A few more updates come and wait too.
+    std::thread::sleep(Duration::from_secs(5));
+    let report: Value = serde_json::from_slice(
+        &agent()
+            .get(&health)
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_vec()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report["status"], "degraded", "{report}");
+    assert!(report["store"]["held_events"].as_u64().unwrap() >= 2, "{report}");
+    assert!(report["store"]["error"].as_str().unwrap().contains("full"), "{report}");
+    let metrics =
+        String::from_utf8(get(&format!("{}/metrics", server.base), Some(TOKEN), &[]).body).unwrap();
+    assert!(metrics.contains("gridwatch_store_ok 0"), "{metrics}");
+    assert_eq!(stored().len(), before, "nothing could be written meanwhile");
+    sub.wait_for(Duration::from_secs(10), "a heartbeat saying so", |m| {
+        m.iter()
+            .any(|m| m.topic.ends_with("/heartbeat") && m.json()["store"]["ok"] == false)
+    });
+    sub.wait_for(Duration::from_secs(10), "the status saying so", |m| {
+        m.iter()
+            .any(|m| m.topic.ends_with("/status") && m.json()["store"]["ok"] == false)
+    });
+
+    // Room again: everything held is stored, in order, and delivered.
+    std::fs::remove_file(&filler).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http_status(&health) != 200 {
+        assert!(Instant::now() < deadline, "never recovered:\n{}", log_text());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let events = stored();
+    assert!(events.len() >= before + 2, "the held events were stored: {events:?}");
+    let mut expected_seq = std::collections::HashMap::new();
+    for (incident, seq, _) in &events {
+        let next = expected_seq.entry(incident.clone()).or_insert(0u32);
+        assert_eq!(*seq, *next, "no gap in {incident}'s events: {events:?}");
+        *next += 1;
+    }
+    let text = log_text();
+    assert_eq!(
+        text.matches("cannot store incident events").count(),
+        1,
+        "logged once per episode:\n{text}"
+    );
+    assert!(text.contains("takes writes again"), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+    let want: std::collections::BTreeSet<String> =
+        events.iter().map(|(_, _, id)| id.clone()).collect();
+    sub.wait_for(Duration::from_secs(20), "every stored event delivered", |m| {
+        let got: std::collections::BTreeSet<String> = m
+            .iter()
+            .filter(|m| m.topic.ends_with("/incident"))
+            .map(|m| m.json()["event_id"].as_str().unwrap_or_default().to_string())
+            .collect();
+        want.is_subset(&got)
+    });
 }
