@@ -8,6 +8,11 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 GRIDWATCH_PROFILE=dev GRIDWATCH_FEATURES=tract "$root/scripts/setup.sh"
 . "$root/scripts/env.sh"
+# The aarch64 toolchain is installed and proved (a C program compiled, linked and run under
+# qemu) before the long native tests, so a machine that lacks a package fails in the first
+# minutes, not after them; the setup-checks tests use it too.
+echo "== aarch64 toolchain"
+"$root/cross/setup-target.sh" aarch64
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -76,6 +76,68 @@ fn invalid_value_names_the_field() {
     );
 }
 
+/// Found by probing: values `gridwatch check` accepted though they cannot work, and errors
+/// without a position in the file. Each is now refused at its line and column.
+#[test]
+fn values_that_cannot_work_are_refused_at_their_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let zone = |polygon: &str| {
+        format!("[[cameras]]\nid = \"gate\"\nurl = \"x.mp4\"\n[[cameras.zones]]\nid = \"lane\"\npolygon = {polygon}\n")
+    };
+    let cases: Vec<(String, &str, &str)> = vec![
+        (
+            "[incidents]\nupdate_every = \"0s\"\n".into(),
+            "incidents.update_every",
+            "at least 1s",
+        ),
+        (
+            zone("[[0.1, 0.1, 0.5], [0.9, 0.1], [0.9, 0.9]]"),
+            "cameras[0].zones[0].polygon",
+            "3 coordinate(s)",
+        ),
+        (
+            zone("[[0.1, 0.1], [0.5, 0.5], [0.9, 0.9]]"),
+            "cameras[0].zones[0].polygon",
+            "encloses no area",
+        ),
+        (
+            "[mqtt]\nhost = \"127.0.0.1\"\nport = 0\n".into(),
+            "mqtt.port",
+            "1..=65535",
+        ),
+        (
+            "[mqtt]\nhost = \"127.0.0.1\"\n[mqtt.tls]\nca_file = \"/nonexistent/ca.pem\"\n".into(),
+            "mqtt.tls.ca_file",
+            "cannot read /nonexistent/ca.pem",
+        ),
+    ];
+    for (extra, field, message) in cases {
+        let path = write_config(dir.path(), &extra);
+        let r = run(gridwatch().arg("check").arg("--config").arg(&path));
+        let line = r.error_line();
+        assert_eq!(r.code(), USAGE, "{line}");
+        assert!(
+            line.contains(&format!("error: {}:", path.display())),
+            "names the file: {line}"
+        );
+        let position = line
+            .split(&format!("{}:", path.display()))
+            .nth(1)
+            .unwrap_or_default();
+        let mut numbers = position.split(':').take(2);
+        assert!(
+            numbers.all(|n| n.parse::<usize>().is_ok()),
+            "line:col after the file: {line}"
+        );
+        assert!(line.contains(field) && line.contains(message), "{line}");
+    }
+    // A file that is not UTF-8.
+    let path = dir.path().join("latin1.toml");
+    std::fs::write(&path, b"[site]\nid = \"x\"\nname = \"caf\xe9\"\n").unwrap();
+    let r = run(gridwatch().arg("check").arg("--config").arg(&path));
+    assert_fails(&r, USAGE, &[&format!("{}:3:12:", path.display()), "not UTF-8"]);
+}
+
 #[test]
 fn bad_command_line_is_a_usage_error() {
     let r = run(gridwatch().args(["replay", "--no-such-flag"]));
