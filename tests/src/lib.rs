@@ -318,7 +318,13 @@ impl SmallFs {
     pub fn mount(path: &Path, mib: u32) -> Result<SmallFs, String> {
         std::fs::create_dir_all(path).map_err(|e| e.to_string())?;
         let tmpfs = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mib}m,mode=0777"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={mib}m,mode=0777"),
+                "tmpfs",
+            ])
             .arg(path)
             .output();
         let tmpfs_error = match tmpfs {

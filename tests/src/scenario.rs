@@ -134,12 +134,8 @@ pub fn clip(scenario: &Scenario) -> PathBuf {
     }
     // A name of its own per caller: tests running in parallel may derive the same clip at
     // once, and each renames its own finished file into place.
-    let unique = format!(
-        "{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    )
-    .replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "");
+    let unique = format!("{}-{:?}", std::process::id(), std::thread::current().id())
+        .replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "");
     let partial = dir.join(format!("{}-{key}.{unique}.partial.mp4", scenario.name));
     let mut args: Vec<String> = Vec::new();
     for input in &recipe.inputs {

@@ -82,7 +82,9 @@ fn invalid_value_names_the_field() {
 fn values_that_cannot_work_are_refused_at_their_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
     let zone = |polygon: &str| {
-        format!("[[cameras]]\nid = \"gate\"\nurl = \"x.mp4\"\n[[cameras.zones]]\nid = \"lane\"\npolygon = {polygon}\n")
+        format!(
+            "[[cameras]]\nid = \"gate\"\nurl = \"x.mp4\"\n[[cameras.zones]]\nid = \"lane\"\npolygon = {polygon}\n"
+        )
     };
     let cases: Vec<(String, &str, &str)> = vec![
         (
@@ -135,7 +137,11 @@ fn values_that_cannot_work_are_refused_at_their_line_and_column() {
     let path = dir.path().join("latin1.toml");
     std::fs::write(&path, b"[site]\nid = \"x\"\nname = \"caf\xe9\"\n").unwrap();
     let r = run(gridwatch().arg("check").arg("--config").arg(&path));
-    assert_fails(&r, USAGE, &[&format!("{}:3:12:", path.display()), "not UTF-8"]);
+    assert_fails(
+        &r,
+        USAGE,
+        &[&format!("{}:3:12:", path.display()), "not UTF-8"],
+    );
 }
 
 #[test]

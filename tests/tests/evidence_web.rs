@@ -894,7 +894,11 @@ fn wrong_passwords_are_braked_per_address_and_sessions_end_at_logout() {
         .0
     };
     assert_eq!(list(&cookie), 200);
-    assert_eq!(list("gridwatch_session=test-token-0123456789"), 401, "the token is no cookie");
+    assert_eq!(
+        list("gridwatch_session=test-token-0123456789"),
+        401,
+        "the token is no cookie"
+    );
     let (status, _, _) = request_from(
         [127, 0, 0, 2],
         port,
@@ -906,10 +910,8 @@ fn wrong_passwords_are_braked_per_address_and_sessions_end_at_logout() {
     assert_eq!(status, 200);
     assert_eq!(list(&cookie), 401, "logout ends the session on the server");
 
-    let metrics = String::from_utf8(
-        get(&format!("{}/metrics", server.base), Some(TOKEN), &[]).body,
-    )
-    .unwrap();
+    let metrics =
+        String::from_utf8(get(&format!("{}/metrics", server.base), Some(TOKEN), &[]).body).unwrap();
     let value = |name: &str| -> u64 {
         metrics
             .lines()
@@ -918,7 +920,10 @@ fn wrong_passwords_are_braked_per_address_and_sessions_end_at_logout() {
             .unwrap_or_else(|| panic!("{name} in {metrics}"))
     };
     assert_eq!(value("gridwatch_login_failures_total"), unauthorized as u64);
-    assert_eq!(value("gridwatch_logins_throttled_total"), throttled as u64 + 1);
+    assert_eq!(
+        value("gridwatch_logins_throttled_total"),
+        throttled as u64 + 1
+    );
 }
 
 /// A small real filesystem at `dir/data`, or `None` (with the reason printed) where this
@@ -995,14 +1000,23 @@ fn assert_nothing_lost(data: &Path, reported: &[(String, String)]) {
                 |r| r.get(0),
             )
             .ok();
-        let last: Value = serde_json::from_str(&last.unwrap_or_else(|| panic!("incident {id} was lost"))).unwrap();
+        let last: Value =
+            serde_json::from_str(&last.unwrap_or_else(|| panic!("incident {id} was lost")))
+                .unwrap();
         let stored_state: String = db
-            .query_row("SELECT state FROM incidents WHERE incident_id = ?1", [id], |r| r.get(0))
+            .query_row(
+                "SELECT state FROM incidents WHERE incident_id = ?1",
+                [id],
+                |r| r.get(0),
+            )
             .unwrap();
         if state == "closed" {
             assert_eq!(stored_state, "closed", "incident {id} closed in the replay");
         }
-        let files = last["evidence"]["files"].as_array().cloned().unwrap_or_default();
+        let files = last["evidence"]["files"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let error = last["evidence"]["error"].as_str();
         assert!(
             !files.is_empty() || error.is_some(),
@@ -1039,7 +1053,11 @@ fn assert_nothing_lost(data: &Path, reported: &[(String, String)]) {
                 stack.push(path);
                 continue;
             }
-            assert!(live.contains(&path), "a file no row knows: {}", path.display());
+            assert!(
+                live.contains(&path),
+                "a file no row knows: {}",
+                path.display()
+            );
             assert!(
                 entry.metadata().unwrap().len() > 0,
                 "an empty file: {}",
@@ -1125,7 +1143,9 @@ fn when_the_database_cannot_write_events_wait_in_memory_and_none_is_lost() {
         let Ok(db) = rusqlite::Connection::open(&db_path) else {
             return Vec::new();
         };
-        let Ok(mut stmt) = db.prepare("SELECT incident_id, seq, event_id FROM events ORDER BY incident_id, seq") else {
+        let Ok(mut stmt) =
+            db.prepare("SELECT incident_id, seq, event_id FROM events ORDER BY incident_id, seq")
+        else {
             return Vec::new();
         };
         stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
@@ -1165,8 +1185,14 @@ fn when_the_database_cannot_write_events_wait_in_memory_and_none_is_lost() {
     )
     .unwrap();
     assert_eq!(report["status"], "degraded", "{report}");
-    assert!(report["store"]["held_events"].as_u64().unwrap() >= 2, "{report}");
-    assert!(report["store"]["error"].as_str().unwrap().contains("full"), "{report}");
+    assert!(
+        report["store"]["held_events"].as_u64().unwrap() >= 2,
+        "{report}"
+    );
+    assert!(
+        report["store"]["error"].as_str().unwrap().contains("full"),
+        "{report}"
+    );
     let metrics =
         String::from_utf8(get(&format!("{}/metrics", server.base), Some(TOKEN), &[]).body).unwrap();
     assert!(metrics.contains("gridwatch_store_ok 0"), "{metrics}");
@@ -1184,11 +1210,18 @@ fn when_the_database_cannot_write_events_wait_in_memory_and_none_is_lost() {
     std::fs::remove_file(&filler).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while http_status(&health) != 200 {
-        assert!(Instant::now() < deadline, "never recovered:\n{}", log_text());
+        assert!(
+            Instant::now() < deadline,
+            "never recovered:\n{}",
+            log_text()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let events = stored();
-    assert!(events.len() >= before + 2, "the held events were stored: {events:?}");
+    assert!(
+        events.len() >= before + 2,
+        "the held events were stored: {events:?}"
+    );
     let mut expected_seq = std::collections::HashMap::new();
     for (incident, seq, _) in &events {
         let next = expected_seq.entry(incident.clone()).or_insert(0u32);
@@ -1205,12 +1238,21 @@ fn when_the_database_cannot_write_events_wait_in_memory_and_none_is_lost() {
     assert!(!text.contains("panicked"), "{text}");
     let want: std::collections::BTreeSet<String> =
         events.iter().map(|(_, _, id)| id.clone()).collect();
-    sub.wait_for(Duration::from_secs(20), "every stored event delivered", |m| {
-        let got: std::collections::BTreeSet<String> = m
-            .iter()
-            .filter(|m| m.topic.ends_with("/incident"))
-            .map(|m| m.json()["event_id"].as_str().unwrap_or_default().to_string())
-            .collect();
-        want.is_subset(&got)
-    });
+    sub.wait_for(
+        Duration::from_secs(20),
+        "every stored event delivered",
+        |m| {
+            let got: std::collections::BTreeSet<String> = m
+                .iter()
+                .filter(|m| m.topic.ends_with("/incident"))
+                .map(|m| {
+                    m.json()["event_id"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string()
+                })
+                .collect();
+            want.is_subset(&got)
+        },
+    );
 }

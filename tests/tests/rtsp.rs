@@ -524,13 +524,19 @@ fn restarts_and_reloads_close_what_was_open_and_one_stay_is_never_two_open_incid
     sub.wait_for(Duration::from_secs(90), "the first incident", |_| {
         opened(&sub, "a", kind) == 1
     });
-    let first = incidents(&sub).into_iter().find(|e| e["state"] == "opened").unwrap()
-        ["incident_id"]
+    let first = incidents(&sub)
+        .into_iter()
+        .find(|e| e["state"] == "opened")
+        .unwrap()["incident_id"]
         .clone();
 
     // SIGTERM with the incident open, then start again.
     daemon.signal("TERM");
-    assert!(daemon.wait_exit(Duration::from_secs(15)).is_some_and(|s| s.success()));
+    assert!(
+        daemon
+            .wait_exit(Duration::from_secs(15))
+            .is_some_and(|s| s.success())
+    );
     let daemon = Daemon::start(&config);
     sub.wait_for(Duration::from_secs(30), "the first incident closed", |_| {
         !closed_with(&sub, "a", "restarted").is_empty()
@@ -538,7 +544,11 @@ fn restarts_and_reloads_close_what_was_open_and_one_stay_is_never_two_open_incid
     let restarted = closed_with(&sub, "a", "restarted");
     assert_eq!(restarted.len(), 1, "{restarted:?}");
     assert_eq!(restarted[0]["incident_id"], first);
-    assert!(schema_errors(&restarted[0]).is_empty(), "{:?}", schema_errors(&restarted[0]));
+    assert!(
+        schema_errors(&restarted[0]).is_empty(),
+        "{:?}",
+        schema_errors(&restarted[0])
+    );
     // The bicycle is still there: a new incident after its dwell, not before the old closed.
     sub.wait_for(Duration::from_secs(90), "the second incident", |_| {
         opened(&sub, "a", kind) == 2

@@ -68,11 +68,21 @@ fn the_aarch64_cross_compiler_builds_a_program_that_runs_under_qemu() {
         "/usr/aarch64-linux-gnu",
     ]);
     assert_eq!(r.code(), 0, "{}", r.stderr());
-    // Without its C library (a sysroot with nothing in it): the message names the package.
-    let empty = tempfile::tempdir().unwrap();
-    let cc = format!("aarch64-linux-gnu-gcc --sysroot={}", empty.path().display());
+    // Without its C library headers, as on the fresh machine: gcc's own <stdint.h> falls
+    // through to the host's /usr/include/stdint.h, which wants bits/libc-header-start.h.
+    let gcc_include = run(Command::new("aarch64-linux-gnu-gcc").arg("-print-file-name=include"))
+        .stdout()
+        .trim()
+        .to_string();
+    let cc =
+        format!("aarch64-linux-gnu-gcc -nostdinc -isystem {gcc_include} -isystem /usr/include");
     let r = preflight(&["c", "aarch64", &cc, "libc6-dev-arm64-cross"]);
     assert_one_line_naming(&r, "libc6-dev-arm64-cross");
+    assert!(
+        r.stderr().contains("bits/libc-header-start.h"),
+        "the fresh machine's error: {}",
+        r.stderr()
+    );
 }
 
 #[test]
