@@ -10,7 +10,7 @@
 //!
 //! The disk is shared with the database, so evidence keeps out of its way: it never writes
 //! into `storage.reserve_bytes` of free space (it asks retention for room first, else
-//! records "not enough free space"), files are written as `*.partial` and renamed when
+//! records "not enough free space"), files are written as `*.partial.*` and renamed when
 //! whole (a failed write leaves nothing behind), retention restores the reserve when
 //! anything else eats into it, and at start a sweep deletes files no row knows.
 
@@ -630,7 +630,7 @@ impl Worker {
     }
 
     /// At start: deletes files in the evidence directory that no row knows (left by a crash
-    /// or a full disk in the middle of a write, `*.partial` above all), and marks rows
+    /// or a full disk in the middle of a write, `*.partial.*` above all), and marks rows
     /// whose file has gone as deleted.
     fn sweep_orphans(&mut self) {
         let root = &self.context.evidence_dir;
@@ -700,19 +700,29 @@ impl Worker {
     }
 }
 
-/// Writes `path` whole or not at all: `write` fills `<path>.partial`, which is renamed over
-/// `path` once complete; on any error the partial file is removed.
+/// Writes `path` whole or not at all: `write` fills `<stem>.partial.<ext>` (the extension
+/// kept: FFmpeg picks the container from it), which is renamed over `path` once complete;
+/// on any error the partial file is removed.
 fn write_whole(path: &Path, write: impl FnOnce(&Path) -> Result<(), String>) -> Result<(), String> {
-    let mut partial = path.as_os_str().to_owned();
-    partial.push(".partial");
-    let partial = PathBuf::from(partial);
+    let partial = partial_path(path);
     let result = write(&partial).and_then(|()| {
-        std::fs::rename(&partial, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
+        std::fs::rename(&partial, path)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))
     });
     if result.is_err() {
         let _ = std::fs::remove_file(&partial);
     }
     result
+}
+
+/// `dir/clip.mp4` -> `dir/clip.partial.mp4`.
+fn partial_path(path: &Path) -> PathBuf {
+    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}.partial.{}", ext.to_string_lossy()),
+        None => format!("{stem}.partial"),
+    };
+    path.with_file_name(name)
 }
 
 /// Removes the files of a failed write, and their directory when that leaves it empty.
@@ -757,5 +767,129 @@ fn filesystem_size(path: &Path) -> Option<u64> {
         let mut stat: libc::statvfs = std::mem::zeroed();
         (libc::statvfs(name.as_ptr(), &mut stat) == 0)
             .then(|| stat.f_blocks as u64 * stat.f_frsize as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    fn worker_in(data: &Path, reserve_bytes: u64) -> Worker {
+        let store = crate::store::Store::open(data, crate::store::OutboxLimits::default()).unwrap();
+        let delivery = Delivery::new(
+            Arc::new(Mutex::new(store)),
+            None,
+            Arc::default(),
+            None,
+            Arc::default(),
+        );
+        Worker::new(EvidenceContext {
+            config: EvidenceConfig::default(),
+            data_dir: data.to_path_buf(),
+            evidence_dir: data.join("evidence"),
+            reserve_bytes,
+            rings: Rings::default(),
+            delivery,
+            offset: FixedOffset::east_opt(8 * 3600).unwrap(),
+        })
+    }
+
+    #[test]
+    fn the_start_sweep_deletes_what_no_row_knows_and_keeps_what_one_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let worker = &mut worker_in(dir.path(), 0);
+        let incident = dir.path().join("evidence/2026/12/03/a");
+        std::fs::create_dir_all(&incident).unwrap();
+        let crashed = dir.path().join("evidence/2026/12/02/b");
+        std::fs::create_dir_all(&crashed).unwrap();
+        std::fs::write(crashed.join("clip.partial.mp4"), vec![1u8; 1000]).unwrap();
+        std::fs::write(crashed.join("snapshot.jpg"), b"").unwrap();
+        std::fs::write(incident.join("snapshot.jpg"), b"jpeg").unwrap();
+        // The incident and a row for its snapshot (written by attach_evidence).
+        {
+            let mut store = worker.context.delivery.store.lock().unwrap();
+            let config = crate::config::Config::parse(
+                "[site]\nid = \"s\"\ngrid_code = \"1\"\n[[cameras]]\nid = \"cam\"\nurl = \"x\"\n",
+                Path::new("c.toml"),
+            )
+            .unwrap();
+            let mut log = crate::incidents::IncidentLog::new(&config, &config.cameras[0], &[]);
+            let mut event = log.record(&crate::rules::RuleEvent {
+                kind: crate::rules::Kind::CameraOffline,
+                zone: None,
+                key: (0, 0),
+                transition: crate::rules::Transition::Open,
+                at_us: 1_764_000_000_000_000,
+                started_at_us: 1_764_000_000_000_000,
+                ended_at_us: None,
+                objects: Vec::new(),
+                count: 0,
+                peak_count: 0,
+                confidence: 1.0,
+                confirmed: true,
+                signals: Vec::new(),
+                best_at_us: 1_764_000_000_000_000,
+            });
+            store.record(&mut event, None).unwrap();
+            let file = EvidenceFile {
+                kind: "snapshot".into(),
+                path: "evidence/2026/12/03/a/snapshot.jpg".into(),
+                url: None,
+                bytes: 4,
+                sha256: String::new(),
+            };
+            store
+                .attach_evidence(
+                    &event.incident_id,
+                    &[file],
+                    None,
+                    1,
+                    worker.context.offset,
+                    None,
+                )
+                .unwrap();
+            assert_eq!(store.live_evidence().unwrap().len(), 1);
+        }
+        worker.sweep_orphans();
+        assert!(incident.join("snapshot.jpg").exists(), "a file a row knows stays");
+        assert!(!crashed.exists(), "a crashed write's files and directory go");
+        assert!(dir.path().join("evidence/2026/12/03").exists());
+        // A row whose file has gone is marked, so retention and the API stop counting it.
+        std::fs::remove_file(incident.join("snapshot.jpg")).unwrap();
+        worker.sweep_orphans();
+        let store = worker.context.delivery.store.lock().unwrap();
+        assert!(store.live_evidence().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_write_that_would_eat_into_the_reserve_is_refused_with_the_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        // No filesystem here has u64::MAX / 2 bytes free: the reserve cannot be kept.
+        let worker = &mut worker_in(dir.path(), u64::MAX / 2);
+        let err = worker.room_for(1 << 20).unwrap_err();
+        assert!(err.contains("not enough free space for evidence"), "{err}");
+        assert!(err.contains("storage.reserve_bytes"), "{err}");
+        assert!(!err.contains('\n'));
+        let worker = &mut worker_in(dir.path(), 0);
+        assert!(worker.room_for(1 << 20).is_ok());
+    }
+
+    #[test]
+    fn a_failed_write_leaves_no_partial_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clip.mp4");
+        let failed = write_whole(&path, |partial| {
+            std::fs::write(partial, b"half").unwrap();
+            Err("disk full".into())
+        });
+        assert!(failed.is_err());
+        assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "nothing left");
+        assert_eq!(partial_path(&path), dir.path().join("clip.partial.mp4"));
+        write_whole(&path, |partial| {
+            std::fs::write(partial, b"whole").map_err(|e| e.to_string())
+        })
+        .unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"whole");
     }
 }

@@ -78,7 +78,10 @@ pub fn start(
     delivery: Delivery,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<WebServer> {
-    let token = match web.token().map_err(crate::config::ConfigError)? {
+    let token = match web
+        .token()
+        .map_err(|message| config.error_naming_field(message))?
+    {
         Some(t) => t,
         None => {
             let mut bytes = [0u8; 24];
@@ -86,7 +89,9 @@ pub fn start(
             hex::encode(bytes)
         }
     };
-    let password = web.password().map_err(crate::config::ConfigError)?;
+    let password = web
+        .password()
+        .map_err(|message| config.error_naming_field(message))?;
     if password.is_none() && web.token_file.is_none() {
         tracing::warn!(
             "web: neither web.password_file/password_env nor web.token_file is set; the API is unusable"
