@@ -62,9 +62,18 @@ pub fn run(config_path: &std::path::Path, cameras_on: bool) -> anyhow::Result<()
     let (delivery, background) =
         crate::cli::start_delivery_with(&config, true, SHUTDOWN_DRAIN, Arc::clone(&metrics))?;
     let delivery = delivery.context("the daemon always has a store")?;
+    let wanted = |config: &Config| -> Vec<CameraConfig> {
+        config
+            .cameras
+            .iter()
+            .filter(|c| c.enabled && cameras_on)
+            .cloned()
+            .collect()
+    };
     // Tracks do not survive a restart, so an incident the previous run left open would never
     // be closed, and the object still there would open a second one: close them now.
-    match delivery.close_open_incidents(None, CloseReason::Restarted, config.site.timezone) {
+    let watched: Vec<String> = wanted(&config).into_iter().map(|c| c.id).collect();
+    match delivery.close_left_open(&watched, config.site.timezone) {
         Ok(0) => {}
         Ok(n) => tracing::info!(
             incidents = n,
@@ -106,14 +115,6 @@ pub fn run(config_path: &std::path::Path, cameras_on: bool) -> anyhow::Result<()
         metrics,
         rings,
         stop: Arc::clone(&stop),
-    };
-    let wanted = |config: &Config| -> Vec<CameraConfig> {
-        config
-            .cameras
-            .iter()
-            .filter(|c| c.enabled && cameras_on)
-            .cloned()
-            .collect()
     };
     let mut cameras = Vec::new();
     for camera in wanted(&config) {

@@ -817,6 +817,36 @@ impl Delivery {
         }
     }
 
+    /// At start: closes what the previous run left open, for the cameras this run watches
+    /// (`restarted`: this run cannot follow those stays) and for cameras no longer in the
+    /// config (`reconfigured`). Without cameras (`run --no-cameras`) nothing is closed: the
+    /// next run that watches them does it. Returns how many were closed.
+    pub fn close_left_open(
+        &self,
+        watched: &[String],
+        offset: FixedOffset,
+    ) -> Result<usize, String> {
+        if watched.is_empty() {
+            return Ok(0);
+        }
+        let cameras = self
+            .store
+            .lock()
+            .map_err(|_| "store lock poisoned".to_string())?
+            .cameras_with_open_incidents()
+            .map_err(|e| e.to_string())?;
+        let mut closed = 0;
+        for camera in cameras {
+            let reason = if watched.contains(&camera) {
+                crate::rules::CloseReason::Restarted
+            } else {
+                crate::rules::CloseReason::Reconfigured
+            };
+            closed += self.close_open_incidents(Some(&camera), reason, offset)?;
+        }
+        Ok(closed)
+    }
+
     /// Closes the incidents still open in the store (of one camera, or all) with `reason`:
     /// at start for those a previous run left open, at a reload for a changed camera. Each
     /// `closed` event goes out through the outbox like the rules' own.

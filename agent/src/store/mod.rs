@@ -541,6 +541,22 @@ impl Store {
         )
     }
 
+    /// The cameras that have incidents not closed yet.
+    pub fn cameras_with_open_incidents(&self) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT DISTINCT camera_id FROM incidents WHERE state != 'closed' ORDER BY camera_id",
+            )
+            .map_err(self.sql())?;
+        let cameras = stmt
+            .query_map([], |r| r.get(0))
+            .map_err(self.sql())?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.sql())?;
+        Ok(cameras)
+    }
+
     /// Closes every incident still open (of one camera, or of all), as when the rules close
     /// one, with `reason` (`restarted` when the agent starts again, `reconfigured` when a
     /// reload changes the camera): each gets a `closed` event, in the outbox when
