@@ -298,6 +298,11 @@ pub struct TrackerConfig {
     pub stationary_iou: f32,
     /// Maximum centre shift from the anchor, as a fraction of the anchor box's diagonal.
     pub stationary_shift: f32,
+    /// How long a box must be off its anchor, continuously, before the object counts as
+    /// moved: a passer-by sliding across a parked car, or a noisy night frame, does not
+    /// restart its dwell clock.
+    #[serde(with = "humantime_serde")]
+    pub stationary_break: Duration,
 }
 
 impl Default for TrackerConfig {
@@ -313,6 +318,7 @@ impl Default for TrackerConfig {
             stationary_after: Duration::from_secs(10),
             stationary_iou: 0.6,
             stationary_shift: 0.15,
+            stationary_break: Duration::from_secs(2),
         }
     }
 }

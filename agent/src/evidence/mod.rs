@@ -706,8 +706,7 @@ impl Worker {
 fn write_whole(path: &Path, write: impl FnOnce(&Path) -> Result<(), String>) -> Result<(), String> {
     let partial = partial_path(path);
     let result = write(&partial).and_then(|()| {
-        std::fs::rename(&partial, path)
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+        std::fs::rename(&partial, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
     });
     if result.is_err() {
         let _ = std::fs::remove_file(&partial);
@@ -852,8 +851,14 @@ mod tests {
             assert_eq!(store.live_evidence().unwrap().len(), 1);
         }
         worker.sweep_orphans();
-        assert!(incident.join("snapshot.jpg").exists(), "a file a row knows stays");
-        assert!(!crashed.exists(), "a crashed write's files and directory go");
+        assert!(
+            incident.join("snapshot.jpg").exists(),
+            "a file a row knows stays"
+        );
+        assert!(
+            !crashed.exists(),
+            "a crashed write's files and directory go"
+        );
         assert!(dir.path().join("evidence/2026/12/03").exists());
         // A row whose file has gone is marked, so retention and the API stop counting it.
         std::fs::remove_file(incident.join("snapshot.jpg")).unwrap();
@@ -884,7 +889,10 @@ mod tests {
             Err("disk full".into())
         });
         assert!(failed.is_err());
-        assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "nothing left");
+        assert!(
+            std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+            "nothing left"
+        );
         assert_eq!(partial_path(&path), dir.path().join("clip.partial.mp4"));
         write_whole(&path, |partial| {
             std::fs::write(partial, b"whole").map_err(|e| e.to_string())

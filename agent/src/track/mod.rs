@@ -15,6 +15,18 @@
 //! tolerance of an anchor box for `stationary_after`; `stationary_since` is when it came to
 //! rest (the anchor's time), so dwell clocks count from the moment the object stopped. Missed
 //! detections do not move the anchor, so a parked car stays stationary through gaps.
+//!
+//! What streets do to a parked car's box does not move its anchor either:
+//! - a box off the anchor for less than `stationary_break` (a passer-by sliding across it,
+//!   one noisy night frame) is not a move: the anchor moves only when the object has been
+//!   away from it for that long, continuously;
+//! - once stationary, a box that lies within the anchor (at least [`CONTAINED`] of it, and at
+//!   least [`MIN_VISIBLE`] of the anchor's area: partly hidden) or that holds the anchor
+//!   (something standing beside it, at most [`MAX_GROWTH`] times its area) is the same object
+//!   where it stood: the track keeps reporting the anchor as its box, and such a detection
+//!   is matched to it even when its IoU is low.
+//! A moving object never gets there: it is off its anchor on every frame, and the two
+//! containment cases apply only to tracks that are already stationary.
 
 mod kalman;
 
@@ -30,6 +42,15 @@ use kalman::Kalman;
 const DUPLICATE_IOU: f32 = 0.8;
 /// Tentative tracks match new detections at this IoU (ByteTrack's unconfirmed stage).
 const TENTATIVE_MATCH_IOU: f32 = 0.3;
+/// A box with this share of its area inside a stationary track's anchor (or an anchor with
+/// this share inside the box) is that object, partly hidden (or with something beside it).
+pub const CONTAINED: f32 = 0.85;
+/// The smallest part of a stationary object, as a share of its anchor's area, still taken
+/// for it when the rest is hidden.
+pub const MIN_VISIBLE: f32 = 0.2;
+/// The most a stationary object's box may grow (something standing beside it) and still be
+/// taken for it, as a multiple of the anchor's area.
+pub const MAX_GROWTH: f32 = 4.0;
 
 /// One tracked object, as the rules see it.
 #[derive(Debug, Clone)]
@@ -58,6 +79,8 @@ pub struct Track {
     pub stationary_since_us: Option<i64>,
     anchor: BBox,
     anchor_since_us: i64,
+    /// Since when the measured box has been off the anchor, continuously.
+    off_anchor_since_us: Option<i64>,
     votes: Vec<(u16, f32, Arc<str>)>,
     kalman: Kalman,
     predicted: BBox,
@@ -226,6 +249,7 @@ impl Tracker {
                 stationary_since_us: None,
                 anchor: d.norm,
                 anchor_since_us: time_us,
+                off_anchor_since_us: None,
                 votes: vec![(d.class_id, d.score, Arc::clone(&d.label))],
                 kalman: Kalman::new(to_measurement(&d.norm)),
                 predicted: d.norm,
@@ -289,8 +313,22 @@ impl Tracker {
                     continue;
                 }
                 // The last measured box as well as the prediction: a track that stopped
-                // abruptly is still matched where it is.
-                let overlap = track.predicted.iou(&d.norm).max(track.bbox.iou(&d.norm));
+                // abruptly is still matched where it is. A stationary object partly hidden
+                // or crowded is matched by containment, at the lowest overlap that counts
+                // (a real overlap of another track wins).
+                let mut overlap = track.predicted.iou(&d.norm).max(track.bbox.iou(&d.norm));
+                if track.is_stationary()
+                    && overlap < min_iou
+                    && stillness(
+                        &d.norm,
+                        &track.anchor,
+                        true,
+                        self.config.stationary_iou,
+                        self.config.stationary_shift,
+                    ) == Stillness::Hidden
+                {
+                    overlap = min_iou;
+                }
                 if overlap >= min_iou {
                     self.pairs.push((overlap, ti, di));
                 }
@@ -339,19 +377,82 @@ fn apply_match(config: &TrackerConfig, track: &mut Track, d: &Detection, time_us
     update_stationary(config, track, time_us);
 }
 
+/// How a measured box relates to the place a track stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stillness {
+    /// Where it stood, as a whole.
+    Still,
+    /// Where it stood, partly hidden or with something beside it (rested objects only).
+    Hidden,
+    /// Somewhere else.
+    Off,
+}
+
+/// `rested`: the object has stood at `anchor` for `stationary_after`; only then do the
+/// containment cases count.
+fn stillness(bbox: &BBox, anchor: &BBox, rested: bool, min_iou: f32, max_shift: f32) -> Stillness {
+    let diagonal = (anchor.width().powi(2) + anchor.height().powi(2)).sqrt();
+    if bbox.iou(anchor) >= min_iou && centre_shift(bbox, anchor) <= max_shift * diagonal {
+        return Stillness::Still;
+    }
+    if !rested {
+        return Stillness::Off;
+    }
+    let inter = intersection(bbox, anchor);
+    let (area, anchor_area) = (bbox.area(), anchor.area());
+    let inside = area > 0.0 && inter >= CONTAINED * area && area >= MIN_VISIBLE * anchor_area;
+    let around =
+        anchor_area > 0.0 && inter >= CONTAINED * anchor_area && area <= MAX_GROWTH * anchor_area;
+    if inside || around {
+        Stillness::Hidden
+    } else {
+        Stillness::Off
+    }
+}
+
+fn intersection(a: &BBox, b: &BBox) -> f32 {
+    let w = (a.x2.min(b.x2) - a.x1.max(b.x1)).max(0.0);
+    let h = (a.y2.min(b.y2) - a.y1.max(b.y1)).max(0.0);
+    w * h
+}
+
 fn update_stationary(config: &TrackerConfig, track: &mut Track, time_us: i64) {
     let anchor = track.anchor;
-    let diagonal = (anchor.width().powi(2) + anchor.height().powi(2)).sqrt();
-    let still = track.bbox.iou(&anchor) >= config.stationary_iou
-        && centre_shift(&track.bbox, &anchor) <= config.stationary_shift * diagonal;
-    if still {
-        if time_us - track.anchor_since_us >= config.stationary_after.as_micros() as i64 {
+    // At its anchor long enough to have come to rest (the anchor and its time are kept
+    // through a short break, so this also holds for an object briefly off it).
+    let rested = time_us - track.anchor_since_us >= config.stationary_after.as_micros() as i64;
+    match stillness(
+        &track.bbox,
+        &anchor,
+        rested,
+        config.stationary_iou,
+        config.stationary_shift,
+    ) {
+        Stillness::Still => {
+            track.off_anchor_since_us = None;
+            if rested {
+                track.stationary_since_us = Some(track.anchor_since_us);
+            }
+        }
+        Stillness::Hidden => {
+            // What is seen of it changed, not where it stands: it keeps its place, its box
+            // and the time it came to rest.
+            track.off_anchor_since_us = None;
+            track.bbox = anchor;
             track.stationary_since_us = Some(track.anchor_since_us);
         }
-    } else {
-        track.anchor = track.bbox;
-        track.anchor_since_us = time_us;
-        track.stationary_since_us = None;
+        Stillness::Off => {
+            // Not stationary while off its place (the rules see it move at once), but the
+            // place is kept for `stationary_break`: back there within it, it is stationary
+            // again since it first came to rest.
+            track.stationary_since_us = None;
+            let off_since = *track.off_anchor_since_us.get_or_insert(time_us);
+            if time_us - off_since >= config.stationary_break.as_micros() as i64 {
+                track.anchor = track.bbox;
+                track.anchor_since_us = time_us;
+                track.off_anchor_since_us = None;
+            }
+        }
     }
 }
 
@@ -525,13 +626,163 @@ mod tests {
         t.update(time + 40_200_000, &[det(2, 0.8, 0.4, 0.4, 0.2, 0.1)]);
         assert_eq!(t.tracks().len(), 1);
         assert_eq!(t.tracks()[0].stationary_since_us, Some(0));
-        // It drives off: no longer stationary.
+        // One second off its place and back: stationary again since it first stopped.
         let mut time = time + 40_400_000;
         for i in 0..5 {
+            t.update(time, &[det(2, 0.8, 0.46 + 0.01 * i as f32, 0.4, 0.2, 0.1)]);
+            time += FRAME_US;
+            assert!(
+                !t.tracks()[0].is_stationary(),
+                "off its place: not stationary"
+            );
+        }
+        t.update(time, &[det(2, 0.8, 0.4, 0.4, 0.2, 0.1)]);
+        time += FRAME_US;
+        assert_eq!(
+            t.tracks()[0].stationary_since_us,
+            Some(0),
+            "a break, not a move"
+        );
+        // It drives off: no longer stationary.
+        for i in 0..15 {
             t.update(time, &[det(2, 0.8, 0.42 + 0.03 * i as f32, 0.4, 0.2, 0.1)]);
             time += FRAME_US;
         }
         assert!(!t.tracks()[0].is_stationary());
+        // Stopping elsewhere is a new rest, not the old one.
+        for _ in 0..60 {
+            t.update(time, &[det(2, 0.8, 0.8, 0.4, 0.2, 0.1)]);
+            time += FRAME_US;
+        }
+        let since = t.tracks()[0].stationary_since_us.expect("at rest again");
+        assert!(since > 40_000_000, "a new rest: {since}");
+    }
+
+    const HALF_S: i64 = 500_000; // 2 fps, the rules' usual detect rate
+
+    /// A parked car at (0.4, 0.4), 0.2 x 0.1, seen at 2 fps from 0 to `until_s`, with
+    /// `seen(time_s)` giving what the detector reports of it at each frame (None: missed).
+    fn parked(t: &mut Tracker, until_s: i64, seen: impl Fn(f64) -> Option<Detection>) {
+        let mut time = 0;
+        while time <= until_s * 1_000_000 {
+            let detections: Vec<Detection> = seen(time as f64 / 1e6).into_iter().collect();
+            t.update(time, &detections);
+            time += HALF_S;
+        }
+    }
+
+    fn the_car() -> Detection {
+        det(2, 0.8, 0.4, 0.4, 0.2, 0.1)
+    }
+
+    #[test]
+    fn passers_by_hiding_a_parked_car_again_and_again_do_not_restart_its_dwell() {
+        let mut t = tracker();
+        // For 2 s of every 10 s a block slides across: the car's box is cut from the left,
+        // then from the right, then the car is missed altogether for a frame.
+        parked(&mut t, 120, |s| {
+            let phase = (s + 5.0) % 10.0;
+            if phase >= 2.0 {
+                return Some(the_car());
+            }
+            match (phase * 2.0) as i32 {
+                0 => Some(det(2, 0.6, 0.45, 0.4, 0.15, 0.1)),
+                1 => Some(det(2, 0.5, 0.52, 0.4, 0.08, 0.1)),
+                2 => None,
+                _ => Some(det(2, 0.5, 0.4, 0.4, 0.07, 0.1)),
+            }
+        });
+        let tracks: Vec<&Track> = t.tracks().iter().filter(|t| t.confirmed).collect();
+        assert_eq!(tracks.len(), 1, "one car, one track: {tracks:?}");
+        assert_eq!(
+            tracks[0].stationary_since_us,
+            Some(0),
+            "at rest since the start"
+        );
+    }
+
+    #[test]
+    fn a_car_half_hidden_for_minutes_stays_where_it_stands_with_its_whole_box() {
+        let mut t = tracker();
+        parked(&mut t, 240, |s| {
+            if (20.0..200.0).contains(&s) {
+                // The left half is behind a van.
+                Some(det(2, 0.6, 0.5, 0.4, 0.1, 0.1))
+            } else {
+                Some(the_car())
+            }
+        });
+        let track = &t.tracks()[0];
+        assert_eq!(t.tracks().len(), 1);
+        assert_eq!(track.stationary_since_us, Some(0));
+        // During the occlusion the track reported where the whole car stands.
+        let mut t = tracker();
+        parked(&mut t, 100, |s| {
+            if s >= 20.0 {
+                Some(det(2, 0.6, 0.5, 0.4, 0.1, 0.1))
+            } else {
+                Some(the_car())
+            }
+        });
+        assert_eq!(t.tracks()[0].bbox, the_car().norm);
+        assert!(t.tracks()[0].is_stationary());
+    }
+
+    #[test]
+    fn people_standing_beside_a_parked_car_do_not_move_it() {
+        let mut t = tracker();
+        parked(&mut t, 90, |s| {
+            if (30.0..80.0).contains(&s) {
+                // The box grows over the people beside it.
+                Some(det(2, 0.7, 0.38, 0.36, 0.28, 0.16))
+            } else {
+                Some(the_car())
+            }
+        });
+        assert_eq!(t.tracks()[0].stationary_since_us, Some(0));
+    }
+
+    #[test]
+    fn night_noise_and_a_swaying_pole_keep_a_parked_car_stationary() {
+        let mut t = tracker();
+        parked(&mut t, 60, |s| {
+            let frame = (s * 2.0) as i64;
+            // Night: every third frame the box is far off (IoU about 0.4), others jitter.
+            let noisy = frame % 3 == 1;
+            // Sway: the whole picture moves 0.6 % back and forth every 4 s.
+            let sway = if (s % 4.0) < 2.0 { 0.006 } else { -0.006 };
+            let (dx, dw) = if noisy { (0.09, -0.02) } else { (0.004, 0.0) };
+            Some(det(2, 0.5, 0.4 + dx + sway, 0.4 + sway, 0.2 + dw, 0.1))
+        });
+        let track = &t.tracks()[0];
+        assert_eq!(t.tracks().len(), 1);
+        let since = track
+            .stationary_since_us
+            .expect("stationary despite the noise");
+        assert!(
+            since <= 1_000_000,
+            "at rest from the start, not later: {since}"
+        );
+    }
+
+    #[test]
+    fn moving_objects_never_become_stationary() {
+        // A person walking across, and one walking towards the camera (the box grows
+        // around where it was: no containment for tracks that are not stationary).
+        for (dx, grow) in [(0.01f32, 0.0f32), (0.0, 0.004)] {
+            let mut t = tracker();
+            let mut time = 0;
+            for i in 0..40 {
+                let i = i as f32;
+                let (w, h) = (0.05 + grow * i, 0.15 + 3.0 * grow * i);
+                t.update(time, &[det(0, 0.8, 0.1 + dx * i - w / 2.0, 0.3, w, h)]);
+                time += HALF_S;
+                assert!(
+                    t.tracks().iter().all(|t| !t.is_stationary()),
+                    "moving (dx {dx}, grow {grow}) at {time}"
+                );
+            }
+        }
     }
 
     #[test]
