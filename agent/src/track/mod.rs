@@ -18,15 +18,17 @@
 //!
 //! What streets do to a parked car's box does not move its anchor either:
 //! - a box off the anchor for less than `stationary_break` (a passer-by sliding across it,
-//!   one noisy night frame) is not a move: the anchor moves only when the object has been
-//!   away from it for that long, continuously;
-//! - once stationary, a box that lies within the anchor (at least [`CONTAINED`] of it, and at
+//!   one noisy night frame) is not a move: the track is not stationary while off, but the
+//!   anchor moves only when the object has been away from it for that long, continuously,
+//!   and back at it the track is stationary again since it first came to rest;
+//! - once rested, a box that lies within the anchor (at least [`CONTAINED`] of it, and at
 //!   least [`MIN_VISIBLE`] of the anchor's area: partly hidden) or that holds the anchor
 //!   (something standing beside it, at most [`MAX_GROWTH`] times its area) is the same object
 //!   where it stood: the track keeps reporting the anchor as its box, and such a detection
 //!   is matched to it even when its IoU is low.
+//!
 //! A moving object never gets there: it is off its anchor on every frame, and the two
-//! containment cases apply only to tracks that are already stationary.
+//! containment cases apply only to objects that have rested at their anchor.
 
 mod kalman;
 
