@@ -17,10 +17,12 @@
 //! detections do not move the anchor, so a parked car stays stationary through gaps.
 //!
 //! What streets do to a parked car's box does not move its anchor either:
-//! - a box off the anchor for less than `stationary_break` (a passer-by sliding across it,
-//!   one noisy night frame) is not a move: the track is not stationary while off, but the
-//!   anchor moves only when the object has been away from it for that long, continuously,
-//!   and back at it the track is stationary again since it first came to rest;
+//! - a box off an anchor it has held for `stationary_break` or more, for less than
+//!   `stationary_break` (a passer-by sliding across it, one noisy night frame), is not a
+//!   move: the track is not stationary while off, but the anchor moves only when the object
+//!   has been away from it for that long, continuously, and back at it the track is
+//!   stationary again since it first came to rest (a moving object's anchor is always
+//!   fresh, so it follows the object frame by frame);
 //! - once rested, a box that lies within the anchor (at least [`CONTAINED`] of it, and at
 //!   least [`MIN_VISIBLE`] of the anchor's area: partly hidden) or that holds the anchor
 //!   (something standing beside it, at most [`MAX_GROWTH`] times its area) is the same object
@@ -83,6 +85,10 @@ pub struct Track {
     anchor_since_us: i64,
     /// Since when the measured box has been off the anchor, continuously.
     off_anchor_since_us: Option<i64>,
+    /// While off the anchor: where the object would be anchored without the break, and since
+    /// when.
+    candidate: BBox,
+    candidate_since_us: i64,
     votes: Vec<(u16, f32, Arc<str>)>,
     kalman: Kalman,
     predicted: BBox,
@@ -252,6 +258,8 @@ impl Tracker {
                 anchor: d.norm,
                 anchor_since_us: time_us,
                 off_anchor_since_us: None,
+                candidate: d.norm,
+                candidate_since_us: time_us,
                 votes: vec![(d.class_id, d.score, Arc::clone(&d.label))],
                 kalman: Kalman::new(to_measurement(&d.norm)),
                 predicted: d.norm,
@@ -446,13 +454,31 @@ fn update_stationary(config: &TrackerConfig, track: &mut Track, time_us: i64) {
         Stillness::Off => {
             // Not stationary while off its place (the rules see it move at once), but the
             // place is kept for `stationary_break`: back there within it, it is stationary
-            // again since it first came to rest.
+            // again since it first came to rest. Meanwhile a candidate anchor follows the
+            // object as if there were no break; when the break runs out the candidate (and
+            // the time it has held) becomes the anchor, so an object that really moved and
+            // stopped elsewhere counts its rest from when it stopped, as without the break.
             track.stationary_since_us = None;
+            let still_at_candidate = track.off_anchor_since_us.is_some()
+                && stillness(
+                    &track.bbox,
+                    &track.candidate,
+                    false,
+                    config.stationary_iou,
+                    config.stationary_shift,
+                ) == Stillness::Still;
+            if !still_at_candidate {
+                track.candidate = track.bbox;
+                track.candidate_since_us = time_us;
+            }
             let off_since = *track.off_anchor_since_us.get_or_insert(time_us);
             if time_us - off_since >= config.stationary_break.as_micros() as i64 {
-                track.anchor = track.bbox;
-                track.anchor_since_us = time_us;
+                track.anchor = track.candidate;
+                track.anchor_since_us = track.candidate_since_us;
                 track.off_anchor_since_us = None;
+                if time_us - track.anchor_since_us >= config.stationary_after.as_micros() as i64 {
+                    track.stationary_since_us = Some(track.anchor_since_us);
+                }
             }
         }
     }
