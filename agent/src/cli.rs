@@ -457,6 +457,8 @@ fn cmd_replay(args: ReplayArgs) -> anyhow::Result<()> {
         }
         _ => None,
     };
+    // Kept to flush what the store could not take, after the replay has the delivery.
+    let delivery_at_exit = delivery.clone();
     let result = match &args.out {
         Some(path) => std::fs::File::create(path)
             .with_context(|| format!("cannot create the output file {}", path.display()))
@@ -481,6 +483,9 @@ fn cmd_replay(args: ReplayArgs) -> anyhow::Result<()> {
     };
     if let Some(evidence) = evidence {
         evidence.worker.finish();
+    }
+    if let Some(delivery) = &delivery_at_exit {
+        delivery.flush_held_at_exit();
     }
     if let Some(background) = background {
         let waiting = background.stop();

@@ -162,16 +162,7 @@ pub fn run(config_path: &std::path::Path, cameras_on: bool) -> anyhow::Result<()
     if let Some(web) = web {
         web.stop();
     }
-    // Last chance for events the store could not take (a full disk): after this they would
-    // be gone with the process, so say how many.
-    shared.delivery.retry_held();
-    let held = shared.delivery.held_count();
-    if held > 0 {
-        tracing::error!(
-            events = held,
-            "stopping while the store still cannot write: these incident events are lost"
-        );
-    }
+    shared.delivery.flush_held_at_exit();
     if let Some(background) = background {
         let waiting = background.stop();
         if waiting > 0 {

@@ -751,6 +751,19 @@ impl Delivery {
         }
     }
 
+    /// At exit: a last try for the events the store could not take; those still held are
+    /// gone with the process, so the log says how many.
+    pub fn flush_held_at_exit(&self) {
+        self.retry_held();
+        let held = self.held_count();
+        if held > 0 {
+            tracing::error!(
+                events = held,
+                "stopping while the store still cannot write: these incident events are lost"
+            );
+        }
+    }
+
     /// Events held in memory now.
     pub fn held_count(&self) -> usize {
         self.held.lock().map_or(0, |h| h.len())

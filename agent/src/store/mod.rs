@@ -201,14 +201,17 @@ impl Store {
             )
             .optional()
             .map_err(self.sql())?;
-        // Evidence attached since the rules made this event carries over to it.
+        // Evidence attached since the rules made this event carries over to it: its files,
+        // and the error that says why there are none (a full disk), so that a later update
+        // does not silently drop it.
         if event.evidence.files.is_empty()
+            && event.evidence.error.is_none()
             && let Some(previous) = self.incident(&event.incident_id)?
-            && let Some(files) = previous["evidence"]["files"].as_array()
-            && !files.is_empty()
         {
-            event.evidence.files =
-                serde_json::from_value(Value::Array(files.clone())).unwrap_or_default();
+            if let Some(files) = previous["evidence"]["files"].as_array() {
+                event.evidence.files =
+                    serde_json::from_value(Value::Array(files.clone())).unwrap_or_default();
+            }
             event.evidence.error = previous["evidence"]["error"].as_str().map(String::from);
         }
         if let Some(last) = last_seq

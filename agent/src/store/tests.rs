@@ -326,3 +326,31 @@ fn a_reconfigured_camera_closes_only_its_own_incidents() {
     assert_eq!(closed.len(), 1);
     assert_eq!(closed[0]["close_reason"], "reconfigured");
 }
+
+#[test]
+fn an_evidence_error_carries_over_to_later_events_like_files_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let offset = FixedOffset::east_opt(8 * 3600).unwrap();
+    let mut store = open_store(dir.path(), OutboxLimits::default());
+    let mut log = log();
+    let mut opened = log.record(&change(0, Transition::Open, 0));
+    store.record(&mut opened, None).unwrap();
+    store
+        .attach_evidence(
+            &opened.incident_id,
+            &[],
+            Some("not enough free space"),
+            1,
+            offset,
+            None,
+        )
+        .unwrap();
+    let mut update = log.record(&change(0, Transition::Update, 60));
+    store.record(&mut update, None).unwrap();
+    assert_eq!(
+        update.evidence.error.as_deref(),
+        Some("not enough free space")
+    );
+    let last = store.incident(&opened.incident_id).unwrap().unwrap();
+    assert_eq!(last["evidence"]["error"], "not enough free space");
+}
