@@ -118,6 +118,27 @@ fn camera_offline() {
 }
 
 #[test]
+fn parking_passers_by() {
+    check("parking_passers_by");
+}
+
+#[test]
+fn parking_partly_hidden() {
+    // Half the car is hidden for three minutes: the stay is still one incident, with the
+    // whole car's box (the place it stands), opened after the dwell from when it stopped.
+    let o = check("parking_partly_hidden");
+    let opened = o.events.iter().find(|e| e["state"] == "opened").unwrap();
+    let b = opened["objects"][0]["box_norm"].as_array().unwrap();
+    let width = b[2].as_f64().unwrap() - b[0].as_f64().unwrap();
+    assert!(width > 0.15, "the whole car, not the visible half: {b:?}");
+}
+
+#[test]
+fn parking_night_ir() {
+    check("parking_night_ir");
+}
+
+#[test]
 fn every_scenario_directory_has_a_test() {
     let names = scenario::all_names();
     let source = include_str!("scenarios.rs");
