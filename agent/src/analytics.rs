@@ -37,11 +37,20 @@ impl CameraAnalytics {
         let rules = RuleSet::new(config, camera, manifest)
             .map_err(|(path, msg)| config.error_at(&path, &msg))?;
         let log = IncidentLog::new(config, camera, &rules.zones);
+        let mut tracker = Tracker::new(config.tracker.clone());
+        tracker.set_rigid_classes(
+            ["vehicle", "two_wheeler"]
+                .iter()
+                .filter_map(|group| manifest.label_groups.get(*group))
+                .flatten()
+                .copied()
+                .collect(),
+        );
         Ok(CameraAnalytics {
             camera_id: camera.id.clone(),
             suppressions: None,
             suppressed: HashSet::new(),
-            tracker: Tracker::new(config.tracker.clone()),
+            tracker,
             membership: ZoneMembership::default(),
             rules,
             log,

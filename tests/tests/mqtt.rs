@@ -65,6 +65,19 @@ fn ids(events: &[Value]) -> BTreeSet<String> {
         .collect()
 }
 
+/// Waits until every expected event id has arrived on an incident topic.
+fn wait_for_every_event(sub: &Subscriber, expected: &[Value], timeout: Duration) {
+    sub.wait_for(timeout, "every event", |m| {
+        ids(&m
+            .iter()
+            .filter(|m| m.topic.ends_with("/incident"))
+            .map(Message::json)
+            .collect::<Vec<_>>())
+        .len()
+            >= expected.len()
+    });
+}
+
 /// Every expected id arrived; per camera, the first arrival of each event is in order.
 fn assert_complete_and_ordered(received: &[Value], expected: &[Value]) {
     let got = ids(received);
@@ -165,15 +178,7 @@ fn every_event_arrives_in_order_and_matches_the_schema() {
     ));
     let expected = expected_events("charging_night");
     assert!(expected.len() >= 3, "the scenario raises events");
-    sub.wait_for(Duration::from_secs(20), "all events", |m| {
-        ids(&m
-            .iter()
-            .filter(|m| m.topic.ends_with("/incident"))
-            .map(Message::json)
-            .collect::<Vec<_>>())
-        .len()
-            >= expected.len()
-    });
+    wait_for_every_event(&sub, &expected, Duration::from_secs(20));
     assert_complete_and_ordered(&incident_messages(&sub), &expected);
     for m in sub.on_topic("/incident") {
         assert_eq!(m.topic, format!("{PREFIX}/porch/incident"));
@@ -438,25 +443,27 @@ fn killing_the_agent_sets_status_offline_through_the_last_will() {
     assert!(late.messages.lock().unwrap()[0].retained);
 }
 
+/// The camera_offline scenario replayed into a box's store in `dir`, delivered through the
+/// broker on `port`: its config and the incident's id.
+fn replayed_incident(sub: &Subscriber, dir: &Path, port: u16) -> (PathBuf, String) {
+    let config = config_with(dir, "camera_offline", &mqtt_table(port, ""));
+    run_ok(&mut replay_cmd(&config, "camera_offline", dir, "30s"));
+    sub.wait_for(Duration::from_secs(20), "the incident", |m| {
+        m.iter().filter(|m| m.topic.ends_with("/incident")).count() >= 2
+    });
+    let incident_id = incident_messages(sub)[0]["incident_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (config, incident_id)
+}
+
 #[test]
 fn commands_review_an_incident_and_reject_bad_payloads_harmlessly() {
     let broker = Broker::start(BrokerOptions::default());
     let sub = Subscriber::start(broker.port, &format!("{PREFIX}/#"), None);
     let dir = tempfile::tempdir().unwrap();
-    let config = config_with(dir.path(), "camera_offline", &mqtt_table(broker.port, ""));
-    run_ok(&mut replay_cmd(
-        &config,
-        "camera_offline",
-        dir.path(),
-        "30s",
-    ));
-    sub.wait_for(Duration::from_secs(20), "the incident", |m| {
-        m.iter().filter(|m| m.topic.ends_with("/incident")).count() >= 2
-    });
-    let incident_id = sub.on_topic("/incident")[0].json()["incident_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (config, incident_id) = replayed_incident(&sub, dir.path(), broker.port);
 
     let config_text = std::fs::read_to_string(&config)
         .unwrap()
@@ -627,15 +634,7 @@ fn a_1_mib_command_in_a_persistent_3_1_1_session_is_answered_once_and_delivery_g
     ));
     let stderr = r.stderr();
     let expected = expected_events("camera_offline");
-    sub.wait_for(Duration::from_secs(20), "every event", |m| {
-        ids(&m
-            .iter()
-            .filter(|m| m.topic.ends_with("/incident"))
-            .map(Message::json)
-            .collect::<Vec<_>>())
-        .len()
-            >= expected.len()
-    });
+    wait_for_every_event(&sub, &expected, Duration::from_secs(20));
     assert_complete_and_ordered(&incident_messages(&sub), &expected);
     assert_eq!(outbox_depth(dir.path()), 0, "the outbox drained:\n{stderr}");
     assert!(
@@ -687,20 +686,7 @@ fn command_answers_keep_their_id_non_objects_are_refused_and_retained_commands_i
     let broker = Broker::start(BrokerOptions::default());
     let sub = Subscriber::start(broker.port, &format!("{PREFIX}/#"), None);
     let dir = tempfile::tempdir().unwrap();
-    let config = config_with(dir.path(), "camera_offline", &mqtt_table(broker.port, ""));
-    run_ok(&mut replay_cmd(
-        &config,
-        "camera_offline",
-        dir.path(),
-        "30s",
-    ));
-    sub.wait_for(Duration::from_secs(20), "the incident", |m| {
-        m.iter().filter(|m| m.topic.ends_with("/incident")).count() >= 2
-    });
-    let incident_id = incident_messages(&sub)[0]["incident_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (config, incident_id) = replayed_incident(&sub, dir.path(), broker.port);
     // A retained review waits at the broker before the daemon subscribes.
     sub.publish_retained(
         &format!("{PREFIX}/cmd/review"),

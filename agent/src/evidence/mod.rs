@@ -452,24 +452,16 @@ impl Worker {
     /// the store cannot write.
     fn record(&self, evidence: &UnrecordedEvidence) -> bool {
         let topic = self.topic(&evidence.request.camera_id);
-        let result = self
-            .context
-            .delivery
-            .store
-            .lock()
-            .map_err(|_| "store lock poisoned".to_string())
-            .and_then(|mut store| {
-                store
-                    .attach_evidence(
-                        &evidence.request.incident_id,
-                        &evidence.files,
-                        evidence.error.as_deref(),
-                        evidence.at_us,
-                        self.context.offset,
-                        topic.as_deref(),
-                    )
-                    .map_err(|e| e.to_string())
-            });
+        let result = self.with_store(|store| {
+            store.attach_evidence(
+                &evidence.request.incident_id,
+                &evidence.files,
+                evidence.error.as_deref(),
+                evidence.at_us,
+                self.context.offset,
+                topic.as_deref(),
+            )
+        });
         match result {
             Ok(_) => {
                 self.context.delivery.wake.notify_one();
@@ -483,6 +475,20 @@ impl Worker {
                 false
             }
         }
+    }
+
+    /// Runs `write` on the store, with its error (or a poisoned lock) as text.
+    fn with_store<T>(
+        &self,
+        write: impl FnOnce(&mut crate::store::Store) -> Result<T, crate::store::StoreError>,
+    ) -> Result<T, String> {
+        let mut store = self
+            .context
+            .delivery
+            .store
+            .lock()
+            .map_err(|_| "store lock poisoned".to_string())?;
+        write(&mut store).map_err(|e| e.to_string())
     }
 
     /// Retries evidence the store could not take, oldest first.
@@ -612,17 +618,7 @@ impl Worker {
         if deleted.is_empty() {
             return;
         }
-        let marked = self
-            .context
-            .delivery
-            .store
-            .lock()
-            .map_err(|_| "store lock poisoned".to_string())
-            .and_then(|mut store| {
-                store
-                    .mark_evidence_deleted(&deleted, now)
-                    .map_err(|e| e.to_string())
-            });
+        let marked = self.with_store(|store| store.mark_evidence_deleted(&deleted, now));
         if let Err(e) = marked {
             // The files are gone either way; the rows are marked at the next start's sweep.
             self.context.delivery.evidence_write_failed(&e);

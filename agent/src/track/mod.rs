@@ -23,7 +23,8 @@
 //!   has been away from it for that long, continuously, and back at it the track is
 //!   stationary again since it first came to rest (a moving object's anchor is always
 //!   fresh, so it follows the object frame by frame);
-//! - once rested, a box that lies within the anchor (at least [`CONTAINED`] of it, and at
+//! - once rested, for rigid objects (vehicles, two-wheelers: [`Tracker::set_rigid_classes`]),
+//!   a box that lies within the anchor (at least [`CONTAINED`] of it, and at
 //!   least [`MIN_VISIBLE`] of the anchor's area: partly hidden) or that holds the anchor
 //!   (something standing beside it, at most [`MAX_GROWTH`] times its area) is the same object
 //!   where it stood: the track keeps reporting the anchor as its box, and such a detection
@@ -143,6 +144,10 @@ pub struct Tracker {
     track_used: Vec<bool>,
     pairs: Vec<(f32, usize, usize)>,
     kept: Vec<usize>,
+    /// Classes of rigid objects (vehicles, two-wheelers), the only ones whose partly hidden
+    /// or crowded boxes are taken for them where they stand: people next to each other
+    /// overlap all the time, and one person's box holding another's is two people.
+    rigid_classes: Vec<u16>,
 }
 
 impl Tracker {
@@ -156,7 +161,13 @@ impl Tracker {
             track_used: Vec::new(),
             pairs: Vec::new(),
             kept: Vec::new(),
+            rigid_classes: Vec::new(),
         }
+    }
+
+    /// Sets the classes of rigid objects (the model's `vehicle` and `two_wheeler` groups).
+    pub fn set_rigid_classes(&mut self, classes: Vec<u16>) {
+        self.rigid_classes = classes;
     }
 
     /// Every live track, tentative ones included (check `confirmed`).
@@ -264,7 +275,8 @@ impl Tracker {
                 kalman: Kalman::new(to_measurement(&d.norm)),
                 predicted: d.norm,
             };
-            update_stationary(&self.config, &mut track, time_us);
+            let rigid = self.rigid_classes.contains(&track.class_id);
+            update_stationary(&self.config, rigid, &mut track, time_us);
             self.tracks.push(track);
         }
 
@@ -328,6 +340,7 @@ impl Tracker {
                 // (a real overlap of another track wins).
                 let mut overlap = track.predicted.iou(&d.norm).max(track.bbox.iou(&d.norm));
                 if track.is_stationary()
+                    && self.rigid_classes.contains(&track.class_id)
                     && overlap < min_iou
                     && stillness(
                         &d.norm,
@@ -354,12 +367,24 @@ impl Tracker {
             }
             self.track_used[ti] = true;
             self.detection_used[di] = true;
-            apply_match(&self.config, &mut self.tracks[ti], &detections[di], time_us);
+            apply_match(
+                &self.config,
+                &self.rigid_classes,
+                &mut self.tracks[ti],
+                &detections[di],
+                time_us,
+            );
         }
     }
 }
 
-fn apply_match(config: &TrackerConfig, track: &mut Track, d: &Detection, time_us: i64) {
+fn apply_match(
+    config: &TrackerConfig,
+    rigid_classes: &[u16],
+    track: &mut Track,
+    d: &Detection,
+    time_us: i64,
+) {
     track.kalman.update(to_measurement(&d.norm));
     track.bbox = d.norm;
     track.score = d.score;
@@ -384,7 +409,8 @@ fn apply_match(config: &TrackerConfig, track: &mut Track, d: &Detection, time_us
         track.class_id = top.0;
         track.label = Arc::clone(&top.2);
     }
-    update_stationary(config, track, time_us);
+    let rigid = rigid_classes.contains(&track.class_id);
+    update_stationary(config, rigid, track, time_us);
 }
 
 /// How a measured box relates to the place a track stands.
@@ -426,7 +452,7 @@ fn intersection(a: &BBox, b: &BBox) -> f32 {
     w * h
 }
 
-fn update_stationary(config: &TrackerConfig, track: &mut Track, time_us: i64) {
+fn update_stationary(config: &TrackerConfig, rigid: bool, track: &mut Track, time_us: i64) {
     let anchor = track.anchor;
     // At its anchor long enough to have come to rest (the anchor and its time are kept
     // through a short break, so this also holds for an object briefly off it).
@@ -434,7 +460,7 @@ fn update_stationary(config: &TrackerConfig, track: &mut Track, time_us: i64) {
     match stillness(
         &track.bbox,
         &anchor,
-        rested,
+        rested && rigid,
         config.stationary_iou,
         config.stationary_shift,
     ) {
@@ -506,7 +532,10 @@ mod tests {
     }
 
     fn tracker() -> Tracker {
-        Tracker::new(TrackerConfig::default())
+        let mut tracker = Tracker::new(TrackerConfig::default());
+        // bicycle and car in these tests' classes.
+        tracker.set_rigid_classes(vec![1, 2]);
+        tracker
     }
 
     const FRAME_US: i64 = 200_000; // 5 fps
