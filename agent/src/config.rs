@@ -783,7 +783,7 @@ fn de_polygon<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Vec<[f32; 2]>, 
         .collect()
 }
 
-/// Twice the signed area of a polygon (shoelace formula), in picture fractions squared.
+/// The area of a polygon (shoelace formula), in picture fractions squared.
 fn polygon_area(points: &[[f32; 2]]) -> f32 {
     let n = points.len();
     (0..n)
@@ -916,9 +916,9 @@ impl Config {
     /// file: `file:line:col: cameras[0].zones[1].objects: message`.
     pub fn error_at(&self, path: &[String], message: &str) -> ConfigError {
         // A field left out (its default failed) is located at the nearest table that is there.
-        let position = (0..=path.len())
+        let position = (1..=path.len())
             .rev()
-            .find_map(|len| span_of_path(&self.source_text, &path[..len]).filter(|_| len > 0))
+            .find_map(|len| span_of_path(&self.source_text, &path[..len]))
             .map(|offset| {
                 let (l, c) = line_col(&self.source_text, offset);
                 format!(":{l}:{c}")

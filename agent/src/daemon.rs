@@ -304,7 +304,7 @@ fn apply_reload(
             // Its analytics (tracks, dwell clocks) go with the runner: what it had open is
             // closed, so the restarted camera does not open a second incident for one stay.
             if let Err(e) = shared.delivery.close_open_incidents(
-                Some(&id),
+                &id,
                 CloseReason::Reconfigured,
                 config.site.timezone,
             ) {

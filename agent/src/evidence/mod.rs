@@ -202,6 +202,10 @@ impl Worker {
     }
 
     fn run(mut self, jobs: Receiver<EvidenceRequest>) {
+        // Made once, so free space can be asked of its filesystem from the start.
+        if let Err(e) = std::fs::create_dir_all(&self.context.evidence_dir) {
+            tracing::warn!(dir = %self.context.evidence_dir.display(), "cannot create the evidence directory: {e}");
+        }
         self.sweep_orphans();
         let mut open = true;
         while open || !self.pending.is_empty() {
@@ -243,9 +247,8 @@ impl Worker {
         }
     }
 
-    /// Free bytes on the evidence filesystem (its directory made first, so it can be asked).
+    /// Free bytes on the evidence filesystem (its directory is made when the worker starts).
     fn free_bytes(&self) -> Option<u64> {
-        let _ = std::fs::create_dir_all(&self.context.evidence_dir);
         disk_free(&self.context.evidence_dir)
     }
 
@@ -452,7 +455,7 @@ impl Worker {
     /// the store cannot write.
     fn record(&self, evidence: &UnrecordedEvidence) -> bool {
         let topic = self.topic(&evidence.request.camera_id);
-        let result = self.with_store(|store| {
+        let result = self.context.delivery.with_store(|store| {
             store.attach_evidence(
                 &evidence.request.incident_id,
                 &evidence.files,
@@ -477,20 +480,6 @@ impl Worker {
         }
     }
 
-    /// Runs `write` on the store, with its error (or a poisoned lock) as text.
-    fn with_store<T>(
-        &self,
-        write: impl FnOnce(&mut crate::store::Store) -> Result<T, crate::store::StoreError>,
-    ) -> Result<T, String> {
-        let mut store = self
-            .context
-            .delivery
-            .store
-            .lock()
-            .map_err(|_| "store lock poisoned".to_string())?;
-        write(&mut store).map_err(|e| e.to_string())
-    }
-
     /// Retries evidence the store could not take, oldest first.
     fn record_unrecorded(&mut self) {
         while let Some(next) = self.unrecorded.front() {
@@ -504,10 +493,7 @@ impl Worker {
     fn delete_unrecorded_files(&self, evidence: &UnrecordedEvidence) {
         for file in &evidence.files {
             let path = self.context.data_dir.join(&file.path);
-            let _ = std::fs::remove_file(&path);
-            if let Some(dir) = path.parent() {
-                let _ = std::fs::remove_dir(dir);
-            }
+            remove_files(&[&path], path.parent().unwrap_or(&self.context.data_dir));
         }
     }
 
@@ -564,12 +550,12 @@ impl Worker {
         self.last_retention = Instant::now();
         self.last_free_check = Instant::now();
         let config = &self.context.config;
-        let files = match self.context.delivery.store.lock() {
-            Ok(store) => match store.live_evidence() {
-                Ok(files) => files,
-                Err(_) => return,
-            },
-            Err(_) => return,
+        let Ok(files) = self
+            .context
+            .delivery
+            .with_store(|store| store.live_evidence())
+        else {
+            return;
         };
         let now = chrono::Utc::now().timestamp_micros();
         let total: u64 = files.iter().map(|f| f.bytes).sum();
@@ -618,7 +604,10 @@ impl Worker {
         if deleted.is_empty() {
             return;
         }
-        let marked = self.with_store(|store| store.mark_evidence_deleted(&deleted, now));
+        let marked = self
+            .context
+            .delivery
+            .with_store(|store| store.mark_evidence_deleted(&deleted, now));
         if let Err(e) = marked {
             // The files are gone either way; the rows are marked at the next start's sweep.
             self.context.delivery.evidence_write_failed(&e);
@@ -633,15 +622,16 @@ impl Worker {
         if !root.is_dir() {
             return;
         }
-        let live = match self.context.delivery.store.lock() {
-            Ok(store) => match store.live_evidence() {
-                Ok(files) => files,
-                Err(e) => {
-                    tracing::warn!("orphan sweep skipped: {e}");
-                    return;
-                }
-            },
-            Err(_) => return,
+        let live = match self
+            .context
+            .delivery
+            .with_store(|store| store.live_evidence())
+        {
+            Ok(files) => files,
+            Err(e) => {
+                tracing::warn!("orphan sweep skipped: {e}");
+                return;
+            }
         };
         let known: std::collections::HashSet<PathBuf> = live
             .iter()
@@ -688,10 +678,12 @@ impl Worker {
             .filter(|f| !self.context.data_dir.join(&f.path).exists())
             .map(|f| f.id)
             .collect();
-        if !missing.is_empty()
-            && let Ok(mut store) = self.context.delivery.store.lock()
-        {
-            let _ = store.mark_evidence_deleted(&missing, chrono::Utc::now().timestamp_micros());
+        if !missing.is_empty() {
+            let now = chrono::Utc::now().timestamp_micros();
+            let _ = self
+                .context
+                .delivery
+                .with_store(|store| store.mark_evidence_deleted(&missing, now));
         }
     }
 }
@@ -771,6 +763,8 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     fn worker_in(data: &Path, reserve_bytes: u64) -> Worker {
+        // As `run` does before anything else.
+        std::fs::create_dir_all(data.join("evidence")).unwrap();
         let store = crate::store::Store::open(data, crate::store::OutboxLimits::default()).unwrap();
         let delivery = Delivery::new(
             Arc::new(Mutex::new(store)),

@@ -163,7 +163,7 @@ pub async fn run(
                 let end = session
                     .run(&mut shutdown, &mut deadline, drain, &mut episode)
                     .await;
-                (end, session.was_connected)
+                (end, session.connected_at.is_some())
             }
             Err(reason) => (SessionEnd::Lost(reason), false),
         };
@@ -236,10 +236,9 @@ impl FailureEpisode {
     /// left unlogged, when there were any, for one summary line.
     fn stable(&mut self) -> Option<u64> {
         let repeats = std::mem::take(&mut self.repeats);
-        let had_failures = !self.seen.is_empty();
         self.seen.clear();
         self.connect_logged = false;
-        (had_failures && repeats > 0).then_some(repeats)
+        (repeats > 0).then_some(repeats)
     }
 }
 
@@ -276,8 +275,7 @@ struct Session<'a> {
     cursor: i64,
     outbox_in_flight: usize,
     connected: bool,
-    was_connected: bool,
-    /// When this session's connection was made.
+    /// When this session's connection was made (none: it never connected).
     connected_at: Option<std::time::Instant>,
     /// The store health the retained status last said.
     status_store_ok: Option<bool>,
@@ -298,7 +296,6 @@ impl<'a> Session<'a> {
             cursor: 0,
             outbox_in_flight: 0,
             connected: false,
-            was_connected: false,
             connected_at: None,
             status_store_ok: None,
             last_counts: HashMap::new(),
@@ -373,7 +370,6 @@ impl<'a> Session<'a> {
         match event {
             Polled::Connected => {
                 self.connected = true;
-                self.was_connected = true;
                 self.shared.connected.store(true, Ordering::Relaxed);
                 self.publish_status()?;
                 self.client.subscribe(&self.settings.topics.commands())?;
@@ -718,8 +714,17 @@ impl Delivery {
         }
     }
 
-    pub fn health(&self) -> &crate::metrics::StoreHealth {
-        &self.health
+    /// Runs `work` on the store under its lock, with its error (or a poisoned lock) as text:
+    /// the one way the delivery side and the evidence worker reach the store.
+    pub fn with_store<T>(
+        &self,
+        work: impl FnOnce(&mut Store) -> Result<T, crate::store::StoreError>,
+    ) -> Result<T, String> {
+        let mut store = self
+            .store
+            .lock()
+            .map_err(|_| "store lock poisoned".to_string())?;
+        work(&mut store).map_err(|e| e.to_string())
     }
 
     /// Stores the event (renumbering it after any reviews) and queues it for MQTT; if the
@@ -771,14 +776,7 @@ impl Delivery {
 
     fn write(&self, event: &mut crate::incidents::IncidentEvent) -> Result<(), String> {
         let topic = self.topics.as_ref().map(|t| t.incident(&event.camera.id));
-        let mut store = self
-            .store
-            .lock()
-            .map_err(|_| "store lock poisoned".to_string())?;
-        store
-            .record(event, topic.as_deref())
-            .map_err(|e| e.to_string())?;
-        drop(store);
+        self.with_store(|store| store.record(event, topic.as_deref()))?;
         self.wake.notify_one();
         Ok(())
     }
@@ -842,12 +840,7 @@ impl Delivery {
         if watched.is_empty() {
             return Ok(0);
         }
-        let cameras = self
-            .store
-            .lock()
-            .map_err(|_| "store lock poisoned".to_string())?
-            .cameras_with_open_incidents()
-            .map_err(|e| e.to_string())?;
+        let cameras = self.with_store(|store| store.cameras_with_open_incidents())?;
         let mut closed = 0;
         for camera in cameras {
             let reason = if watched.contains(&camera) {
@@ -855,32 +848,30 @@ impl Delivery {
             } else {
                 crate::rules::CloseReason::Reconfigured
             };
-            closed += self.close_open_incidents(Some(&camera), reason, offset)?;
+            closed += self.close_open_incidents(&camera, reason, offset)?;
         }
         Ok(closed)
     }
 
-    /// Closes the incidents still open in the store (of one camera, or all) with `reason`:
-    /// at start for those a previous run left open, at a reload for a changed camera. Each
-    /// `closed` event goes out through the outbox like the rules' own.
+    /// Closes the incidents of `camera` still open in the store with `reason`: at start for
+    /// those a previous run left open, at a reload for a changed camera. Each `closed` event
+    /// goes out through the outbox like the rules' own.
     pub fn close_open_incidents(
         &self,
-        camera: Option<&str>,
+        camera: &str,
         reason: crate::rules::CloseReason,
         offset: FixedOffset,
     ) -> Result<usize, String> {
-        let closed = self
-            .store
-            .lock()
-            .map_err(|_| "store lock poisoned".to_string())?
-            .close_open_incidents(
+        let topic = self.topics.as_ref().map(|t| t.incident(camera));
+        let closed = self.with_store(|store| {
+            store.close_open_incidents(
                 camera,
                 reason,
                 chrono::Utc::now().timestamp_micros(),
                 offset,
-                |camera| self.topics.as_ref().map(|t| t.incident(camera)),
+                topic.as_deref(),
             )
-            .map_err(|e| e.to_string())?;
+        })?;
         for event in &closed {
             tracing::info!(
                 incident = event["incident_id"].as_str().unwrap_or_default(),

@@ -560,28 +560,27 @@ impl Store {
         Ok(cameras)
     }
 
-    /// Closes every incident still open (of one camera, or of all), as when the rules close
-    /// one, with `reason` (`restarted` when the agent starts again, `reconfigured` when a
-    /// reload changes the camera): each gets a `closed` event, in the outbox when
-    /// `topic_of(camera)` gives a topic. Returns the closed events.
+    /// Closes every incident of `camera` still open, as when the rules close one, with
+    /// `reason` (`restarted` when the agent starts again, `reconfigured` when a reload
+    /// changes the camera): each gets a `closed` event, in the outbox when `topic` is given.
+    /// Returns the closed events.
     pub fn close_open_incidents(
         &mut self,
-        camera: Option<&str>,
+        camera: &str,
         reason: crate::rules::CloseReason,
         at_us: i64,
         offset: FixedOffset,
-        topic_of: impl Fn(&str) -> Option<String>,
+        topic: Option<&str>,
     ) -> Result<Vec<Value>, StoreError> {
-        let open: Vec<(String, String)> = {
+        let open: Vec<String> = {
             let mut stmt = self
                 .conn
                 .prepare(
-                    "SELECT incident_id, camera_id FROM incidents
-                     WHERE state != 'closed' AND (?1 IS NULL OR camera_id = ?1)
+                    "SELECT incident_id FROM incidents WHERE state != 'closed' AND camera_id = ?1
                      ORDER BY opened_at_us, incident_id",
                 )
                 .map_err(self.sql())?;
-            stmt.query_map([camera], |r| Ok((r.get(0)?, r.get(1)?)))
+            stmt.query_map([camera], |r| r.get(0))
                 .map_err(self.sql())?
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(self.sql())?
@@ -592,18 +591,16 @@ impl Store {
             _ => "（gridwatch 已重启，事件关闭）",
         };
         let mut events = Vec::with_capacity(open.len());
-        for (incident_id, camera_id) in open {
-            let topic = topic_of(&camera_id);
-            let event =
-                self.derive_event(&incident_id, at_us, offset, topic.as_deref(), true, |e| {
-                    e["state"] = "closed".into();
-                    e["closed_at"] = closed_at.clone().into();
-                    e["close_reason"] = reason.as_str().into();
-                    e["review"] = Value::Null;
-                    if let Some(text) = e["description"].as_str() {
-                        e["description"] = format!("{text}{why}").into();
-                    }
-                })?;
+        for incident_id in open {
+            let event = self.derive_event(&incident_id, at_us, offset, topic, true, |e| {
+                e["state"] = "closed".into();
+                e["closed_at"] = closed_at.clone().into();
+                e["close_reason"] = reason.as_str().into();
+                e["review"] = Value::Null;
+                if let Some(text) = e["description"].as_str() {
+                    e["description"] = format!("{text}{why}").into();
+                }
+            })?;
             events.push(event);
         }
         Ok(events)

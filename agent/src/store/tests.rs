@@ -276,9 +276,7 @@ fn incidents_left_open_by_a_previous_run_are_closed_once_as_restarted() {
     assert_eq!(open(&store), 1);
     let at = 1_764_000_600_000_000;
     let closed = store
-        .close_open_incidents(None, CloseReason::Restarted, at, offset, |camera| {
-            Some(format!("gridwatch/v1/site/{camera}/incident"))
-        })
+        .close_open_incidents("cam", CloseReason::Restarted, at, offset, Some(TOPIC))
         .unwrap();
     assert_eq!(closed.len(), 1);
     let event = &closed[0];
@@ -296,7 +294,7 @@ fn incidents_left_open_by_a_previous_run_are_closed_once_as_restarted() {
     );
     // A second start finds nothing left to close.
     let again = store
-        .close_open_incidents(None, CloseReason::Restarted, at + 1, offset, |_| None)
+        .close_open_incidents("cam", CloseReason::Restarted, at + 1, offset, None)
         .unwrap();
     assert!(again.is_empty());
     // The schema accepts the new close reason.
@@ -315,13 +313,11 @@ fn a_reconfigured_camera_closes_only_its_own_incidents() {
     let mut ours = log.record(&change(0, Transition::Open, 0));
     store.record(&mut ours, None).unwrap();
     let closed = store
-        .close_open_incidents(Some("other"), CloseReason::Reconfigured, 1, offset, |_| {
-            None
-        })
+        .close_open_incidents("other", CloseReason::Reconfigured, 1, offset, None)
         .unwrap();
     assert!(closed.is_empty(), "another camera's reload leaves it open");
     let closed = store
-        .close_open_incidents(Some("cam"), CloseReason::Reconfigured, 1, offset, |_| None)
+        .close_open_incidents("cam", CloseReason::Reconfigured, 1, offset, None)
         .unwrap();
     assert_eq!(closed.len(), 1);
     assert_eq!(closed[0]["close_reason"], "reconfigured");

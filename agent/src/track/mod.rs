@@ -434,7 +434,7 @@ fn stillness(bbox: &BBox, anchor: &BBox, rested: bool, min_iou: f32, max_shift: 
     if !rested {
         return Stillness::Off;
     }
-    let inter = intersection(bbox, anchor);
+    let inter = bbox.intersection(anchor);
     let (area, anchor_area) = (bbox.area(), anchor.area());
     let inside = area > 0.0 && inter >= CONTAINED * area && area >= MIN_VISIBLE * anchor_area;
     let around =
@@ -444,12 +444,6 @@ fn stillness(bbox: &BBox, anchor: &BBox, rested: bool, min_iou: f32, max_shift: 
     } else {
         Stillness::Off
     }
-}
-
-fn intersection(a: &BBox, b: &BBox) -> f32 {
-    let w = (a.x2.min(b.x2) - a.x1.max(b.x1)).max(0.0);
-    let h = (a.y2.min(b.y2) - a.y1.max(b.y1)).max(0.0);
-    w * h
 }
 
 fn update_stationary(config: &TrackerConfig, rigid: bool, track: &mut Track, time_us: i64) {
