@@ -65,8 +65,15 @@ impl CameraAnalytics {
     pub fn on_frame(&mut self, meta: &FrameMeta, detections: &[Detection]) -> &[IncidentEvent] {
         if meta.unchanged {
             self.tracker.carry_forward(meta.at_us);
-        } else {
+        } else if meta.fully_inferred() {
             self.tracker.update(meta.at_us, detections);
+        } else {
+            // Some regions were still: what stands in them is as it was.
+            self.tracker.update_in_view(meta.at_us, detections, |b| {
+                let (x, y) = ((b.x1 + b.x2) / 2.0, (b.y1 + b.y2) / 2.0);
+                meta.inferred_regions()
+                    .any(|r| x >= r.x1 && x <= r.x2 && y >= r.y1 && y <= r.y2)
+            });
         }
         self.membership
             .update(&self.rules.zones, self.tracker.tracks(), meta.at_us);

@@ -413,6 +413,10 @@ pub struct ZoneConfig {
     pub inertia: u32,
     /// Real-world area in square metres, for crowd density.
     pub area_m2: Option<f32>,
+    /// Height of the smallest object this zone must see, as a fraction of the picture's
+    /// height (the far end of the zone). Sets how much detail `regions = "auto"` gives the
+    /// zone; the default is [`crate::regions::DEFAULT_MIN_OBJECT_HEIGHT`].
+    pub min_object_height: Option<f32>,
     pub illegal_parking: Option<StationaryRuleConfig>,
     pub fly_wire_charging: Option<ChargingRuleConfig>,
     pub crowding: Option<CrowdingRuleConfig>,
@@ -670,6 +674,11 @@ pub struct CameraConfig {
     /// Skip inference on frames without motion in the zones.
     #[serde(default)]
     pub motion: MotionConfig,
+    /// Where the detector looks: "auto" (regions derived from the zones, at the detail
+    /// their objects need), "full" (the whole picture in one pass) or a list of
+    /// `[x1, y1, x2, y2]` rectangles in fractions of the picture.
+    #[serde(default, deserialize_with = "de_regions")]
+    pub regions: RegionsSetting,
     /// Hardware decoding by name: an FFmpeg hwaccel (`vaapi`, `cuda`, `qsv`, `vdpau`,
     /// `drm`, `vulkan`) or a hardware decoder family (`v4l2m2m`, `rkmpp`, `cuvid`). When it is
     /// not available on the box the camera decodes in software, and the log says so.
@@ -689,6 +698,57 @@ pub enum DecodeMode {
     #[default]
     All,
     Keyframes,
+}
+
+/// `cameras.regions`: what the detector is shown of each frame.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum RegionsSetting {
+    /// Derived from the zones (see `regions::plan`).
+    #[default]
+    Auto,
+    /// The whole picture letterboxed into the model input.
+    Full,
+    /// These rectangles, `[x1, y1, x2, y2]` in fractions of the picture.
+    List(Vec<[f32; 4]>),
+}
+
+fn de_regions<'de, D: serde::Deserializer<'de>>(de: D) -> Result<RegionsSetting, D::Error> {
+    struct RegionsVisitor;
+    impl<'de> serde::de::Visitor<'de> for RegionsVisitor {
+        type Value = RegionsSetting;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("\"auto\", \"full\" or a list of [x1, y1, x2, y2] rectangles")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RegionsSetting, E> {
+            match v {
+                "auto" => Ok(RegionsSetting::Auto),
+                "full" => Ok(RegionsSetting::Full),
+                other => Err(E::custom(format!(
+                    "`{other}` is not a regions setting: use \"auto\", \"full\" or a list of [x1, y1, x2, y2] rectangles"
+                ))),
+            }
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<RegionsSetting, A::Error> {
+            let mut list = Vec::new();
+            while let Some(rect) = seq.next_element::<Vec<f32>>()? {
+                match rect.as_slice() {
+                    [x1, y1, x2, y2] => list.push([*x1, *y1, *x2, *y2]),
+                    other => {
+                        return Err(serde::de::Error::custom(format!(
+                            "region {} has {} number(s); a region is [x1, y1, x2, y2]",
+                            list.len(),
+                            other.len()
+                        )));
+                    }
+                }
+            }
+            Ok(RegionsSetting::List(list))
+        }
+    }
+    de.deserialize_any(RegionsVisitor)
 }
 
 /// Motion gating: frame differencing on a small grey image inside the zones.
@@ -1114,6 +1174,30 @@ impl Config {
             if cam.offline_after < Duration::from_secs(1) {
                 return fail(&at("offline_after"), "must be at least 1s".into());
             }
+            if let RegionsSetting::List(list) = &cam.regions {
+                if list.is_empty() || list.len() > crate::regions::MAX_REGIONS {
+                    return fail(
+                        &at("regions"),
+                        format!(
+                            "needs 1 to {} rectangles, got {}",
+                            crate::regions::MAX_REGIONS,
+                            list.len()
+                        ),
+                    );
+                }
+                if let Some((k, r)) = list.iter().enumerate().find(|(_, [x1, y1, x2, y2])| {
+                    !([*x1, *y1, *x2, *y2].iter().all(|v| (0.0..=1.0).contains(v))
+                        && x2 - x1 >= 0.01
+                        && y2 - y1 >= 0.01)
+                }) {
+                    return fail(
+                        &at("regions"),
+                        format!(
+                            "region {k} {r:?} is not a rectangle [x1, y1, x2, y2] with 0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1 (at least 0.01 wide and high)"
+                        ),
+                    );
+                }
+            }
             if let Some(loc) = cam.location
                 && (!(-90.0..=90.0).contains(&loc.lat) || !(-180.0..=180.0).contains(&loc.lon))
             {
@@ -1185,6 +1269,15 @@ impl Config {
                 }
                 if zone.area_m2.is_some_and(|a| a.is_nan() || a <= 0.0) {
                     return fail_at("area_m2", "must be positive".into());
+                }
+                if zone
+                    .min_object_height
+                    .is_some_and(|h| !(h > 0.001 && h <= 1.0))
+                {
+                    return fail_at(
+                        "min_object_height",
+                        "must be in (0.001, 1]: a fraction of the picture's height".into(),
+                    );
                 }
                 let schedules = [
                     (

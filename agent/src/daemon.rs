@@ -426,14 +426,14 @@ fn inference_loop(
         let started = Instant::now();
         let crate::pipeline::FrameSlot {
             meta,
-            input,
+            inputs,
             detections,
         } = &mut *slot;
         let inferred = if meta.unchanged {
             detections.clear();
             Ok(())
         } else {
-            detector.detect(input, detections)
+            detector.detect_regions(inputs, meta.inferred, detections)
         };
         match inferred {
             Ok(()) => {
@@ -445,6 +445,7 @@ fn inference_loop(
                         .metrics
                         .frames_inferred
                         .fetch_add(1, Ordering::Relaxed);
+                    camera.metrics.count_region_inferences(meta.inferred);
                 }
                 let events: Vec<_> = camera.analytics.on_frame(meta, detections).to_vec();
                 deliver(&shared.delivery, evidence, &camera.zones, events);

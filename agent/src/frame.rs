@@ -20,6 +20,43 @@ pub struct FrameMeta {
     pub keyframe: bool,
     /// The motion gate saw nothing move: no inference ran, the scene is as it was.
     pub unchanged: bool,
+    /// The camera's detection regions (normalised rectangles of the picture), shared by
+    /// every frame planned alike.
+    pub regions: Arc<[BBox]>,
+    /// Bit `i` set: region `i` was detected in this frame; the others were still (the
+    /// motion gate) and what they held is as it was. Zero when `unchanged`.
+    pub inferred: u64,
+}
+
+impl FrameMeta {
+    /// Whether every region of the frame was detected.
+    pub fn fully_inferred(&self) -> bool {
+        let n = self.regions.len().min(64);
+        let all = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
+        self.inferred & all == all
+    }
+
+    /// The regions detected in this frame.
+    pub fn inferred_regions(&self) -> impl Iterator<Item = &BBox> {
+        self.regions
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i < 64 && self.inferred & (1 << i) != 0)
+            .map(|(_, r)| r)
+    }
+}
+
+/// The whole picture, normalised: the one region of a frame detected whole.
+pub fn whole_picture() -> Arc<[BBox]> {
+    Arc::from(
+        [BBox {
+            x1: 0.0,
+            y1: 0.0,
+            x2: 1.0,
+            y2: 1.0,
+        }]
+        .as_slice(),
+    )
 }
 
 /// An axis-aligned box: left, top, right, bottom.
@@ -99,6 +136,50 @@ pub struct Detection {
     /// In [0, 1] of the source width and height, so it survives a resolution change.
     #[serde(rename = "box_norm")]
     pub norm: BBox,
+}
+
+/// A crop of the picture in pixels; x and y are even so chroma planes of 4:2:0 frames crop
+/// on a sample boundary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Crop {
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Crop {
+    pub fn whole(width: u32, height: u32) -> Crop {
+        Crop {
+            x: 0,
+            y: 0,
+            width,
+            height,
+        }
+    }
+
+    pub(crate) fn from_px(b: &BBox, width: u32, height: u32) -> Crop {
+        // Even origin and size (chroma is subsampled 2:1 in yuv420p), the size kept as
+        // asked rather than grown by the rounding of both edges, shifted back inside the
+        // picture where the rounding would push it over the edge.
+        let axis = |lo: f32, hi: f32, limit: u32| {
+            let size = ((((hi - lo).round().max(2.0)) as u32 + 1) & !1).min(limit);
+            let start = ((lo.max(0.0) as u32) & !1).min(limit - size);
+            (start, size)
+        };
+        let (x, w) = axis(b.x1, b.x2, width);
+        let (y, h) = axis(b.y1, b.y2, height);
+        Crop {
+            x,
+            y,
+            width: w,
+            height: h,
+        }
+    }
+
+    pub fn is_whole(&self, width: u32, height: u32) -> bool {
+        self.x == 0 && self.y == 0 && self.width == width && self.height == height
+    }
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ pub mod motion;
 pub mod output;
 pub mod pipeline;
 pub mod publish;
+pub mod regions;
 pub mod replay;
 pub mod rules;
 pub mod source;

@@ -20,6 +20,31 @@ pub struct CameraMetrics {
     pub decode_errors: AtomicU64,
     /// Times the stream was (re)opened.
     pub connects: AtomicU64,
+    /// Inferences per detection region (`r0`, `r1`, ... of the camera's plan).
+    pub region_inferences: [AtomicU64; crate::regions::MAX_REGIONS],
+    /// The current plan: per region its id, source stream and pixels, for `/metrics` labels.
+    pub regions: Mutex<Vec<RegionInfo>>,
+}
+
+/// A detection region as `/metrics` labels it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegionInfo {
+    pub id: String,
+    /// "main" or "sub": the stream it reads.
+    pub stream: &'static str,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl CameraMetrics {
+    /// Counts one inference of each region whose bit is set in `mask`.
+    pub fn count_region_inferences(&self, mask: u64) {
+        for (i, counter) in self.region_inferences.iter().enumerate() {
+            if mask & (1 << i) != 0 {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 /// Whether the database takes writes. When it cannot (a full disk), incident events wait

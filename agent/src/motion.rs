@@ -1,7 +1,8 @@
 //! Motion stage: a cheap gate in front of the detector. Frame differencing on a small grey
-//! image (160 px wide) inside the camera's zones decides whether a sampled frame is worth an
-//! inference. Frames without motion are skipped, except for a periodic re-check so parked
-//! cars and charging bikes (which do not move) keep their tracks and dwell clocks alive.
+//! image (160 px wide) inside the camera's zones decides, per detection region, whether a
+//! sampled frame is worth an inference there: a still region costs nothing, a region where
+//! something moves is detected. Every region is re-checked periodically so parked cars and
+//! charging bikes (which do not move) keep their tracks and dwell clocks alive.
 
 use std::ptr;
 
@@ -22,8 +23,12 @@ pub struct MotionGate {
     current: Vec<u8>,
     previous: Vec<u8>,
     mask: Vec<bool>,
-    masked_pixels: usize,
-    last_pass_us: Option<i64>,
+    /// The detection regions (normalised); by default one, the whole picture.
+    regions: Vec<crate::frame::BBox>,
+    /// Per region, the watched pixels' indices into the small image (zones inside it).
+    region_pixels: Vec<Vec<u32>>,
+    /// Per region, when it last passed.
+    last_pass_us: Vec<Option<i64>>,
     have_previous: bool,
     /// Where in the re-check interval this camera's re-checks fall (see `staggered`).
     phase_us: i64,
@@ -73,10 +78,20 @@ impl MotionGate {
             current: Vec::new(),
             previous: Vec::new(),
             mask: Vec::new(),
-            masked_pixels: 0,
-            last_pass_us: None,
+            regions: crate::frame::whole_picture().to_vec(),
+            region_pixels: Vec::new(),
+            last_pass_us: Vec::new(),
             have_previous: false,
             phase_us: 0,
+        }
+    }
+
+    /// Gates each of these regions (normalised rectangles) on its own; rebuilt at the next
+    /// frame.
+    pub fn set_regions(&mut self, regions: &[crate::frame::BBox]) {
+        if self.regions != regions {
+            self.regions = regions.to_vec();
+            self.key = None;
         }
     }
 
@@ -129,21 +144,59 @@ impl MotionGate {
                 self.zones.is_empty() || self.zones.iter().any(|z| inside(z, x, y))
             })
             .collect();
-        self.masked_pixels = self.mask.iter().filter(|m| **m).count().max(1);
+        // A region watches the zone pixels inside it; a region holding none (a margin or
+        // tile outside every zone) watches all of its own pixels.
+        let height = self.height as usize;
+        self.region_pixels = self
+            .regions
+            .iter()
+            .map(|r| {
+                let inside: Vec<u32> = (0..size)
+                    .filter(|&i| {
+                        let x = ((i % WIDTH as usize) as f32 + 0.5) / WIDTH as f32;
+                        let y = ((i / WIDTH as usize) as f32 + 0.5) / height as f32;
+                        x >= r.x1 && x < r.x2 && y >= r.y1 && y < r.y2
+                    })
+                    .map(|i| i as u32)
+                    .collect();
+                let watched: Vec<u32> = inside
+                    .iter()
+                    .copied()
+                    .filter(|&i| self.mask[i as usize])
+                    .collect();
+                if watched.is_empty() { inside } else { watched }
+            })
+            .collect();
         self.have_previous = false;
         self.key = Some((w, h, format));
         !self.context.is_null()
     }
 
-    /// Decides for a sampled frame at `pts_us`.
+    /// Decides for a sampled frame at `pts_us`, for the whole picture.
     pub fn check(&mut self, frame: &ffmpeg::frame::Video, pts_us: i64) -> Verdict {
+        if self.check_regions(frame, pts_us) == 0 {
+            Verdict::Skip
+        } else {
+            Verdict::Pass
+        }
+    }
+
+    /// Decides for a sampled frame at `pts_us`, per region: bit `i` set when region `i` is
+    /// worth an inference (something moved in it, or its periodic re-check is due). Every
+    /// region passes on the first frame, after a size change, and when the frame cannot be
+    /// read.
+    pub fn check_regions(&mut self, frame: &ffmpeg::frame::Video, pts_us: i64) -> u64 {
+        let all = match self.regions.len() {
+            n if n >= 64 => u64::MAX,
+            n => (1u64 << n) - 1,
+        };
         // SAFETY: reading plain fields of a decoded frame.
         let key = unsafe {
             let raw = frame.as_ptr();
             ((*raw).width, (*raw).height, (*raw).format)
         };
         if (self.key != Some(key) || self.context.is_null()) && !self.rebuild(key.0, key.1, key.2) {
-            return Verdict::Pass;
+            return all;
         }
         let dst = [
             self.current.as_mut_ptr(),
@@ -156,33 +209,43 @@ impl MotionGate {
         // of WIDTH x height.
         let rows = unsafe { crate::source::scale_frame(self.context, frame, &dst, &stride) };
         if rows <= 0 {
-            return Verdict::Pass;
+            return all;
         }
-        let changed = self
-            .current
-            .iter()
-            .zip(&self.previous)
-            .zip(&self.mask)
-            .filter(|((c, p), m)| **m && c.abs_diff(**p) > self.config.pixel_threshold)
-            .count();
         let had_previous = self.have_previous;
+        let threshold = self.config.pixel_threshold;
+        let mut moving = 0u64;
+        for (i, pixels) in self.region_pixels.iter().enumerate().take(64) {
+            let changed = pixels
+                .iter()
+                .filter(|&&p| {
+                    let p = p as usize;
+                    self.current[p].abs_diff(self.previous[p]) > threshold
+                })
+                .count();
+            if !had_previous
+                || changed as f32 / pixels.len().max(1) as f32 >= self.config.min_changed
+            {
+                moving |= 1 << i;
+            }
+        }
         std::mem::swap(&mut self.current, &mut self.previous);
         self.have_previous = true;
-        let moving =
-            !had_previous || changed as f32 / self.masked_pixels as f32 >= self.config.min_changed;
-        let recheck = self
-            .last_pass_us
-            .is_none_or(|last| pts_us - last >= self.config.recheck.as_micros() as i64);
-        if moving || recheck {
-            self.last_pass_us = Some(if self.last_pass_us.is_none() {
-                pts_us - self.phase_us
-            } else {
-                pts_us
-            });
-            Verdict::Pass
-        } else {
-            Verdict::Skip
+        let interval = self.config.recheck.as_micros() as i64;
+        self.last_pass_us
+            .resize(self.region_pixels.len().min(64), None);
+        let mut pass = 0u64;
+        for (i, last) in self.last_pass_us.iter_mut().enumerate() {
+            let recheck = last.is_none_or(|last| pts_us - last >= interval);
+            if moving & (1 << i) != 0 || recheck {
+                pass |= 1 << i;
+                *last = Some(if last.is_none() {
+                    pts_us - self.phase_us
+                } else {
+                    pts_us
+                });
+            }
         }
+        pass
     }
 }
 

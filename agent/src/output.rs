@@ -144,6 +144,8 @@ mod tests {
             height: 432,
             keyframe: false,
             unchanged: false,
+            regions: crate::frame::whole_picture(),
+            inferred: 1,
         };
         let det = Detection {
             label: Arc::from("car"),

@@ -34,7 +34,9 @@ use crate::source::{
 #[derive(Debug)]
 pub struct FrameSlot {
     pub meta: FrameMeta,
-    pub input: ModelInput,
+    /// One letterboxed input per detection region of the camera's plan (grown when a plan
+    /// with more regions comes, then reused).
+    pub inputs: Vec<ModelInput>,
     pub detections: Vec<Detection>,
 }
 
@@ -69,8 +71,10 @@ pub fn frame_queue(
                 height: 0,
                 keyframe: false,
                 unchanged: false,
+                regions: crate::frame::whole_picture(),
+                inferred: 0,
             },
-            input: ModelInput::new(spec),
+            inputs: vec![ModelInput::new(spec)],
             detections: Vec::with_capacity(64),
         });
         // Cannot fail: the channel holds `depth` and exactly that many are sent.
@@ -169,7 +173,14 @@ pub struct DecodeReport {
     pub sampled: u64,
     /// Sampled frames the motion gate kept from the detector.
     pub gated: u64,
+    /// Region inferences the letterbox prepared (a frame with three regions moving: 3).
+    pub region_inputs: u64,
     pub url: String,
+    /// The detection regions of the last plan.
+    pub plan: Option<crate::regions::RegionPlan>,
+    /// Decoding stopped at the start because this stream lacks the pixels the zones'
+    /// objects need (only with [`DecodeOptions::stop_when_short`]).
+    pub short_of_pixels: bool,
 }
 
 /// Options of one camera's decode thread.
@@ -187,6 +198,14 @@ pub struct DecodeOptions {
     pub ring: Option<crate::evidence::PacketRing>,
     /// Motion gating: the settings and the zones (normalised polygons) it watches.
     pub motion: Option<(crate::config::MotionConfig, Vec<crate::zones::Polygon>)>,
+    /// The camera's `regions` setting and what its zones need, planned at each open.
+    pub regions: crate::config::RegionsSetting,
+    pub zone_needs: Vec<crate::regions::ZoneNeed>,
+    /// Which stream this is, for logs and metrics: "main" or "sub".
+    pub stream: &'static str,
+    /// A sub-stream: end at once (`short_of_pixels`) when its plan says the zones' objects
+    /// need more pixels than it has, so the caller can detect on the main stream instead.
+    pub stop_when_short: bool,
 }
 
 /// Where a frame's wall-clock time comes from.
@@ -214,6 +233,10 @@ impl DecodeOptions {
                 let zones = camera.zones.iter().map(crate::zones::polygon).collect();
                 (camera.motion.clone(), zones)
             }),
+            regions: camera.regions.clone(),
+            zone_needs: crate::regions::zone_needs(camera),
+            stream: if url == camera.url { "main" } else { "sub" },
+            stop_when_short: false,
         }
     }
 }
@@ -253,9 +276,65 @@ pub fn record_into_ring(
     result
 }
 
+/// A camera's detection regions for the stream being decoded: the plan, its rectangles as
+/// frames carry them, and one letterbox (swscale context) per region.
+struct PlannedRegions {
+    plan: crate::regions::RegionPlan,
+    rects: Arc<[crate::frame::BBox]>,
+    letterboxers: Vec<Letterboxer>,
+}
+
+impl PlannedRegions {
+    fn new(options: &DecodeOptions, spec: &InputSpec, width: u32, height: u32) -> Self {
+        let plan = crate::regions::plan(
+            &options.regions,
+            &options.zone_needs,
+            width,
+            height,
+            spec.width(),
+            spec.height(),
+        );
+        let rects: Arc<[crate::frame::BBox]> = Arc::from(plan.rects());
+        let letterboxers = plan
+            .regions
+            .iter()
+            .map(|_| Letterboxer::new(spec))
+            .collect();
+        for line in plan.describe(options.detect_fps) {
+            tracing::info!(camera = %options.camera, stream = options.stream, "detection regions: {line}");
+        }
+        if let Some(m) = &options.metrics
+            && let Ok(mut regions) = m.regions.lock()
+        {
+            *regions = plan
+                .regions
+                .iter()
+                .map(|r| crate::metrics::RegionInfo {
+                    id: r.id.clone(),
+                    stream: options.stream,
+                    width: r.crop.width,
+                    height: r.crop.height,
+                })
+                .collect();
+        }
+        PlannedRegions {
+            plan,
+            rects,
+            letterboxers,
+        }
+    }
+
+    fn all(&self) -> u64 {
+        match self.rects.len() {
+            n if n >= 64 => u64::MAX,
+            n => (1u64 << n) - 1,
+        }
+    }
+}
+
 /// Opens the stream, reports its facts through `on_open`, then decodes, samples and
-/// letterboxes frames into slots until the stream ends, `stop` is raised or the consumer
-/// goes away. Runs on the camera's own thread.
+/// letterboxes frames into slots (one input per detection region) until the stream ends,
+/// `stop` is raised or the consumer goes away. Runs on the camera's own thread.
 pub fn decode_into_queue(
     options: &DecodeOptions,
     spec: &InputSpec,
@@ -265,6 +344,20 @@ pub fn decode_into_queue(
 ) -> Result<DecodeReport, SourceError> {
     let mut source = VideoSource::open(&options.url, &options.open, stop)?;
     let info = source.info().clone();
+    let url = source.display_url().to_string();
+    let mut regions = PlannedRegions::new(options, spec, info.width, info.height);
+    if options.stop_when_short && !regions.plan.short_of_pixels.is_empty() {
+        return Ok(DecodeReport {
+            info,
+            stats: DecodeStats::default(),
+            sampled: 0,
+            gated: 0,
+            region_inputs: 0,
+            url,
+            plan: Some(regions.plan),
+            short_of_pixels: true,
+        });
+    }
     if let Some(ring) = &options.ring {
         ring.start_stream(source.stream_setup());
     }
@@ -273,16 +366,18 @@ pub fn decode_into_queue(
     let mut size = (info.width, info.height);
     let setup = options.ring.as_ref().map(|_| source.stream_setup());
     let mut gate = options.motion.as_ref().map(|(config, zones)| {
-        crate::motion::MotionGate::new(config.clone(), zones.clone()).staggered(&options.camera)
+        let mut gate = crate::motion::MotionGate::new(config.clone(), zones.clone())
+            .staggered(&options.camera);
+        gate.set_regions(&regions.rects);
+        gate
     });
-    let mut letterboxer = Letterboxer::new(spec);
     let mut sampled = 0u64;
     let mut gated = 0u64;
+    let mut region_inputs = 0u64;
     let mut scaler_error = None;
     // Frames decoded in GPU memory come down only once sampled (see `cpu_frame`).
     let mut downloaded = ffmpeg_next::frame::Video::empty();
     let mut download_errors: (u64, Option<(f64, String)>) = (0, None);
-    let url = source.display_url().to_string();
     let started = std::time::Instant::now();
     let wall = |pts_us: i64| match options.clock {
         Clock::Stream { start_at_us } => start_at_us + pts_us,
@@ -298,8 +393,9 @@ pub fn decode_into_queue(
             m.frames_in.fetch_add(1, Ordering::Relaxed);
         }
         if (frame.width(), frame.height()) != size {
-            // Cameras switch resolution in band when reconfigured; the letterbox and the
-            // motion gate follow each frame's size, the clip ring must not mix sizes.
+            // Cameras switch resolution in band when reconfigured; the regions, the
+            // letterboxes and the motion gate follow each frame's size, the clip ring must
+            // not mix sizes.
             tracing::info!(
                 url = %url,
                 from = %format!("{}x{}", size.0, size.1),
@@ -307,6 +403,10 @@ pub fn decode_into_queue(
                 "stream changed resolution"
             );
             size = (frame.width(), frame.height());
+            regions = PlannedRegions::new(options, spec, size.0, size.1);
+            if let Some(gate) = gate.as_mut() {
+                gate.set_regions(&regions.rects);
+            }
             if let (Some(ring), Some(setup)) = (&options.ring, &setup) {
                 ring.restart_from_last_keyframe(setup.resized(size.0, size.1));
             }
@@ -330,54 +430,62 @@ pub fn decode_into_queue(
                 return ControlFlow::Continue(());
             }
         };
-        let unchanged = gate
+        let mask = gate
             .as_mut()
-            .is_some_and(|g| g.check(frame, time.pts_us) == crate::motion::Verdict::Skip);
+            .map_or(regions.all(), |g| g.check_regions(frame, time.pts_us))
+            & regions.all();
         let Some(mut slot) = queue.acquire() else {
             return ControlFlow::Break(());
         };
-        if unchanged {
+        slot.meta.seq = queue.next_seq.get();
+        queue.next_seq.set(slot.meta.seq + 1);
+        slot.meta.pts_us = time.pts_us;
+        slot.meta.at_us = wall(time.pts_us);
+        slot.meta.keyframe = time.keyframe;
+        slot.meta.width = size.0;
+        slot.meta.height = size.1;
+        slot.meta.regions = Arc::clone(&regions.rects);
+        slot.meta.inferred = mask;
+        slot.meta.unchanged = mask == 0;
+        if mask == 0 {
             // No inference, but the frame still carries time forward to the rules (a
             // dwell clock keeps running, a crowd that stands still stays a crowd).
             if let Some(m) = &options.metrics {
                 m.frames_gated.fetch_add(1, Ordering::Relaxed);
             }
             gated += 1;
-            slot.meta.seq = queue.next_seq.get();
-            queue.next_seq.set(slot.meta.seq + 1);
-            slot.meta.pts_us = time.pts_us;
-            slot.meta.at_us = wall(time.pts_us);
-            slot.meta.keyframe = time.keyframe;
-            slot.meta.unchanged = true;
             return if queue.submit(slot) {
                 ControlFlow::Continue(())
             } else {
                 ControlFlow::Break(())
             };
         }
-        slot.meta.unchanged = false;
-        match letterboxer.run(frame, &mut slot.input) {
-            Ok(geometry) => {
-                slot.meta.seq = queue.next_seq.get();
-                queue.next_seq.set(slot.meta.seq + 1);
-                slot.meta.pts_us = time.pts_us;
-                slot.meta.at_us = wall(time.pts_us);
-                slot.meta.width = geometry.src_width;
-                slot.meta.height = geometry.src_height;
-                slot.meta.keyframe = time.keyframe;
-                sampled += 1;
-                if queue.submit(slot) {
-                    ControlFlow::Continue(())
-                } else {
-                    ControlFlow::Break(())
-                }
+        while slot.inputs.len() < regions.letterboxers.len() {
+            // Only when a plan with more regions than this slot has seen arrives.
+            slot.inputs.push(ModelInput::new(spec));
+        }
+        for (i, (region, letterboxer)) in regions
+            .plan
+            .regions
+            .iter()
+            .zip(&mut regions.letterboxers)
+            .enumerate()
+        {
+            if mask & (1 << i) == 0 {
+                continue;
             }
-            Err(err) => {
+            if let Err(err) = letterboxer.run_crop(frame, Some(region.crop), &mut slot.inputs[i]) {
                 // Decoding stops here, so the slot need not go back to the pool.
-                drop(slot);
                 scaler_error = Some(err);
-                ControlFlow::Break(())
+                return ControlFlow::Break(());
             }
+            region_inputs += 1;
+        }
+        sampled += 1;
+        if queue.submit(slot) {
+            ControlFlow::Continue(())
+        } else {
+            ControlFlow::Break(())
         }
     })?;
     stats.decode_errors += download_errors.0;
@@ -401,7 +509,10 @@ pub fn decode_into_queue(
         stats,
         sampled,
         gated,
+        region_inputs,
         url,
+        plan: Some(regions.plan),
+        short_of_pixels: false,
     })
 }
 
@@ -421,7 +532,7 @@ pub fn infer_from_queue(
     while let Some(mut slot) = queue.next() {
         let FrameSlot {
             meta,
-            input,
+            inputs,
             detections,
         } = &mut *slot;
         let result = if meta.unchanged {
@@ -430,7 +541,7 @@ pub fn infer_from_queue(
         } else {
             frames += 1;
             detector
-                .detect(input, detections)
+                .detect_regions(inputs, meta.inferred, detections)
                 .map_err(anyhow::Error::from)
                 .and_then(|()| sink.on_frame(meta, detections))
         };

@@ -160,6 +160,9 @@ pub struct Detector {
     engine: Engine,
     decoder: OutputDecoder,
     candidates: Vec<Candidate>,
+    /// The kept candidates of every region of the frame, in picture pixels, each marked when
+    /// its region's border cuts it.
+    merged: Vec<(Candidate, bool)>,
     /// Per channel: value = pixel * mul + add, i.e. (pixel * scale - mean) / std.
     channel_affine: [(f32, f32); 3],
 }
@@ -230,6 +233,7 @@ impl Detector {
             engine,
             decoder,
             candidates: Vec::with_capacity(1024),
+            merged: Vec::with_capacity(256),
             channel_affine,
         })
     }
@@ -252,16 +256,56 @@ impl Detector {
         image: &ModelInput,
         out: &mut Vec<Detection>,
     ) -> Result<(), DetectError> {
-        let geometry = image
-            .geometry
-            .ok_or_else(|| DetectError::Inference("input image was never filled".into()))?;
-        self.load_input(image)?;
-        let (decoder, candidates) = (&self.decoder, &mut self.candidates);
-        let confidence = self.settings.confidence;
-        self.engine.run(&mut |values| match decoder {
-            OutputDecoder::Yolox(decoder) => decoder.candidates(values, confidence, candidates),
-        })?;
-        self.finish(geometry, out);
+        self.detect_regions(std::slice::from_ref(image), 1, out)
+    }
+
+    /// Runs the model on each region input whose bit is set in `mask` and writes one list of
+    /// detections in whole-picture coordinates into `out` (cleared first): class-wise NMS
+    /// within each region as for a single input, then the merge across regions of
+    /// [`merge_regions`], so one object is one detection.
+    pub fn detect_regions(
+        &mut self,
+        inputs: &[ModelInput],
+        mask: u64,
+        out: &mut Vec<Detection>,
+    ) -> Result<(), DetectError> {
+        out.clear();
+        self.merged.clear();
+        let mut last_geometry = None;
+        let mut regions = 0;
+        for (index, image) in inputs.iter().enumerate().take(64) {
+            if mask & (1 << index) == 0 {
+                continue;
+            }
+            let geometry = image
+                .geometry
+                .ok_or_else(|| DetectError::Inference("input image was never filled".into()))?;
+            self.load_input(image)?;
+            let (decoder, candidates) = (&self.decoder, &mut self.candidates);
+            let confidence = self.settings.confidence;
+            self.engine.run(&mut |values| match decoder {
+                OutputDecoder::Yolox(decoder) => decoder.candidates(values, confidence, candidates),
+            })?;
+            self.region_candidates(geometry);
+            last_geometry = Some(geometry);
+            regions += 1;
+        }
+        let Some(geometry) = last_geometry else {
+            return Ok(());
+        };
+        if regions > 1 {
+            merge_regions(&mut self.merged, self.settings.nms_iou);
+        }
+        let (w, h) = (geometry.src_width as f32, geometry.src_height as f32);
+        for (c, _) in &self.merged {
+            out.push(Detection {
+                label: Arc::clone(&self.manifest.classes[usize::from(c.class_id)]),
+                class_id: c.class_id,
+                score: c.score,
+                bbox: c.bbox,
+                norm: c.bbox.scaled(1.0 / w, 1.0 / h),
+            });
+        }
         Ok(())
     }
 
@@ -293,37 +337,111 @@ impl Detector {
         Ok(())
     }
 
-    /// Maps the candidates to source pixels, suppresses overlaps and emits detections.
-    fn finish(&mut self, geometry: Geometry, out: &mut Vec<Detection>) {
-        out.clear();
+    /// Maps one region's candidates to picture pixels, suppresses overlaps within the region
+    /// and adds the survivors to `merged`, each marked when the region's border cuts it.
+    fn region_candidates(&mut self, geometry: Geometry) {
         // Into source pixels before NMS, as YOLOX's demo does, so the +1 pixel convention
         // applies at source scale.
         let ratio = geometry.ratio as f32;
         let (ox, oy) = (geometry.offset_x as f32, geometry.offset_y as f32);
+        let crop = geometry.crop;
+        let (cx, cy) = (crop.x as f32, crop.y as f32);
         for c in &mut self.candidates {
             c.bbox = BBox {
-                x1: (c.bbox.x1 - ox) / ratio,
-                y1: (c.bbox.y1 - oy) / ratio,
-                x2: (c.bbox.x2 - ox) / ratio,
-                y2: (c.bbox.y2 - oy) / ratio,
+                x1: (c.bbox.x1 - ox) / ratio + cx,
+                y1: (c.bbox.y1 - oy) / ratio + cy,
+                x2: (c.bbox.x2 - ox) / ratio + cx,
+                y2: (c.bbox.y2 - oy) / ratio + cy,
             };
         }
         yolox::nms_in_place(&mut self.candidates, self.settings.nms_iou);
         let (w, h) = (geometry.src_width as f32, geometry.src_height as f32);
+        let view = BBox {
+            x1: cx,
+            y1: cy,
+            x2: cx + crop.width as f32,
+            y2: cy + crop.height as f32,
+        };
+        // A box within this many picture pixels of an inner border is cut by it.
+        let tolerance = (2.0 / ratio).max(2.0);
         for c in &self.candidates {
             let bbox = c.bbox.clamp_to(w, h);
+            let bbox = BBox {
+                x1: bbox.x1.max(view.x1),
+                y1: bbox.y1.max(view.y1),
+                x2: bbox.x2.min(view.x2),
+                y2: bbox.y2.min(view.y2),
+            };
             if bbox.area() <= 0.0 {
                 continue;
             }
-            out.push(Detection {
-                label: Arc::clone(&self.manifest.classes[usize::from(c.class_id)]),
-                class_id: c.class_id,
-                score: c.score,
-                bbox,
-                norm: bbox.scaled(1.0 / w, 1.0 / h),
-            });
+            let cut = (view.x1 > 0.0 && bbox.x1 - view.x1 <= tolerance)
+                || (view.y1 > 0.0 && bbox.y1 - view.y1 <= tolerance)
+                || (view.x2 < w && view.x2 - bbox.x2 <= tolerance)
+                || (view.y2 < h && view.y2 - bbox.y2 <= tolerance);
+            self.merged.push((Candidate { bbox, ..*c }, cut));
         }
     }
+}
+
+/// A cut box counts as part of another box of its class when at least this fraction of it
+/// lies inside that box.
+pub const CUT_INSIDE_FRACTION: f32 = 0.6;
+/// Two cut boxes of one class overlapping by at least this IoU are the two halves of one
+/// object on either side of a seam.
+pub const SEAM_IOU: f32 = 0.2;
+
+/// Merges the detections of several regions of one frame (each marked `true` when its
+/// region's border cuts it), in place, so one object is one detection:
+/// 1. class-wise NMS across regions at `nms_iou`, whole boxes before cut ones, then by score;
+/// 2. a cut box mostly inside ([`CUT_INSIDE_FRACTION`]) a kept box of its class is dropped:
+///    the other region saw the object whole;
+/// 3. two cut boxes of a class overlapping by [`SEAM_IOU`] become their union (the object
+///    straddles a seam and no region saw it whole), with the higher score;
+/// 4. any other cut box is kept as it is: the object reaches beyond every region that sees it.
+pub fn merge_regions(boxes: &mut Vec<(Candidate, bool)>, nms_iou: f32) {
+    boxes.sort_by(|(a, a_cut), (b, b_cut)| {
+        a.class_id
+            .cmp(&b.class_id)
+            .then(a_cut.cmp(b_cut))
+            .then(b.score.total_cmp(&a.score))
+    });
+    let mut kept = 0;
+    for i in 0..boxes.len() {
+        let (current, cut) = boxes[i];
+        let mut absorbed = false;
+        for k in (0..kept).rev() {
+            let (other, other_cut) = boxes[k];
+            if other.class_id != current.class_id {
+                break;
+            }
+            let overlaps = yolox::inclusive_iou(&other.bbox, &current.bbox) > nms_iou;
+            let cut_inside = cut
+                && current.bbox.intersection(&other.bbox)
+                    >= CUT_INSIDE_FRACTION * current.bbox.area();
+            if overlaps || cut_inside {
+                absorbed = true;
+            } else if cut && other_cut && other.bbox.iou(&current.bbox) >= SEAM_IOU {
+                let b = &mut boxes[k].0;
+                b.bbox = BBox {
+                    x1: b.bbox.x1.min(current.bbox.x1),
+                    y1: b.bbox.y1.min(current.bbox.y1),
+                    x2: b.bbox.x2.max(current.bbox.x2),
+                    y2: b.bbox.y2.max(current.bbox.y2),
+                };
+                b.score = b.score.max(current.score);
+                absorbed = true;
+            }
+            if absorbed {
+                break;
+            }
+        }
+        if !absorbed {
+            boxes[kept] = (current, cut);
+            kept += 1;
+        }
+    }
+    boxes.truncate(kept);
 }
 
 /// Finds the manifest's input or output (`kind`) among the model's `names` and checks the

@@ -92,7 +92,7 @@ impl YoloxDecoder {
 }
 
 /// YOLOX's NMS overlap: areas and intersections count pixels inclusively (`+ 1`).
-fn inclusive_iou(a: &BBox, b: &BBox) -> f32 {
+pub(crate) fn inclusive_iou(a: &BBox, b: &BBox) -> f32 {
     let area = |r: &BBox| (r.x2 - r.x1 + 1.0) * (r.y2 - r.y1 + 1.0);
     let w = (a.x2.min(b.x2) - a.x1.max(b.x1) + 1.0).max(0.0);
     let h = (a.y2.min(b.y2) - a.y1.max(b.y1) + 1.0).max(0.0);

@@ -11,6 +11,7 @@ use std::ptr;
 use ffmpeg_next as ffmpeg;
 use ffmpeg_next::ffi;
 
+use crate::frame::Crop;
 use crate::model::{ColorOrder, InputSpec, LetterboxAnchor};
 
 /// The resampling filter, by its FFmpeg name. The parity test feeds the same name to the
@@ -20,11 +21,15 @@ use crate::model::{ColorOrder, InputSpec, LetterboxAnchor};
 pub const SCALER_FLAGS_NAME: &str = "bicubic";
 const SCALER_FLAGS: i32 = ffi::SWS_BICUBIC;
 
-/// Where the source image sits inside the model input, and how to map boxes back.
+/// Where the source image sits inside the model input, and how to map boxes back. With a
+/// detection region, the letterbox holds a crop of the picture: `crop` is that crop in
+/// picture pixels (the whole picture without one), and `ratio` applies to it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Geometry {
+    /// The whole picture the crop comes from.
     pub src_width: u32,
     pub src_height: u32,
+    pub crop: Crop,
     pub scaled_width: u32,
     pub scaled_height: u32,
     pub offset_x: u32,
@@ -37,10 +42,22 @@ impl Geometry {
     /// The letterbox for a source size, the way YOLOX's `preproc` computes it:
     /// `r = min(H / h, W / w)`, scaled size `int(w * r) x int(h * r)`.
     pub fn compute(src_width: u32, src_height: u32, spec: &InputSpec) -> Geometry {
+        Geometry::of_crop(
+            src_width,
+            src_height,
+            Crop::whole(src_width, src_height),
+            spec,
+        )
+    }
+
+    /// The letterbox of `crop` of a `src_width`×`src_height` picture.
+    pub fn of_crop(src_width: u32, src_height: u32, crop: Crop, spec: &InputSpec) -> Geometry {
+        let (crop_width, crop_height) = (crop.width, crop.height);
         let (dst_w, dst_h) = (spec.width() as f64, spec.height() as f64);
-        let ratio = (dst_h / f64::from(src_height)).min(dst_w / f64::from(src_width));
-        let scaled_width = ((f64::from(src_width) * ratio) as u32).clamp(1, spec.width() as u32);
-        let scaled_height = ((f64::from(src_height) * ratio) as u32).clamp(1, spec.height() as u32);
+        let ratio = (dst_h / f64::from(crop_height)).min(dst_w / f64::from(crop_width));
+        let scaled_width = ((f64::from(crop_width) * ratio) as u32).clamp(1, spec.width() as u32);
+        let scaled_height =
+            ((f64::from(crop_height) * ratio) as u32).clamp(1, spec.height() as u32);
         let (offset_x, offset_y) = match spec.letterbox {
             LetterboxAnchor::TopLeft => (0, 0),
             LetterboxAnchor::Center => (
@@ -51,6 +68,7 @@ impl Geometry {
         Geometry {
             src_width,
             src_height,
+            crop,
             scaled_width,
             scaled_height,
             offset_x,
@@ -72,16 +90,75 @@ pub(crate) unsafe fn scale_frame(
     dst: &[*mut u8; 4],
     strides: &[i32; 4],
 ) -> i32 {
-    // SAFETY: source planes and strides come from the decoded frame; the rest is the
-    // caller's contract.
+    // SAFETY: the caller's contract; the whole frame is its own crop.
     unsafe {
         let raw = frame.as_ptr();
+        let whole = Crop::whole((*raw).width as u32, (*raw).height as u32);
+        scale_crop(context, frame, whole, dst, strides)
+    }
+}
+
+/// As [`scale_frame`] for `crop` of the frame only: swscale reads the crop in place through
+/// offset plane pointers (as FFmpeg's `av_frame_apply_cropping` computes them), so a region
+/// costs no copy of the frame. Returns 0 for a crop outside the frame or a format whose
+/// planes cannot be offset (bitstream and paletted formats).
+///
+/// # Safety
+/// `context` must have been built for the crop's size and the frame's format, and
+/// `dst`/`strides` must address buffers large enough for its output.
+pub(crate) unsafe fn scale_crop(
+    context: *mut ffi::SwsContext,
+    frame: &ffmpeg::frame::Video,
+    crop: Crop,
+    dst: &[*mut u8; 4],
+    strides: &[i32; 4],
+) -> i32 {
+    // SAFETY: reading the decoded frame's plain fields and its format's descriptor; the
+    // offsets stay inside each plane because the crop lies inside the frame.
+    unsafe {
+        let raw = frame.as_ptr();
+        let (width, height) = ((*raw).width as u32, (*raw).height as u32);
+        if crop.x + crop.width > width || crop.y + crop.height > height {
+            return 0;
+        }
+        let format = std::mem::transmute::<i32, ffi::AVPixelFormat>((*raw).format);
+        let desc = ffi::av_pix_fmt_desc_get(format);
+        if desc.is_null() {
+            return 0;
+        }
+        let desc = &*desc;
+        let unsupported = (ffi::AV_PIX_FMT_FLAG_BITSTREAM | ffi::AV_PIX_FMT_FLAG_PAL) as u64;
+        if desc.flags & unsupported != 0 {
+            return 0;
+        }
+        let mut src: [*const u8; 4] = [ptr::null(); 4];
+        for (plane, slot) in src.iter_mut().enumerate() {
+            let data = (*raw).data[plane];
+            if data.is_null() {
+                break;
+            }
+            let chroma = plane == 1 || plane == 2;
+            let (shift_x, shift_y) = if chroma {
+                (desc.log2_chroma_w, desc.log2_chroma_h)
+            } else {
+                (0, 0)
+            };
+            let Some(component) = desc.comp[..usize::from(desc.nb_components)]
+                .iter()
+                .find(|c| c.plane == plane as i32)
+            else {
+                return 0;
+            };
+            let offset = (crop.y >> shift_y) as isize * (*raw).linesize[plane] as isize
+                + (crop.x >> shift_x) as isize * component.step as isize;
+            *slot = data.offset(offset);
+        }
         ffi::sws_scale(
             context,
-            (*raw).data.as_ptr() as *const *const u8,
+            src.as_ptr(),
             (*raw).linesize.as_ptr(),
             0,
-            (*raw).height,
+            crop.height as i32,
             dst.as_ptr(),
             strides.as_ptr(),
         )
@@ -120,6 +197,7 @@ impl ModelInput {
 struct ScalerKey {
     width: u32,
     height: u32,
+    crop: Crop,
     format: i32,
     colorspace: i32,
     range: i32,
@@ -179,12 +257,25 @@ impl Letterboxer {
         frame: &ffmpeg::frame::Video,
         out: &mut ModelInput,
     ) -> Result<Geometry, ScalerError> {
+        self.run_crop(frame, None, out)
+    }
+
+    /// Scales `crop` of `frame` (the whole frame for `None`) into `out`: a detection
+    /// region's one swscale pass.
+    pub fn run_crop(
+        &mut self,
+        frame: &ffmpeg::frame::Video,
+        crop: Option<Crop>,
+        out: &mut ModelInput,
+    ) -> Result<Geometry, ScalerError> {
         // SAFETY: reading plain fields of a valid decoded AVFrame.
         let key = unsafe {
             let raw = frame.as_ptr();
+            let (width, height) = ((*raw).width as u32, (*raw).height as u32);
             ScalerKey {
-                width: (*raw).width as u32,
-                height: (*raw).height as u32,
+                width,
+                height,
+                crop: crop.unwrap_or(Crop::whole(width, height)),
                 format: (*raw).format,
                 colorspace: (*raw).colorspace as i32,
                 range: (*raw).color_range as i32,
@@ -209,7 +300,7 @@ impl Letterboxer {
         let dst_stride = [out.width as i32; 4];
         // SAFETY: the context was built for this frame's key; destination pointers address
         // `out.planes`, which outlives the call, with the right strides.
-        let rows = unsafe { scale_frame(self.context, frame, &dst, &dst_stride) };
+        let rows = unsafe { scale_crop(self.context, frame, key.crop, &dst, &dst_stride) };
         if rows <= 0 {
             return Err(self.error(key, frame));
         }
@@ -231,16 +322,21 @@ impl Letterboxer {
             unsafe { ffi::sws_freeContext(self.context) };
             self.context = ptr::null_mut();
         }
-        if key.width == 0 || key.height == 0 {
+        let crop = key.crop;
+        if crop.width == 0
+            || crop.height == 0
+            || crop.x + crop.width > key.width
+            || crop.y + crop.height > key.height
+        {
             return Err(self.error(key, frame));
         }
-        let geometry = Geometry::compute(key.width, key.height, &self.spec);
+        let geometry = Geometry::of_crop(key.width, key.height, crop, &self.spec);
         // SAFETY: plain constructor call; a null return is handled below. The format value
         // comes from FFmpeg's own decoder output.
         let context = unsafe {
             ffi::sws_getContext(
-                key.width as i32,
-                key.height as i32,
+                crop.width as i32,
+                crop.height as i32,
                 std::mem::transmute::<i32, ffi::AVPixelFormat>(key.format),
                 geometry.scaled_width as i32,
                 geometry.scaled_height as i32,

@@ -148,6 +148,8 @@ pub struct Tracker {
     /// or crowded boxes are taken for them where they stand: people next to each other
     /// overlap all the time, and one person's box holding another's is two people.
     rigid_classes: Vec<u16>,
+    /// Tracks (indices) outside the regions detected in the current frame.
+    out_of_view: Vec<usize>,
 }
 
 impl Tracker {
@@ -162,6 +164,7 @@ impl Tracker {
             pairs: Vec::new(),
             kept: Vec::new(),
             rigid_classes: Vec::new(),
+            out_of_view: Vec::new(),
         }
     }
 
@@ -192,11 +195,33 @@ impl Tracker {
     /// Feeds one frame's detections (time in microseconds of stream or wall time; only
     /// differences matter).
     pub fn update(&mut self, time_us: i64, detections: &[Detection]) {
+        self.update_in_view(time_us, detections, |_| true);
+    }
+
+    /// Feeds the detections of a frame the detector saw only part of (detection regions
+    /// where others were still): a track whose centre lies outside every region seen
+    /// (`in_view` false) is carried forward as in a still frame, the others are tracked as
+    /// usual.
+    pub fn update_in_view(
+        &mut self,
+        time_us: i64,
+        detections: &[Detection],
+        in_view: impl Fn(&BBox) -> bool,
+    ) {
         let dt = self
             .last_time_us
             .map_or(0.0, |last| (time_us - last).max(0) as f32 / 1e6);
         self.last_time_us = Some(time_us);
-        for track in &mut self.tracks {
+        self.out_of_view.clear();
+        for (i, track) in self.tracks.iter_mut().enumerate() {
+            if !in_view(&track.bbox) {
+                self.out_of_view.push(i);
+                track.seen_now = track.detected_last;
+                if track.detected_last {
+                    track.last_seen_us = time_us;
+                }
+                continue;
+            }
             track.kalman.predict(dt);
             // A stationary object is where it stood: extrapolating a velocity fitted to
             // jitter over a long detection gap would only move the box away from it.
@@ -214,6 +239,9 @@ impl Tracker {
         self.detection_used.resize(detections.len(), false);
         self.track_used.clear();
         self.track_used.resize(self.tracks.len(), false);
+        for &i in &self.out_of_view {
+            self.track_used[i] = true;
+        }
         for (i, used) in self.detection_used.iter_mut().enumerate() {
             *used = !self.kept.contains(&i) || detections[i].score < self.config.low_score;
         }
@@ -244,9 +272,18 @@ impl Tracker {
             time_us,
         );
 
-        // Births.
+        // Births. Not of an object whose track is out of view this frame (its box reaches
+        // into a region detected while its centre's region was still).
         for (i, d) in detections.iter().enumerate() {
             if self.detection_used[i] || d.score < high {
+                continue;
+            }
+            let match_iou = self.config.match_iou;
+            if self
+                .out_of_view
+                .iter()
+                .any(|&t| self.tracks[t].bbox.iou(&d.norm) >= match_iou)
+            {
                 continue;
             }
             let id = self.next_id;
