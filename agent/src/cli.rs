@@ -715,23 +715,19 @@ fn cmd_check(args: CheckArgs) -> anyhow::Result<()> {
             );
         }
         if args.probe_cameras && cam.enabled {
-            match VideoSource::open(
-                cam.detection_url(),
-                &OpenOptions::for_camera(cam),
-                Default::default(),
-            ) {
-                Ok(src) => {
-                    let i = src.info();
-                    println!(
-                        "            stream ok: {} {}x{}",
-                        i.codec, i.width, i.height
-                    );
-                }
-                Err(err) => {
-                    failed += 1;
-                    println!("            stream FAILED: {err}");
-                }
+            if let Err(err) = probe_camera_regions(cam, m) {
+                failed += 1;
+                println!("            stream FAILED: {err}");
             }
+        } else {
+            println!(
+                "  regions   {}: planned for the stream's size when it opens (--probe-cameras prints them)",
+                match &cam.regions {
+                    crate::config::RegionsSetting::Auto => "auto, from the zones".to_string(),
+                    crate::config::RegionsSetting::Full => "full picture".to_string(),
+                    crate::config::RegionsSetting::List(list) => format!("{} listed", list.len()),
+                }
+            );
         }
     }
     if failed > 0 {
@@ -739,6 +735,52 @@ fn cmd_check(args: CheckArgs) -> anyhow::Result<()> {
             url: format!("{failed} camera(s)"),
             reason: "see the lines above".into()
         });
+    }
+    Ok(())
+}
+
+/// Opens the camera's detection stream and prints its detection regions, which stream they
+/// read and why, as the daemon would choose: the sub-stream unless a zone's objects lack
+/// the pixels there, then the main stream.
+fn probe_camera_regions(cam: &CameraConfig, m: &ModelManifest) -> Result<(), source::SourceError> {
+    let open = OpenOptions::for_camera(cam);
+    let plan_for = |url: &str| -> Result<crate::regions::RegionPlan, source::SourceError> {
+        let src = VideoSource::open(url, &open, Default::default())?;
+        let i = src.info();
+        println!("            stream ok: {} {}x{} ({})", i.codec, i.width, i.height, source::redact_url(url));
+        Ok(crate::regions::plan(
+            &cam.regions,
+            &crate::regions::zone_needs(cam),
+            i.width,
+            i.height,
+            m.input.width(),
+            m.input.height(),
+        ))
+    };
+    let mut stream = if cam.detect_url.is_some() { "sub" } else { "main" };
+    let mut why = if cam.detect_url.is_some() {
+        "its regions have the pixels their objects need there".to_string()
+    } else {
+        "the camera has no sub-stream (detect_url)".to_string()
+    };
+    let mut plan = plan_for(cam.detection_url())?;
+    if cam.detect_url.is_some()
+        && let Some(short) = plan.short_reason()
+    {
+        stream = "main";
+        why = format!("the sub-stream is short of pixels: {short}");
+        plan = plan_for(&cam.url)?;
+    }
+    println!(
+        "  regions   read the {stream} stream{}: {why}",
+        if stream == "main" && cam.decode == crate::config::DecodeMode::Keyframes {
+            " (keyframes)"
+        } else {
+            ""
+        }
+    );
+    for line in plan.describe(cam.detect_fps) {
+        println!("            {line}");
     }
     Ok(())
 }

@@ -510,11 +510,33 @@ fn camera_loop(
     options.pace = is_file;
     options.metrics = Some(Arc::clone(metrics));
     options.ring = ring;
+    // With a sub-stream, detection reads it while every region gets the pixels its objects
+    // need there; the first open that finds one short moves detection to the main stream
+    // for good (its keyframes with `decode = "keyframes"`). One stream serves all regions of
+    // a camera: a frame's detections come from one picture at one instant.
+    options.stop_when_short = camera.detect_url.is_some();
     keep_open(&camera.id, "stream", is_file, stop, || {
         metrics.connects.fetch_add(1, Ordering::Relaxed);
-        let report = decode_into_queue(&options, spec, producer, Arc::clone(stop), |info| {
-            tracing::info!(camera = %camera.id, codec = %info.codec, decoder = %info.decoder, width = info.width, height = info.height, "stream open");
-        })?;
+        let on_open = |stream: &'static str| {
+            move |info: &crate::source::StreamInfo| {
+                tracing::info!(camera = %camera.id, stream, codec = %info.codec, decoder = %info.decoder, width = info.width, height = info.height, "stream open");
+            }
+        };
+        let mut report =
+            decode_into_queue(&options, spec, producer, Arc::clone(stop), on_open(options.stream))?;
+        if report.short_of_pixels {
+            let why = report.plan.as_ref().and_then(|p| p.short_reason());
+            tracing::warn!(
+                camera = %camera.id,
+                "detecting on the main stream, not the sub-stream: {}",
+                why.unwrap_or_default()
+            );
+            options.url = camera.url.clone();
+            options.stream = "main";
+            options.stop_when_short = false;
+            report =
+                decode_into_queue(&options, spec, producer, Arc::clone(stop), on_open("main"))?;
+        }
         metrics
             .decode_errors
             .fetch_add(report.stats.decode_errors, Ordering::Relaxed);

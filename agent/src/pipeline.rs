@@ -235,7 +235,11 @@ impl DecodeOptions {
             }),
             regions: camera.regions.clone(),
             zone_needs: crate::regions::zone_needs(camera),
-            stream: if url == camera.url { "main" } else { "sub" },
+            stream: if camera.detect_url.as_deref() == Some(url) {
+                "sub"
+            } else {
+                "main"
+            },
             stop_when_short: false,
         }
     }

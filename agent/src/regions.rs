@@ -29,6 +29,7 @@
 //! 6. At most [`MAX_REGIONS`] per camera; past that, regions keep only their whole pass and
 //!    the plan says which objects will be too small.
 //!
+//! A camera without zones gets one pass of the whole picture: nothing asks for detail.
 //! `regions = "full"` is one pass of the whole picture (the behaviour before regions);
 //! an explicit list is used as given.
 
@@ -134,6 +135,25 @@ impl RegionPlan {
         self.regions.iter().map(|r| r.rect).collect()
     }
 
+    /// Why this stream lacks the pixels the zones' objects need, or `None` when it has them:
+    /// the reason the daemon detects on the main stream instead of the sub-stream.
+    pub fn short_reason(&self) -> Option<String> {
+        if self.short_of_pixels.is_empty() {
+            return None;
+        }
+        let zones: Vec<String> = self
+            .short_of_pixels
+            .iter()
+            .map(|(zone, px)| format!("zone {zone}'s smallest objects are {px:.0} px"))
+            .collect();
+        Some(format!(
+            "on {}x{} {} at the model even at native resolution (needs {MIN_MODEL_OBJECT_PX:.0})",
+            self.width,
+            self.height,
+            zones.join(", ")
+        ))
+    }
+
     /// One line per region, for `check` and the log.
     pub fn describe(&self, detect_fps: f64) -> Vec<String> {
         let mut lines: Vec<String> = self
@@ -234,13 +254,16 @@ pub fn plan(
                 push(&mut out, Role::Listed(k), &b, all_smallest, model);
             }
         }
+        // No zones: nothing asks for detail; one pass of the picture, as `full`.
+        RegionsSetting::Auto if zones.is_empty() => {
+            push(&mut out, Role::Whole, &whole, all_smallest, model)
+        }
         RegionsSetting::Auto => {
             let groups = zone_groups(zones, w, h);
             let mut planned: Vec<(Role, BBox, f32)> = Vec::new();
-            if groups.is_empty()
-                || groups
-                    .iter()
-                    .any(|(b, _)| b.area() >= WHOLE_PICTURE_COVER * w * h)
+            if groups
+                .iter()
+                .any(|(b, _)| b.area() >= WHOLE_PICTURE_COVER * w * h)
             {
                 planned.push((Role::Whole, whole, all_smallest));
             } else {
@@ -462,6 +485,14 @@ mod tests {
         assert!(p.regions[0].crop.is_whole(1920, 1080));
         // 416 / 1920: the 86 px object is 18 px at the model.
         assert!((p.regions[0].object_px - 18.7).abs() < 0.5);
+    }
+
+    #[test]
+    fn a_camera_without_zones_gets_one_whole_pass() {
+        let p = plan(&RegionsSetting::Auto, &[], 640, 360, 416, 416);
+        assert_eq!(p.regions.len(), 1);
+        assert_eq!(p.regions[0].role, Role::Whole);
+        assert!(p.short_of_pixels.is_empty() && p.short_reason().is_none());
     }
 
     #[test]

@@ -64,6 +64,10 @@ pub struct ReplaySummary {
     pub frames_detected: u64,
     /// Sampled frames the motion gate kept from the detector.
     pub frames_gated: u64,
+    /// Model inferences run: one per detection region of each detected frame that moved.
+    pub inferences: u64,
+    /// The detection regions of the stream, one line each (as `check` prints them).
+    pub regions: Vec<String>,
     pub decode_errors: u64,
     pub wall_seconds: f64,
     pub realtime_factor: f64,
@@ -105,6 +109,10 @@ impl std::fmt::Display for ReplaySummary {
             self.wall_seconds,
             self.realtime_factor
         )?;
+        writeln!(f, "  {} model inferences; detection regions:", self.inferences)?;
+        for line in &self.regions {
+            writeln!(f, "    {line}")?;
+        }
         if self.labels.is_empty() {
             writeln!(f, "  nothing detected")?;
         }
@@ -152,16 +160,19 @@ struct ReplaySink<'e, W: Write> {
     /// Per-frame scratch to count each label once per frame, reused.
     seen: Vec<u16>,
     metrics: Option<Arc<crate::metrics::CameraMetrics>>,
+    inferences: u64,
 }
 
 impl<W: Write> FrameSink for ReplaySink<'_, W> {
     fn on_frame(&mut self, meta: &FrameMeta, detections: &[Detection]) -> anyhow::Result<()> {
-        if let Some(metrics) = &self.metrics
-            && !meta.unchanged
-        {
-            metrics
-                .frames_inferred
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if !meta.unchanged {
+            self.inferences += u64::from(meta.inferred.count_ones());
+            if let Some(metrics) = &self.metrics {
+                metrics
+                    .frames_inferred
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                metrics.count_region_inferences(meta.inferred);
+            }
         }
         // Incident events first: one dated before this frame (a camera that went offline
         // during a gap) must not follow the frame in the stream.
@@ -308,6 +319,7 @@ pub fn replay<W: Write>(
         progress: progress.clone(),
         seen: Vec::with_capacity(16),
         metrics: options.metrics.clone(),
+        inferences: 0,
     };
     let stop = Arc::new(AtomicBool::new(false));
 
@@ -369,6 +381,12 @@ pub fn replay<W: Write>(
         frames_decoded: report.stats.frames,
         frames_detected: inferred,
         frames_gated: report.gated,
+        inferences: sink.inferences,
+        regions: report
+            .plan
+            .as_ref()
+            .map(|p| p.describe(options.camera.detect_fps))
+            .unwrap_or_default(),
         decode_errors: report.stats.decode_errors,
         wall_seconds,
         realtime_factor: media_seconds / wall_seconds.max(1e-9),

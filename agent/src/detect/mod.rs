@@ -490,3 +490,71 @@ fn check_outlet(
         "{kind} `{name}` has shape {shape:?}{says} {expected:?}"
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn candidate(class_id: u16, score: f32, [x1, y1, x2, y2]: [f32; 4]) -> Candidate {
+        Candidate {
+            class_id,
+            score,
+            bbox: BBox { x1, y1, x2, y2 },
+        }
+    }
+
+    #[test]
+    fn one_object_seen_by_two_overlapping_regions_is_one_detection() {
+        // A car whole in both a tile and the whole pass, with slightly different boxes.
+        let mut boxes = vec![
+            (candidate(2, 0.70, [100.0, 100.0, 200.0, 170.0]), false),
+            (candidate(2, 0.85, [102.0, 101.0, 203.0, 172.0]), false),
+            // A person standing beside it is a different class: kept.
+            (candidate(0, 0.60, [110.0, 90.0, 140.0, 170.0]), false),
+        ];
+        merge_regions(&mut boxes, 0.45);
+        assert_eq!(boxes.len(), 2, "{boxes:?}");
+        let car = boxes.iter().find(|(c, _)| c.class_id == 2).unwrap();
+        assert_eq!(car.0.score, 0.85, "the higher score wins");
+    }
+
+    #[test]
+    fn a_box_cut_by_a_tile_border_gives_way_to_the_whole_box_of_another_region() {
+        // The whole pass saw the car whole (lower score); a tile cut off its right third.
+        let mut boxes = vec![
+            (candidate(2, 0.90, [100.0, 100.0, 166.0, 170.0]), true),
+            (candidate(2, 0.55, [100.0, 100.0, 200.0, 170.0]), false),
+        ];
+        merge_regions(&mut boxes, 0.45);
+        assert_eq!(boxes.len(), 1);
+        assert!(!boxes[0].1);
+        assert_eq!(boxes[0].0.bbox.x2, 200.0, "the whole box is kept");
+    }
+
+    #[test]
+    fn the_two_halves_of_an_object_on_a_seam_become_their_union() {
+        // Two tiles each cut a bus at the seam x = 300 ± overlap; no region saw it whole.
+        let mut boxes = vec![
+            (candidate(5, 0.60, [220.0, 100.0, 330.0, 200.0]), true),
+            (candidate(5, 0.70, [280.0, 100.0, 400.0, 200.0]), true),
+        ];
+        merge_regions(&mut boxes, 0.45);
+        assert_eq!(boxes.len(), 1, "{boxes:?}");
+        let (bus, _) = boxes[0];
+        assert_eq!(
+            (bus.bbox.x1, bus.bbox.x2, bus.score),
+            (220.0, 400.0, 0.70)
+        );
+    }
+
+    #[test]
+    fn separate_objects_of_one_class_stay_separate() {
+        let mut boxes = vec![
+            (candidate(2, 0.8, [0.0, 0.0, 50.0, 50.0]), false),
+            (candidate(2, 0.7, [60.0, 0.0, 110.0, 50.0]), true),
+            (candidate(2, 0.6, [200.0, 0.0, 250.0, 50.0]), false),
+        ];
+        merge_regions(&mut boxes, 0.45);
+        assert_eq!(boxes.len(), 3);
+    }
+}

@@ -475,4 +475,38 @@ mod tests {
             "old pixels replaced by padding"
         );
     }
+
+    #[test]
+    fn a_crop_is_letterboxed_at_native_resolution_from_inside_the_frame() {
+        let s = spec();
+        let mut boxer = Letterboxer::new(&s);
+        let mut input = ModelInput::new(&s);
+        // A 1920x1080 black frame with a white 40x40 block at (1000, 600).
+        let mut frame = solid_frame(1920, 1080, 16);
+        let stride = frame.stride(0);
+        for y in 600..640 {
+            frame.data_mut(0)[y * stride + 1000..y * stride + 1040].fill(235);
+        }
+        let crop = Crop {
+            x: 900,
+            y: 500,
+            width: 416,
+            height: 416,
+        };
+        let g = boxer.run_crop(&frame, Some(crop), &mut input).unwrap();
+        assert_eq!(g.crop, crop);
+        assert_eq!((g.scaled_width, g.scaled_height), (416, 416));
+        assert!((g.ratio - 1.0).abs() < 1e-9);
+        let plane = input.plane(0);
+        // The block lands at (100, 100) of the input, at its own size.
+        assert_eq!(plane[120 * 416 + 120], 255, "inside the block");
+        assert_eq!(plane[120 * 416 + 95], 0, "left of the block");
+        assert_eq!(plane[95 * 416 + 120], 0, "above the block");
+        assert_eq!(plane[120 * 416 + 145], 0, "right of the block");
+        // The same frame whole: the block shrinks to 8-9 px.
+        let g = boxer.run(&frame, &mut input).unwrap();
+        assert!(g.crop.is_whole(1920, 1080));
+        let bright = input.plane(0).iter().filter(|&&v| v > 128).count();
+        assert!((50..=100).contains(&bright), "{bright} bright pixels");
+    }
 }

@@ -673,6 +673,42 @@ mod tests {
     }
 
     #[test]
+    fn a_track_outside_the_regions_detected_is_carried_not_lost() {
+        let mut t = tracker();
+        // A person on the left (left region), one on the right (right region), both moving.
+        for i in 0..5 {
+            t.update(
+                i * FRAME_US,
+                &[
+                    det(0, 0.9, 0.1 + 0.01 * i as f32, 0.5, 0.05, 0.2),
+                    det(0, 0.9, 0.7, 0.5 + 0.01 * i as f32, 0.05, 0.2),
+                ],
+            );
+        }
+        let right_id = t.tracks()[1].id;
+        let left_region = |b: &BBox| (b.x1 + b.x2) / 2.0 < 0.5;
+        // Only the left region moves for 10 s (far past lost_after): the right one was
+        // still, so what it held is as it was.
+        let mut time = 5 * FRAME_US;
+        for i in 5..55 {
+            t.update_in_view(
+                time,
+                &[det(0, 0.9, 0.1 + 0.01 * i as f32, 0.5, 0.05, 0.2)],
+                left_region,
+            );
+            time += FRAME_US;
+        }
+        let right = t.tracks().iter().find(|tr| tr.id == right_id).unwrap();
+        assert!(right.seen_now, "carried forward as seen");
+        assert_eq!(right.last_seen_us, time - FRAME_US);
+        // The whole picture detected without it: now it is missed, and dies after lost_after.
+        t.update(time, &[]);
+        assert!(!t.tracks().iter().any(|tr| tr.id == right_id && tr.seen_now));
+        t.update(time + 3_500_000, &[]);
+        assert!(t.tracks().iter().all(|tr| tr.id != right_id));
+    }
+
+    #[test]
     fn moving_tracks_die_after_lost_after() {
         let mut t = tracker();
         for i in 0..5 {

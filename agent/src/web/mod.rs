@@ -554,6 +554,24 @@ async fn metrics(State(state): State<Arc<WebState>>) -> Response {
     );
     let _ = writeln!(
         out,
+        "# HELP gridwatch_region_inferences_total Model inferences per camera and detection region (a frame with three moving regions costs three).\n# TYPE gridwatch_region_inferences_total counter"
+    );
+    for (id, c) in &cameras {
+        let regions = c.regions.lock().map(|r| r.clone()).unwrap_or_default();
+        for (region, counter) in regions.iter().zip(&c.region_inferences) {
+            let _ = writeln!(
+                out,
+                "gridwatch_region_inferences_total{{camera=\"{id}\",region=\"{}\",stream=\"{}\",pixels=\"{}x{}\"}} {}",
+                region.id,
+                region.stream,
+                region.width,
+                region.height,
+                counter.load(Ordering::Relaxed)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
         "# HELP gridwatch_login_failures_total Logins refused for a wrong password.\n# TYPE gridwatch_login_failures_total counter\ngridwatch_login_failures_total {}\n# HELP gridwatch_logins_throttled_total Login attempts refused unread because their address had too many failures.\n# TYPE gridwatch_logins_throttled_total counter\ngridwatch_logins_throttled_total {}",
         state.login_failures.load(Ordering::Relaxed),
         state.logins_throttled.load(Ordering::Relaxed)
