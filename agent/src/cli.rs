@@ -747,7 +747,13 @@ fn probe_camera_regions(cam: &CameraConfig, m: &ModelManifest) -> Result<(), sou
     let plan_for = |url: &str| -> Result<crate::regions::RegionPlan, source::SourceError> {
         let src = VideoSource::open(url, &open, Default::default())?;
         let i = src.info();
-        println!("            stream ok: {} {}x{} ({})", i.codec, i.width, i.height, source::redact_url(url));
+        println!(
+            "            stream ok: {} {}x{} ({})",
+            i.codec,
+            i.width,
+            i.height,
+            source::redact_url(url)
+        );
         Ok(crate::regions::plan(
             &cam.regions,
             &crate::regions::zone_needs(cam),
@@ -757,7 +763,11 @@ fn probe_camera_regions(cam: &CameraConfig, m: &ModelManifest) -> Result<(), sou
             m.input.height(),
         ))
     };
-    let mut stream = if cam.detect_url.is_some() { "sub" } else { "main" };
+    let mut stream = if cam.detect_url.is_some() {
+        "sub"
+    } else {
+        "main"
+    };
     let mut why = if cam.detect_url.is_some() {
         "its regions have the pixels their objects need there".to_string()
     } else {

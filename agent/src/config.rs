@@ -1568,7 +1568,10 @@ url = "rtsp://10.0.0.2/stream1"
 
     #[test]
     fn regions_are_auto_by_default_and_checked_with_their_place() {
-        assert_eq!(parse(MINIMAL).unwrap().cameras[0].regions, RegionsSetting::Auto);
+        assert_eq!(
+            parse(MINIMAL).unwrap().cameras[0].regions,
+            RegionsSetting::Auto
+        );
         let with = |value: &str| MINIMAL.replace("url = ", &format!("regions = {value}\nurl = "));
         assert_eq!(
             parse(&with("\"full\"")).unwrap().cameras[0].regions,
@@ -1579,10 +1582,18 @@ url = "rtsp://10.0.0.2/stream1"
             RegionsSetting::List(vec![[0.0, 0.5, 0.5, 1.0]])
         );
         let err = parse(&with("\"tiles\"")).unwrap_err().to_string();
-        assert!(err.contains(":8:") && err.contains("cameras[0].regions"), "got: {err}");
+        assert!(
+            err.contains(":8:") && err.contains("cameras[0].regions"),
+            "got: {err}"
+        );
         assert!(err.contains("auto") && err.contains("full"), "got: {err}");
-        let err = parse(&with("[[0.5, 0.5, 0.2, 1.0]]")).unwrap_err().to_string();
-        assert!(err.contains(":8:") && err.contains("region 0"), "got: {err}");
+        let err = parse(&with("[[0.5, 0.5, 0.2, 1.0]]"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(":8:") && err.contains("region 0"),
+            "got: {err}"
+        );
         let err = parse(&with("[]")).unwrap_err().to_string();
         assert!(err.contains("needs 1 to 16 rectangles"), "got: {err}");
     }

@@ -522,8 +522,13 @@ fn camera_loop(
                 tracing::info!(camera = %camera.id, stream, codec = %info.codec, decoder = %info.decoder, width = info.width, height = info.height, "stream open");
             }
         };
-        let mut report =
-            decode_into_queue(&options, spec, producer, Arc::clone(stop), on_open(options.stream))?;
+        let mut report = decode_into_queue(
+            &options,
+            spec,
+            producer,
+            Arc::clone(stop),
+            on_open(options.stream),
+        )?;
         if report.short_of_pixels {
             let why = report.plan.as_ref().and_then(|p| p.short_reason());
             tracing::warn!(

@@ -109,7 +109,11 @@ impl std::fmt::Display for ReplaySummary {
             self.wall_seconds,
             self.realtime_factor
         )?;
-        writeln!(f, "  {} model inferences; detection regions:", self.inferences)?;
+        writeln!(
+            f,
+            "  {} model inferences; detection regions:",
+            self.inferences
+        )?;
         for line in &self.regions {
             writeln!(f, "    {line}")?;
         }

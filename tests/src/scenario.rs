@@ -35,6 +35,9 @@ pub struct ClipRecipe {
     pub filter: String,
     #[serde(default)]
     pub output_args: Vec<String>,
+    /// The encoder: `libx264` unless given (`libx265` for an H.265 camera).
+    #[serde(default)]
+    pub codec: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -122,8 +125,8 @@ pub fn clip(scenario: &Scenario) -> PathBuf {
     let recipe = &scenario.clip;
     let mut hasher = Sha256::new();
     hasher.update(format!(
-        "{:?}{:?}{}{:?}",
-        recipe.inputs, recipe.input_args, recipe.filter, recipe.output_args
+        "{:?}{:?}{}{:?}{:?}",
+        recipe.inputs, recipe.input_args, recipe.filter, recipe.output_args, recipe.codec
     ));
     let key = hex(&hasher.finalize()[..8]);
     let dir = repo_root().join("target/scenario-clips");
@@ -150,20 +153,12 @@ pub fn clip(scenario: &Scenario) -> PathBuf {
         "[v]".into(),
     ]);
     args.extend(recipe.output_args.iter().cloned());
-    args.extend(
-        [
-            "-an",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "50",
-            "-pix_fmt",
-            "yuv420p",
-        ]
-        .map(String::from),
-    );
+    let codec = recipe.codec.as_deref().unwrap_or("libx264");
+    args.extend(["-an".into(), "-c:v".into(), codec.to_string()]);
+    if codec == "libx265" {
+        args.extend(["-x265-params".into(), "log-level=error".into()]);
+    }
+    args.extend(["-preset", "ultrafast", "-g", "50", "-pix_fmt", "yuv420p"].map(String::from));
     args.push(partial.to_string_lossy().into_owned());
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     ffmpeg(&refs);

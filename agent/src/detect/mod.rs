@@ -541,10 +541,7 @@ mod tests {
         merge_regions(&mut boxes, 0.45);
         assert_eq!(boxes.len(), 1, "{boxes:?}");
         let (bus, _) = boxes[0];
-        assert_eq!(
-            (bus.bbox.x1, bus.bbox.x2, bus.score),
-            (220.0, 400.0, 0.70)
-        );
+        assert_eq!((bus.bbox.x1, bus.bbox.x2, bus.score), (220.0, 400.0, 0.70));
     }
 
     #[test]
