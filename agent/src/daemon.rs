@@ -519,7 +519,7 @@ fn camera_loop(
         metrics.connects.fetch_add(1, Ordering::Relaxed);
         let on_open = |stream: &'static str| {
             move |info: &crate::source::StreamInfo| {
-                tracing::info!(camera = %camera.id, stream, codec = %info.codec, decoder = %info.decoder, width = info.width, height = info.height, "stream open");
+                tracing::info!(camera = %camera.id, codec = %info.codec, decoder = %info.decoder, width = info.width, height = info.height, stream, "stream open");
             }
         };
         let mut report = decode_into_queue(

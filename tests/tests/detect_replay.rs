@@ -292,6 +292,77 @@ fn check_probes_camera_streams() {
 }
 
 #[test]
+fn check_prints_the_regions_and_which_stream_they_read() {
+    // A 1080p main stream and a 640x360 sub-stream of the same scene (dog.jpg small in a
+    // wide grey picture); the porch zone's objects (8 % of the picture) are 29 px on the
+    // sub-stream even at native resolution, so detection reads the main stream.
+    let dir = tempfile::tempdir().unwrap();
+    let clip = |name: &str, size: &str| {
+        let path = dir.path().join(name);
+        ffmpeg(&[
+            "-loop",
+            "1",
+            "-framerate",
+            "5",
+            "-t",
+            "1",
+            "-i",
+            media("dog.jpg").to_str().unwrap(),
+            "-vf",
+            &format!("scale=384:288,pad=1920:1080:1200:600:color=gray,scale={size},format=yuv420p"),
+            "-c:v",
+            "libx264",
+            path.to_str().unwrap(),
+        ]);
+        path
+    };
+    let main = clip("main.mp4", "1920:1080");
+    let sub = clip("sub.mp4", "640:360");
+    let zone = "[[cameras.zones]]\nid = \"porch\"\npolygon = [[0.665, 0.702], [0.795, 0.702], [0.795, 0.809], [0.665, 0.809]]\n";
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[[cameras]]\nid = \"wide\"\nurl = \"{}\"\ndetect_url = \"{}\"\ndetect_fps = 2\n\n{zone}\n[[cameras]]\nid = \"whole\"\nurl = \"{}\"\nregions = \"full\"\n\n{zone}",
+            main.display(),
+            sub.display(),
+            main.display()
+        ),
+    );
+    let r = run_ok(
+        gridwatch()
+            .args(["check", "--probe-cameras", "--config"])
+            .arg(&config),
+    );
+    let out = r.stdout();
+    assert!(out.contains("stream ok: h264 640x360"), "{out}");
+    assert!(
+        out.contains("regions   read the main stream: the sub-stream is short of pixels: on 640x360 zone porch's smallest objects are 29 px"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "r0 zones porch: 416x416 px at (1192, 580), scale 1.00, smallest object 86 px"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("1 region(s) on 1920x1080: 2.0 inferences per second at detect_fps 2"),
+        "{out}"
+    );
+    // regions = "full": the whole picture, and the plan says its objects are too small.
+    assert!(
+        out.contains("read the main stream: the camera has no sub-stream"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "r0 the whole picture: 1920x1080 px at (0, 0), scale 0.22, smallest object 19 px"
+        ),
+        "{out}"
+    );
+}
+
+#[test]
 fn help_explains_commands_and_exit_codes() {
     let r = run_ok(gridwatch().arg("--help"));
     let help = r.stdout();

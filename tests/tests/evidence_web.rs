@@ -1196,6 +1196,17 @@ fn when_the_database_cannot_write_events_wait_in_memory_and_none_is_lost() {
     let metrics =
         String::from_utf8(get(&format!("{}/metrics", server.base), Some(TOKEN), &[]).body).unwrap();
     assert!(metrics.contains("gridwatch_store_ok 0"), "{metrics}");
+    // The porch zone is one detection region of the 768x576 picture, counted per inference.
+    let region_inferences = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(
+                "gridwatch_region_inferences_total{camera=\"porch\",region=\"r0\",stream=\"main\",pixels=\"",
+            )
+        })
+        .and_then(|rest| rest.split_once("\"} "))
+        .unwrap_or_else(|| panic!("region counter in {metrics}"));
+    assert!(region_inferences.1.parse::<u64>().unwrap() > 0, "{metrics}");
     assert_eq!(stored().len(), before, "nothing could be written meanwhile");
     sub.wait_for(Duration::from_secs(10), "a heartbeat saying so", |m| {
         m.iter()

@@ -368,11 +368,19 @@ fn with_a_sub_stream_detection_reads_it_and_evidence_comes_from_the_main_stream(
     let broker = Broker::start(BrokerOptions::default());
     let sub = Subscriber::start(broker.port, &format!("{PREFIX}/#"), None);
     let dir = tempfile::tempdir().unwrap();
-    let camera = porch_camera("porch", &server.url("main")).replacen(
-        "\ndetect_fps",
-        &format!("\ndetect_url = \"{}\"\ndetect_fps", server.url("sub")),
-        1,
-    );
+    // The bicycle stands near the camera (half the picture high): the sub-stream has the
+    // pixels for it, so detection stays there.
+    let camera = porch_camera("porch", &server.url("main"))
+        .replacen(
+            "\ndetect_fps",
+            &format!("\ndetect_url = \"{}\"\ndetect_fps", server.url("sub")),
+            1,
+        )
+        .replacen(
+            "\n\n[cameras.zones.fly",
+            "\nmin_object_height = 0.3\n\n[cameras.zones.fly",
+            1,
+        );
     let config = config(dir.path(), Some(broker.port), &camera)
         .to_string_lossy()
         .to_string();
@@ -433,6 +441,43 @@ fn with_a_sub_stream_detection_reads_it_and_evidence_comes_from_the_main_stream(
         log.contains("stream open camera=porch codec=h264 decoder=h264 (software) width=768"),
         "detection reads the sub-stream: {log}"
     );
+}
+
+#[test]
+fn a_sub_stream_short_of_pixels_for_the_zone_moves_detection_to_the_main_stream() {
+    let server = RtspServer::start(
+        &[("main", &porch_main_clip()), ("sub", &porch_clip())],
+        None,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    // Objects down to 6 % of the picture: 35 px on the 768x576 sub-stream even at native
+    // resolution, 58 px on the 1280x960 main stream.
+    let camera = porch_camera("porch", &server.url("main"))
+        .replacen(
+            "\ndetect_fps",
+            &format!("\ndetect_url = \"{}\"\ndetect_fps", server.url("sub")),
+            1,
+        )
+        .replacen(
+            "\n\n[cameras.zones.fly",
+            "\nmin_object_height = 0.06\n\n[cameras.zones.fly",
+            1,
+        );
+    let daemon = Daemon::start(&config(dir.path(), None, &camera));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let detecting_on_main = |log: &str| {
+        log.contains("stream open camera=porch codec=h264 decoder=h264 (software) width=1280 height=960 stream=\"main\"")
+    };
+    while !detecting_on_main(&daemon.log()) {
+        assert!(std::time::Instant::now() < deadline, "{}", daemon.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = daemon.log();
+    assert!(
+        log.contains("detecting on the main stream, not the sub-stream: on 768x576 zone porch's smallest objects are 35 px at the model even at native resolution (needs 48)"),
+        "{log}"
+    );
+    assert!(log.contains("main stream open for clips"), "{log}");
 }
 
 #[test]
