@@ -13,11 +13,14 @@
 //!    and right and of its height below (at least 3 % of the picture), and 60 % of its height
 //!    above (at least 8 % of the picture), since an object standing in the zone rises above it.
 //! 2. Grown boxes that overlap are merged into their bounding box, until none overlap.
-//! 3. When a merged box covers at least half the picture, the whole picture is the region
-//!    (a zone that covers most of the picture gets a whole-frame pass).
-//! 4. A region smaller than the model input is grown to the model input's size (centred,
+//! 3. A region smaller than the model input is grown to the model input's size (centred,
 //!    within the picture): the model sees it at native resolution with more context, for the
 //!    same inference.
+//! 4. When a merged box covers at least half the picture, or a grown region would show its
+//!    objects less than [`MIN_REGION_GAIN`] (1.25) times larger than one pass of the whole
+//!    picture does (a picture not much larger than the model input), the whole picture is
+//!    the region: a zone that covers most of the picture gets a whole-frame pass, and a
+//!    region's border never cuts away context for next to no detail.
 //! 5. The detail a region needs: its smallest object (the zone's `min_object_height`, a
 //!    fraction of the picture's height, default [`DEFAULT_MIN_OBJECT_HEIGHT`]) must be at
 //!    least [`MIN_MODEL_OBJECT_PX`] pixels high in the model input. When one pass of the
@@ -56,6 +59,10 @@ pub const TILE_OVERLAP: f32 = 0.25;
 
 /// A merged zone box covering at least this fraction of the picture becomes the whole picture.
 const WHOLE_PICTURE_COVER: f32 = 0.5;
+
+/// A region must show its objects at least this many times larger than the whole picture's
+/// pass does, or the whole pass serves instead.
+pub const MIN_REGION_GAIN: f32 = 1.25;
 
 /// What a zone asks of the planner.
 #[derive(Debug, Clone, PartialEq)]
@@ -261,15 +268,28 @@ pub fn plan(
         RegionsSetting::Auto => {
             let groups = zone_groups(zones, w, h);
             let mut planned: Vec<(Role, BBox, f32)> = Vec::new();
-            if groups
-                .iter()
-                .any(|(b, _)| b.area() >= WHOLE_PICTURE_COVER * w * h)
-            {
+            let whole_scale = letterbox_scale(w, h, model);
+            let grown: Vec<(BBox, Vec<String>, bool)> = groups
+                .into_iter()
+                .map(|(b, ids)| {
+                    let large = b.area() >= WHOLE_PICTURE_COVER * w * h;
+                    (at_least_model(&b, model, w, h), ids, large)
+                })
+                .collect();
+            // A region covering most of the picture, or one that would show its objects
+            // barely larger than the whole picture does (a picture not much larger than the
+            // model input), gains little detail and loses the context at its borders: the
+            // whole pass serves instead.
+            if grown.iter().any(|(b, _, large)| {
+                *large
+                    || letterbox_scale(b.x2 - b.x1, b.y2 - b.y1, model)
+                        < MIN_REGION_GAIN * whole_scale
+            }) {
                 planned.push((Role::Whole, whole, all_smallest));
             } else {
-                for (b, ids) in groups {
+                for (b, ids, _) in grown {
                     let object = smallest(&ids);
-                    planned.push((Role::Zones(ids), at_least_model(&b, model, w, h), object));
+                    planned.push((Role::Zones(ids), b, object));
                 }
             }
             tile(&mut out, planned, zones, model, w, h);
@@ -316,7 +336,7 @@ fn zone_groups(zones: &[ZoneNeed], w: f32, h: f32) -> Vec<(BBox, Vec<String>)> {
     groups
 }
 
-/// Step 4: grows `b` to at least the model input's size, centred, within the picture.
+/// Step 3: grows `b` to at least the model input's size, centred, within the picture.
 fn at_least_model(b: &BBox, model: (f32, f32), w: f32, h: f32) -> BBox {
     let grow = |lo: f32, hi: f32, want: f32, limit: f32| {
         let want = want.min(limit);
@@ -594,6 +614,21 @@ mod tests {
         );
         assert_eq!(p.regions.len(), 1, "{:#?}", p.regions);
         assert!(p.short_of_pixels.is_empty());
+    }
+
+    #[test]
+    fn a_region_barely_larger_than_the_whole_pass_gives_way_to_it() {
+        // The 480x270 parking-lot GIF: the aisle grown to 416x270 would be seen at scale 1.0
+        // against 0.87 for the whole picture: not worth cutting the picture's border off.
+        let p = plan(
+            &RegionsSetting::Auto,
+            &[zone("aisle", [0.0, 0.2, 0.4, 0.55], 0.08)],
+            480,
+            270,
+            416,
+            416,
+        );
+        assert_eq!(p.regions[0].role, Role::Whole, "{:#?}", p.regions);
     }
 
     #[test]

@@ -240,6 +240,29 @@ fn keyframe_only_decoding_decodes_keyframes_and_still_finds_the_bicycle() {
 }
 
 #[test]
+fn keyframes_of_an_h265_1080p_stream_still_see_the_small_far_bicycle() {
+    // The slow rule's cheap path at full detail: keyframes only (one every 10 s) of the
+    // 1080p H.265 stream, the porch seen through its detection region.
+    let s = scenario::load("charging_night_1080p_h265");
+    let out = tempfile::tempdir().unwrap();
+    let keyframes = scenario::run_with(&s, out.path(), "decode = \"keyframes\"");
+    let decoded = keyframes.summary["frames_decoded"].as_u64().unwrap();
+    assert!((29..=32).contains(&decoded), "decoded {decoded} frames");
+    let charging: Vec<_> = keyframes
+        .observed
+        .iter()
+        .filter(|o| o.kind == "fly_wire_charging")
+        .collect();
+    // Opened at the first keyframe after the 120 s dwell: within one GOP of the truth.
+    assert_eq!(charging.len(), 1, "{:#?}", keyframes.observed);
+    assert!(
+        (120.0..=131.0).contains(&charging[0].opened_at),
+        "{:#?}",
+        charging
+    );
+}
+
+#[test]
 fn a_hardware_decoder_the_box_lacks_falls_back_to_software_with_the_same_incidents() {
     // This machine has no GPU, VA-API device or V4L2 decoder: the configured hwaccel
     // cannot open, the camera decodes in software and says so, and nothing else changes.
