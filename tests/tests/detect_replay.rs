@@ -291,6 +291,29 @@ fn check_probes_camera_streams() {
     assert!(r.stdout().contains("stream FAILED"), "{}", r.stdout());
 }
 
+/// `seconds` of a shared still image at 5 fps through the filter `vf`, as H.264 with a
+/// keyframe every 10 frames, at `path`.
+fn still_clip(path: &Path, image: &str, seconds: u32, vf: &str) -> std::path::PathBuf {
+    ffmpeg(&[
+        "-loop",
+        "1",
+        "-framerate",
+        "5",
+        "-t",
+        &seconds.to_string(),
+        "-i",
+        media(image).to_str().unwrap(),
+        "-vf",
+        &format!("{vf},format=yuv420p"),
+        "-c:v",
+        "libx264",
+        "-g",
+        "10",
+        path.to_str().unwrap(),
+    ]);
+    path.to_path_buf()
+}
+
 #[test]
 fn check_prints_the_regions_and_which_stream_they_read() {
     // A 1080p main stream and a 640x360 sub-stream of the same scene (dog.jpg small in a
@@ -298,23 +321,8 @@ fn check_prints_the_regions_and_which_stream_they_read() {
     // sub-stream even at native resolution, so detection reads the main stream.
     let dir = tempfile::tempdir().unwrap();
     let clip = |name: &str, size: &str| {
-        let path = dir.path().join(name);
-        ffmpeg(&[
-            "-loop",
-            "1",
-            "-framerate",
-            "5",
-            "-t",
-            "1",
-            "-i",
-            media("dog.jpg").to_str().unwrap(),
-            "-vf",
-            &format!("scale=384:288,pad=1920:1080:1200:600:color=gray,scale={size},format=yuv420p"),
-            "-c:v",
-            "libx264",
-            path.to_str().unwrap(),
-        ]);
-        path
+        let vf = format!("scale=384:288,pad=1920:1080:1200:600:color=gray,scale={size}");
+        still_clip(&dir.path().join(name), "dog.jpg", 1, &vf)
     };
     let main = clip("main.mp4", "1920:1080");
     let sub = clip("sub.mp4", "640:360");
@@ -400,27 +408,13 @@ fn replay_survives_a_resolution_change_mid_stream_and_boxes_stay_put() {
     // is the same still picture throughout, so in normalised coordinates every box must
     // stay where it was.
     let dir = tempfile::tempdir().unwrap();
-    let dog = media("dog.jpg");
     let part = |name: &str, size: &str| {
-        let path = dir.path().join(name);
-        ffmpeg(&[
-            "-loop",
-            "1",
-            "-framerate",
-            "5",
-            "-t",
-            "4",
-            "-i",
-            dog.to_str().unwrap(),
-            "-vf",
-            &format!("scale={size},format=yuv420p"),
-            "-c:v",
-            "libx264",
-            "-g",
-            "10",
-            path.to_str().unwrap(),
-        ]);
-        path
+        still_clip(
+            &dir.path().join(name),
+            "dog.jpg",
+            4,
+            &format!("scale={size}"),
+        )
     };
     let first = part("first.ts", "768:576");
     let second = part("second.ts", "640:360");

@@ -86,6 +86,22 @@ fn porch_camera(id: &str, url: &str) -> String {
     )
 }
 
+/// The porch camera reading `server`'s "main" and "sub" mounts, its zone's smallest objects
+/// `min_object_height` of the picture high.
+fn porch_camera_with_sub_stream(server: &RtspServer, min_object_height: f32) -> String {
+    porch_camera("porch", &server.url("main"))
+        .replacen(
+            "\ndetect_fps",
+            &format!("\ndetect_url = \"{}\"\ndetect_fps", server.url("sub")),
+            1,
+        )
+        .replacen(
+            "\n\n[cameras.zones.fly",
+            &format!("\nmin_object_height = {min_object_height}\n\n[cameras.zones.fly"),
+            1,
+        )
+}
+
 fn incidents(sub: &Subscriber) -> Vec<Value> {
     sub.on_topic("/incident")
         .iter()
@@ -370,17 +386,7 @@ fn with_a_sub_stream_detection_reads_it_and_evidence_comes_from_the_main_stream(
     let dir = tempfile::tempdir().unwrap();
     // The bicycle stands near the camera (half the picture high): the sub-stream has the
     // pixels for it, so detection stays there.
-    let camera = porch_camera("porch", &server.url("main"))
-        .replacen(
-            "\ndetect_fps",
-            &format!("\ndetect_url = \"{}\"\ndetect_fps", server.url("sub")),
-            1,
-        )
-        .replacen(
-            "\n\n[cameras.zones.fly",
-            "\nmin_object_height = 0.3\n\n[cameras.zones.fly",
-            1,
-        );
+    let camera = porch_camera_with_sub_stream(&server, 0.3);
     let config = config(dir.path(), Some(broker.port), &camera)
         .to_string_lossy()
         .to_string();
@@ -452,17 +458,7 @@ fn a_sub_stream_short_of_pixels_for_the_zone_moves_detection_to_the_main_stream(
     let dir = tempfile::tempdir().unwrap();
     // Objects down to 6 % of the picture: 35 px on the 768x576 sub-stream even at native
     // resolution, 58 px on the 1280x960 main stream.
-    let camera = porch_camera("porch", &server.url("main"))
-        .replacen(
-            "\ndetect_fps",
-            &format!("\ndetect_url = \"{}\"\ndetect_fps", server.url("sub")),
-            1,
-        )
-        .replacen(
-            "\n\n[cameras.zones.fly",
-            "\nmin_object_height = 0.06\n\n[cameras.zones.fly",
-            1,
-        );
+    let camera = porch_camera_with_sub_stream(&server, 0.06);
     let daemon = Daemon::start(&config(dir.path(), None, &camera));
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let detecting_on_main = |log: &str| {
