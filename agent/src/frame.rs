@@ -31,8 +31,7 @@ pub struct FrameMeta {
 impl FrameMeta {
     /// Whether every region of the frame was detected.
     pub fn fully_inferred(&self) -> bool {
-        let n = self.regions.len().min(64);
-        let all = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
+        let all = all_regions(self.regions.len());
         self.inferred & all == all
     }
 
@@ -44,6 +43,11 @@ impl FrameMeta {
             .filter(|(i, _)| *i < 64 && self.inferred & (1 << i) != 0)
             .map(|(_, r)| r)
     }
+}
+
+/// The region mask with a bit set for each of `n` regions (at most 64 are tracked).
+pub fn all_regions(n: usize) -> u64 {
+    if n >= 64 { u64::MAX } else { (1u64 << n) - 1 }
 }
 
 /// The whole picture, normalised: the one region of a frame detected whole.

@@ -186,10 +186,7 @@ impl MotionGate {
     /// region passes on the first frame, after a size change, and when the frame cannot be
     /// read.
     pub fn check_regions(&mut self, frame: &ffmpeg::frame::Video, pts_us: i64) -> u64 {
-        let all = match self.regions.len() {
-            n if n >= 64 => u64::MAX,
-            n => (1u64 << n) - 1,
-        };
+        let all = crate::frame::all_regions(self.regions.len());
         // SAFETY: reading plain fields of a decoded frame.
         let key = unsafe {
             let raw = frame.as_ptr();

@@ -173,8 +173,6 @@ pub struct DecodeReport {
     pub sampled: u64,
     /// Sampled frames the motion gate kept from the detector.
     pub gated: u64,
-    /// Region inferences the letterbox prepared (a frame with three regions moving: 3).
-    pub region_inputs: u64,
     pub url: String,
     /// The detection regions of the last plan.
     pub plan: Option<crate::regions::RegionPlan>,
@@ -329,10 +327,7 @@ impl PlannedRegions {
     }
 
     fn all(&self) -> u64 {
-        match self.rects.len() {
-            n if n >= 64 => u64::MAX,
-            n => (1u64 << n) - 1,
-        }
+        crate::frame::all_regions(self.rects.len())
     }
 }
 
@@ -356,7 +351,6 @@ pub fn decode_into_queue(
             stats: DecodeStats::default(),
             sampled: 0,
             gated: 0,
-            region_inputs: 0,
             url,
             plan: Some(regions.plan),
             short_of_pixels: true,
@@ -377,7 +371,6 @@ pub fn decode_into_queue(
     });
     let mut sampled = 0u64;
     let mut gated = 0u64;
-    let mut region_inputs = 0u64;
     let mut scaler_error = None;
     // Frames decoded in GPU memory come down only once sampled (see `cpu_frame`).
     let mut downloaded = ffmpeg_next::frame::Video::empty();
@@ -483,7 +476,6 @@ pub fn decode_into_queue(
                 scaler_error = Some(err);
                 return ControlFlow::Break(());
             }
-            region_inputs += 1;
         }
         sampled += 1;
         if queue.submit(slot) {
@@ -513,7 +505,6 @@ pub fn decode_into_queue(
         stats,
         sampled,
         gated,
-        region_inputs,
         url,
         plan: Some(regions.plan),
         short_of_pixels: false,
