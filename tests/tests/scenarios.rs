@@ -298,6 +298,19 @@ fn charging_night_1080p_h265() {
     full_picture_misses("charging_night_1080p_h265");
 }
 
+#[test]
+fn crowding_small_1080p() {
+    let o = check("crowding_small_1080p");
+    let closed = o.events.iter().find(|e| e["state"] == "closed").unwrap();
+    let peak = closed["peak_count"].as_u64().unwrap();
+    assert!(
+        (4..=5).contains(&peak),
+        "four copies of one person: peak {peak}"
+    );
+    // Letterboxed whole, a person is ~20 px high: no crowd at all.
+    full_picture_misses("crowding_small_1080p");
+}
+
 /// With `regions = "full"` (one pass of the whole picture, as before detection regions) the
 /// scenario's small objects are not seen: no incident at all. Proves the scenario needs
 /// the regions it tests.

@@ -1,6 +1,8 @@
-//! `crowding`: persons in a zone at or above `min_count` continuously for `duration`. It
-//! clears with hysteresis: only once the count stays below `clear_count` for
-//! `clear_duration`, so a crowd that thins for a moment is still one incident.
+//! `crowding`: persons in a zone at or above `min_count` for `duration`. On the way up a dip
+//! below `min_count` shorter than [`PENDING_DIP_US`] does not restart the clock: one person
+//! walks out as the next walks in, or a small far person is missed for a second. It clears
+//! with hysteresis: only once the count stays below `clear_count` for `clear_duration`, so a
+//! crowd that thins for a moment is still one incident.
 
 use super::{
     CloseReason, FrameContext, Kind, ObjectRef, RuleEvent, Schedule, Signal, Timing, Transition,
@@ -10,10 +12,19 @@ use super::{
 /// not shrink the crowd.
 const RECENTLY_SEEN_US: i64 = 1_000_000;
 
+/// While a crowd is pending, the count may fall below `min_count` for this long without
+/// restarting its `duration` clock. Short against any sensible `duration` (10 s and more), so
+/// a crowd is still a crowd for nearly all of it; a track lost and found again also needs a
+/// few frames to be confirmed, which this covers.
+const PENDING_DIP_US: i64 = 2_000_000;
+
 #[derive(Debug, Clone)]
 enum State {
     Idle,
-    Pending { since_us: i64 },
+    Pending {
+        since_us: i64,
+        below_since_us: Option<i64>,
+    },
     Open(Crowd),
 }
 
@@ -114,14 +125,26 @@ impl CrowdingRule {
         match &mut self.state {
             State::Idle => {
                 if count >= self.min_count && !cooling && self.schedule.contains(at, ctx.offset) {
-                    self.state = State::Pending { since_us: at };
+                    self.state = State::Pending {
+                        since_us: at,
+                        below_since_us: None,
+                    };
                 }
             }
-            State::Pending { since_us } => {
+            State::Pending {
+                since_us,
+                below_since_us,
+            } => {
                 let since = *since_us;
                 if count < self.min_count {
-                    self.state = State::Idle;
-                } else if at - since >= self.duration_us {
+                    let below_since = *below_since_us.get_or_insert(at);
+                    if at - below_since > PENDING_DIP_US {
+                        self.state = State::Idle;
+                    }
+                    return;
+                }
+                *below_since_us = None;
+                if at - since >= self.duration_us {
                     let crowd = Crowd {
                         key: self.next_key,
                         started_at_us: since,
@@ -279,6 +302,22 @@ mod tests {
     fn a_short_gathering_or_a_small_group_is_not_a_crowd() {
         assert!(run(&[(8.0, 6), (30.0, 2)]).is_empty());
         assert!(run(&[(60.0, 4)]).is_empty());
+    }
+
+    #[test]
+    fn a_dip_of_a_second_while_pending_keeps_the_clock_a_longer_one_restarts_it() {
+        let kept = run(&[(6.0, 6), (1.4, 2), (12.0, 6)]);
+        let open = kept.iter().find(|e| e.1 == Transition::Open).expect("opened");
+        // Confirmed at 0.4 s, open 10 s later, the dip counted in.
+        assert!((open.0 - 10.4).abs() < 0.5, "opened at {}", open.0);
+        // 4 s below (a person counts 1 s after it was last seen: 3 s of a lower count).
+        let restarted = run(&[(6.0, 6), (4.0, 2), (14.0, 6)]);
+        let open = restarted
+            .iter()
+            .find(|e| e.1 == Transition::Open)
+            .expect("opened");
+        // The clock restarts when the crowd is back (10 s) and its tracks confirmed.
+        assert!((open.0 - 20.4).abs() < 0.5, "opened at {}", open.0);
     }
 
     #[test]
