@@ -74,6 +74,8 @@ pub struct Outcome {
     pub matched: Vec<(usize, usize)>,
     /// Every incident event, schema-checked by the caller.
     pub events: Vec<Value>,
+    /// Every `detections` record of the replay, in frame order.
+    pub detections: Vec<Value>,
     pub problems: Vec<String>,
     /// The replay's summary (frames decoded, detected, gated, ...).
     pub summary: Value,
@@ -232,10 +234,10 @@ pub fn run_on(scenario: &Scenario, out_dir: &Path, config: &Path, program: &Path
         .rev()
         .find_map(|l| serde_json::from_str(l).ok())
         .unwrap_or(Value::Null);
-    let events: Vec<Value> = read_jsonl(&out)
+    let (events, detections): (Vec<Value>, Vec<Value>) = read_jsonl(&out)
         .into_iter()
-        .filter(|r| r["type"] == "incident")
-        .collect();
+        .filter(|r| r["type"] == "incident" || r["type"] == "detections")
+        .partition(|r| r["type"] == "incident");
 
     let mut observed: Vec<Observed> = Vec::new();
     for e in &events {
@@ -314,6 +316,7 @@ pub fn run_on(scenario: &Scenario, out_dir: &Path, config: &Path, program: &Path
         observed,
         matched,
         events,
+        detections,
         problems,
         summary,
         log: replay.stderr(),

@@ -311,6 +311,40 @@ fn crowding_small_1080p() {
     full_picture_misses("crowding_small_1080p");
 }
 
+#[test]
+fn parking_swaying() {
+    let o = check("parking_swaying");
+    // The sway reaches the tracker: the parked car's detected centre wanders by more than
+    // a tenth of its width, yet it stays one stay and one incident.
+    let centres: Vec<(f64, f64)> = o
+        .detections
+        .iter()
+        .filter(|r| (10.0..240.0).contains(&r["pts"].as_f64().unwrap()))
+        .flat_map(|r| r["detections"].as_array().unwrap().clone())
+        .filter(|d| d["label"] == "car" && d["box_norm"][0].as_f64().unwrap() < 0.3)
+        .map(|d| {
+            let b: Vec<f64> = d["box"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0)
+        })
+        .collect();
+    assert!(centres.len() > 300, "the car is seen: {}", centres.len());
+    let spread = |f: fn(&(f64, f64)) -> f64| {
+        let values = centres.iter().map(f);
+        values.clone().fold(f64::MIN, f64::max) - values.fold(f64::MAX, f64::min)
+    };
+    assert!(
+        spread(|c| c.0) >= 8.0 && spread(|c| c.1) >= 8.0,
+        "sway x {} y {}",
+        spread(|c| c.0),
+        spread(|c| c.1)
+    );
+}
+
 /// With `regions = "full"` (one pass of the whole picture, as before detection regions) the
 /// scenario's small objects are not seen: no incident at all. Proves the scenario needs
 /// the regions it tests.

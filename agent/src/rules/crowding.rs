@@ -307,7 +307,10 @@ mod tests {
     #[test]
     fn a_dip_of_a_second_while_pending_keeps_the_clock_a_longer_one_restarts_it() {
         let kept = run(&[(6.0, 6), (1.4, 2), (12.0, 6)]);
-        let open = kept.iter().find(|e| e.1 == Transition::Open).expect("opened");
+        let open = kept
+            .iter()
+            .find(|e| e.1 == Transition::Open)
+            .expect("opened");
         // Confirmed at 0.4 s, open 10 s later, the dip counted in.
         assert!((open.0 - 10.4).abs() < 0.5, "opened at {}", open.0);
         // 4 s below (a person counts 1 s after it was last seen: 3 s of a lower count).
