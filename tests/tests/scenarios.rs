@@ -293,6 +293,23 @@ fn parking_far_1080p() {
 }
 
 #[test]
+fn keyframes_of_the_far_parking_h265_stream_still_open_the_incident_in_time() {
+    // Illegal parking is a slow rule: a keyframe every 6.25 s of the 1080p H.265 main stream,
+    // seen through the aisle's region, opens and closes it within a GOP or two of the truth.
+    let s = scenario::load("parking_far_1080p");
+    let out = tempfile::tempdir().unwrap();
+    let keyframes = scenario::run_with(&s, out.path(), "decode = \"keyframes\"");
+    assert!(
+        keyframes.problems.is_empty(),
+        "{:?}\n{:#?}",
+        keyframes.problems,
+        keyframes.observed
+    );
+    let decoded = keyframes.summary["frames_decoded"].as_u64().unwrap();
+    assert!(decoded < 300, "keyframes only: decoded {decoded} of 2320 frames");
+}
+
+#[test]
 fn charging_night_1080p_h265() {
     check("charging_night_1080p_h265");
     full_picture_misses("charging_night_1080p_h265");
