@@ -41,6 +41,9 @@ TICKS = os.sysconf("SC_CLK_TCK")
 PHASES = 8
 # detector.workers of the daemon under test (--workers).
 WORKERS = 1
+# Every camera's `regions` (--regions): "auto" (the default) plans detection regions from
+# the zones, "full" is one whole-picture pass, as before detection regions.
+REGIONS = "auto"
 
 MODES = {
     "a": ("main 1080p, full decode", "main", None, ""),
@@ -63,6 +66,7 @@ def write_config(work, mode, cameras, clips, port):
     )
     for i in range(cameras):
         text += f'[[cameras]]\nid = "cam{i:02}"\nurl = "{rotated(clips[url], i, PHASES)}"\n'
+        text += f'regions = "{REGIONS}"\n'
         if detect:
             text += f'detect_url = "{rotated(clips[detect], i, PHASES)}"\n'
         text += extra
@@ -91,7 +95,9 @@ def metrics(port):
             name_labels, value = line.rsplit(" ", 1)
             name, labels = name_labels.split("{", 1)
             camera = labels.split('"')[1]
-            totals.setdefault(camera, {})[name] = float(value)
+            # Series with more labels than the camera (inferences per region) are summed.
+            per_camera = totals.setdefault(camera, {})
+            per_camera[name] = per_camera.get(name, 0.0) + float(value)
     return totals
 
 
@@ -150,6 +156,9 @@ def live_run(mode, cameras, clips, duration, warmup):
                       - m0.get(c, {}).get("gridwatch_frames_dropped_total", 0) for c in m1)
         inferred = sum(m1[c].get("gridwatch_frames_inferred_total", 0)
                        - m0.get(c, {}).get("gridwatch_frames_inferred_total", 0) for c in m1)
+        region_inferences = sum(
+            m1[c].get("gridwatch_region_inferences_total", 0)
+            - m0.get(c, {}).get("gridwatch_region_inferences_total", 0) for c in m1)
         return {
             "cameras": cameras,
             "cpu_per_camera_hour": (cpu1 - cpu0) / elapsed / cameras * 3600,
@@ -159,6 +168,7 @@ def live_run(mode, cameras, clips, duration, warmup):
             "worst_rate": worst,
             "dropped": dropped,
             "detect_fps": inferred / elapsed / cameras,
+            "inferences_per_s": region_inferences / elapsed / cameras,
         }
 
 
@@ -190,9 +200,12 @@ def main():
     parser.add_argument("--modes", default="abcde")
     parser.add_argument("--max-cameras", type=int, default=100)
     parser.add_argument("--workers", type=int, default=1, help="detector.workers")
+    parser.add_argument("--regions", default="auto", choices=["auto", "full"],
+                        help="every camera's detection regions")
     args = parser.parse_args()
-    global WORKERS
+    global WORKERS, REGIONS
     WORKERS = args.workers
+    REGIONS = args.regions
     require_binary()
     clips = {**derived_clips(), **static_clips()}
     results = {}
@@ -202,17 +215,18 @@ def main():
 
     print(f"\n{time.strftime('%Y-%m-%d')}, {cpu_model()} ({os.cpu_count()} cores), "
           f"{args.duration:g} s per run; clip: {SOURCE} at 1920x1080 / 640x360, 25 fps, "
-          f"GOP {GOP}, detector.workers = {WORKERS}\n")
-    print("| mode | detect fps / camera | CPU-s per camera-hour | cameras sustained "
-          "| vs (a) | RSS, 1 camera (MiB) | RSS per added camera (MiB) |")
-    print("|---|---|---|---|---|---|---|")
+          f"GOP {GOP}, detector.workers = {WORKERS}, regions = \"{REGIONS}\"\n")
+    print("| mode | detect fps / camera | inferences/s / camera | CPU-s per camera-hour "
+          "| cameras sustained | vs (a) | RSS, 1 camera (MiB) | RSS per added camera (MiB) |")
+    print("|---|---|---|---|---|---|---|---|")
     base = results.get("a", (None, None, None))[1]
     for mode, (one, best, per_camera_rss) in results.items():
         sustained = best["cameras"] if best else 0
         capped = "≥ " if sustained >= args.max_cameras else ""
         cpu = (best or one)["cpu_per_camera_hour"]
         ratio = f"{sustained / base['cameras']:.1f}x" if base and sustained else "-"
-        print(f"| ({mode}) {MODES[mode][0]} | {(best or one)['detect_fps']:.2f} | {cpu:.0f} "
+        print(f"| ({mode}) {MODES[mode][0]} | {(best or one)['detect_fps']:.2f} "
+              f"| {(best or one)['inferences_per_s']:.2f} | {cpu:.0f} "
               f"| {capped}{sustained} | {ratio} | {one['rss']:.0f} | {per_camera_rss:.1f} |")
 
 

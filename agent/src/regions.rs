@@ -29,6 +29,9 @@
 //!    in its neighbour), plus one pass of the whole region for objects larger than a tile's
 //!    overlap. A tile is never smaller than the model input: finer than native resolution
 //!    there is nothing more to see, and the plan says so (the stream lacks the pixels).
+//!    Tiles that would show the objects less than [`MIN_REGION_GAIN`] times larger than the
+//!    region's own pass are not made (a 480x270 picture tiled at native resolution gains
+//!    1.15x for three times the inferences): the plan says the objects are short of pixels.
 //! 6. At most [`MAX_REGIONS`] per camera; past that, regions keep only their whole pass and
 //!    the plan says which objects will be too small.
 //!
@@ -426,6 +429,10 @@ fn tile(
             (model.0 / needed).min(b.width()),
             (model.1 / needed).min(b.height()),
         );
+        if letterbox_scale(tw, th, model) < MIN_REGION_GAIN * scale {
+            layouts.push(None);
+            continue;
+        }
         let xs = tile_starts(b.width(), tw);
         let ys = tile_starts(b.height(), th);
         layouts.push(Some((xs, ys, tw, th)));
@@ -629,6 +636,20 @@ mod tests {
             416,
         );
         assert_eq!(p.regions[0].role, Role::Whole, "{:#?}", p.regions);
+        // Nor is tiling it at native resolution (1.15x for three inferences): one pass, and
+        // the plan says the 22 px objects are short of pixels.
+        assert_eq!(p.regions.len(), 1, "{:#?}", p.regions);
+        assert_eq!(p.short_of_pixels.len(), 1);
+        // A 768x432 picture tiled at native resolution gains 1.85x: tiles.
+        let p = plan(
+            &RegionsSetting::Auto,
+            &[zone("hall", [0.0, 0.0, 1.0, 1.0], 0.08)],
+            768,
+            432,
+            416,
+            416,
+        );
+        assert!(p.regions.len() > 1, "{:#?}", p.regions);
     }
 
     #[test]
