@@ -44,6 +44,8 @@ WORKERS = 1
 # Every camera's `regions` (--regions): "auto" (the default) plans detection regions from
 # the zones, "full" is one whole-picture pass, as before detection regions.
 REGIONS = "auto"
+# The whole-picture zone's min_object_height (--min-object-height); None: the default.
+MIN_OBJECT_HEIGHT = None
 
 MODES = {
     "a": ("main 1080p, full decode", "main", None, ""),
@@ -74,6 +76,8 @@ def write_config(work, mode, cameras, clips, port):
         text += (
             '[[cameras.zones]]\nid = "all"\n'
             "polygon = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]\n"
+            + (f"min_object_height = {MIN_OBJECT_HEIGHT}\n" if MIN_OBJECT_HEIGHT else "")
+            +
             '[cameras.zones.illegal_parking]\ndwell = "60s"\n'
             "[cameras.zones.crowding]\nmin_count = 5\n\n"
         )
@@ -202,10 +206,13 @@ def main():
     parser.add_argument("--workers", type=int, default=1, help="detector.workers")
     parser.add_argument("--regions", default="auto", choices=["auto", "full"],
                         help="every camera's detection regions")
+    parser.add_argument("--min-object-height", type=float, default=None,
+                        help="the zones' min_object_height (default: gridwatch's)")
     args = parser.parse_args()
-    global WORKERS, REGIONS
+    global WORKERS, REGIONS, MIN_OBJECT_HEIGHT
     WORKERS = args.workers
     REGIONS = args.regions
+    MIN_OBJECT_HEIGHT = args.min_object_height
     require_binary()
     clips = {**derived_clips(), **static_clips()}
     results = {}
@@ -215,7 +222,8 @@ def main():
 
     print(f"\n{time.strftime('%Y-%m-%d')}, {cpu_model()} ({os.cpu_count()} cores), "
           f"{args.duration:g} s per run; clip: {SOURCE} at 1920x1080 / 640x360, 25 fps, "
-          f"GOP {GOP}, detector.workers = {WORKERS}, regions = \"{REGIONS}\"\n")
+          f"GOP {GOP}, detector.workers = {WORKERS}, regions = \"{REGIONS}\", "
+          f"zone min_object_height = {MIN_OBJECT_HEIGHT or 'default'}\n")
     print("| mode | detect fps / camera | inferences/s / camera | CPU-s per camera-hour "
           "| cameras sustained | vs (a) | RSS, 1 camera (MiB) | RSS per added camera (MiB) |")
     print("|---|---|---|---|---|---|---|---|")

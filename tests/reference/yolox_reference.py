@@ -13,6 +13,10 @@ Two ways to get the resized picture:
   differs from swscale's filter by a few grey levels, so scores differ slightly; the tests
   use it to check the same objects are found.
 
+``--crop X:Y:W:H`` (swscale mode) runs the model on that rectangle of the picture only, as
+gridwatch's detection regions do: FFmpeg's ``crop`` filter before the same scale, boxes
+clipped to the rectangle and shifted back into whole-picture pixels.
+
 Prints JSON: ``[{"frame": i, "width": w, "height": h, "detections": [{"class_id", "score",
 "box": [x1, y1, x2, y2]}]}]`` with boxes in source pixels, clipped to the image.
 """
@@ -38,15 +42,20 @@ def probe_size(path):
     return int(width), int(height)
 
 
-def swscale_frames(path, flags, max_frames):
-    """Yields BGR HWC uint8 images of the letterbox's image area, scaled by FFmpeg."""
+def swscale_frames(path, flags, max_frames, crop=None):
+    """Yields BGR HWC uint8 images of the letterbox's image area, scaled by FFmpeg (of the
+    `crop` rectangle (x, y, w, h) only, when given)."""
     width, height = probe_size(path)
+    if crop:
+        width, height = crop[2], crop[3]
     r = min(INPUT_SIZE / height, INPUT_SIZE / width)
     sw, sh = int(width * r), int(height * r)
     cmd = ["ffmpeg", "-v", "error", "-i", path, "-an", "-fps_mode", "passthrough"]
     if max_frames:
         cmd += ["-frames:v", str(max_frames)]
-    cmd += ["-vf", f"scale={sw}:{sh}:flags={flags}", "-pix_fmt", "gbrp", "-f", "rawvideo", "-"]
+    crop_filter = f"crop={crop[2]}:{crop[3]}:{crop[0]}:{crop[1]}," if crop else ""
+    cmd += ["-vf", f"{crop_filter}scale={sw}:{sh}:flags={flags}", "-pix_fmt", "gbrp",
+            "-f", "rawvideo", "-"]
     raw = subprocess.run(cmd, capture_output=True, check=True).stdout
     planes = np.frombuffer(raw, np.uint8).reshape(-1, 3, sh, sw)
     for g, b, r_ in planes:
@@ -152,18 +161,25 @@ def main():
     parser.add_argument("--max-frames", type=int, default=0)
     parser.add_argument("--score-thr", type=float, default=0.3)
     parser.add_argument("--nms-thr", type=float, default=0.45)
+    parser.add_argument("--crop", help="X:Y:W:H, source pixels (swscale mode)")
     args = parser.parse_args()
+    crop = tuple(int(v) for v in args.crop.split(":")) if args.crop else None
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(args.model, options, providers=["CPUExecutionProvider"])
     frames = (cv2_frames(args.input) if args.resize == "cv2"
-              else swscale_frames(args.input, args.scaler_flags, args.max_frames))
+              else swscale_frames(args.input, args.scaler_flags, args.max_frames, crop))
     results = []
     for index, (resized, r, width, height) in enumerate(frames):
+        detections = detect(session, resized, r, width, height, args.score_thr, args.nms_thr)
+        if crop:
+            for d in detections:
+                d["box"] = [d["box"][0] + crop[0], d["box"][1] + crop[1],
+                            d["box"][2] + crop[0], d["box"][3] + crop[1]]
+            width, height = probe_size(args.input)
         results.append({"frame": index, "width": width, "height": height,
-                        "detections": detect(session, resized, r, width, height,
-                                             args.score_thr, args.nms_thr)})
+                        "detections": detections})
     json.dump(results, sys.stdout)
 
 

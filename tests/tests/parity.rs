@@ -53,6 +53,51 @@ fn dog_jpg_matches_the_reference_with_tract() {
     dog_jpg_matches_the_reference("tract");
 }
 
+/// A detection region: the crop of the picture letterboxed on its own (the daemon's
+/// `regions` path, one swscale pass from the cropped planes) against the reference running
+/// FFmpeg's crop then the same scale; boxes back in whole-picture pixels. The region cuts
+/// the truck at its right border, so a cut box is compared too.
+fn dog_jpg_region_matches_the_reference(backend: &str) {
+    let image = media("dog.jpg");
+    let ours = run_ok(gridwatch().arg("detect").arg(&image).args([
+        "--region",
+        "0.1,0.15,0.75,0.98",
+        "--backend",
+        backend,
+    ]));
+    let ours: Value = serde_json::from_str(&ours.stdout()).expect("detect prints JSON");
+    let region: Vec<u64> = ours["region"]
+        .as_array()
+        .expect("the region's pixels")
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    // 768x576: x from 76.8, y from 86.4, kept even; width and height even.
+    assert_eq!(region, [76, 86, 500, 478], "{ours}");
+    assert!(
+        ours["detections"].as_array().is_some_and(|d| d.len() >= 3),
+        "{backend}: dog, bicycle and the cut truck: {ours}"
+    );
+    let crop = format!("{}:{}:{}:{}", region[0], region[1], region[2], region[3]);
+    let reference = reference(&["--input", image.to_str().unwrap(), "--crop", &crop]);
+    compare_detections(
+        &format!("dog.jpg region {crop} with {backend}"),
+        &detections_of(&reference[0]["detections"]),
+        &detections_of(&ours["detections"]),
+    )
+    .unwrap();
+}
+
+#[test]
+fn dog_jpg_region_matches_the_reference_with_onnx_runtime() {
+    dog_jpg_region_matches_the_reference("ort");
+}
+
+#[test]
+fn dog_jpg_region_matches_the_reference_with_tract() {
+    dog_jpg_region_matches_the_reference("tract");
+}
+
 /// YOLOX's demo resizes with OpenCV's INTER_LINEAR, gridwatch with swscale in one pass from
 /// YUV. The pixels differ by a few grey levels, so only the objects (not the exact scores)
 /// must agree: every confident reference detection has a gridwatch twin.

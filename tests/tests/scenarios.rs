@@ -306,7 +306,10 @@ fn keyframes_of_the_far_parking_h265_stream_still_open_the_incident_in_time() {
         keyframes.observed
     );
     let decoded = keyframes.summary["frames_decoded"].as_u64().unwrap();
-    assert!(decoded < 300, "keyframes only: decoded {decoded} of 2320 frames");
+    assert!(
+        decoded < 300,
+        "keyframes only: decoded {decoded} of 2320 frames"
+    );
 }
 
 #[test]

@@ -86,7 +86,7 @@ fn incidents(o: &Outcome) -> String {
 
 fn comparison_table(autos: &[Outcome], rows: &[Comparison]) -> String {
     let mut text = String::from(
-        "| scenario | picture | stream min | auto regions | auto: found/truth | auto inferences | auto CPU-s per stream-min | full: found/truth | full inferences | full CPU-s per stream-min | CPU auto/full |\n|---|---|---:|---:|---|---:|---:|---|---:|---:|---:|\n",
+        "| scenario | picture | stream min | auto: found/truth | auto inferences (per frame) | auto CPU-s per stream-min | full: found/truth | full inferences | full CPU-s per stream-min | CPU auto/full |\n|---|---|---:|---|---:|---:|---|---:|---:|---:|\n",
     );
     let (mut auto_found, mut full_found, mut truth) = (0, 0, 0);
     let (mut auto_cpu, mut full_cpu, mut minutes) = (0.0, 0.0, 0.0);
@@ -100,15 +100,18 @@ fn comparison_table(autos: &[Outcome], rows: &[Comparison]) -> String {
                 0.0
             }
         };
+        let inferences = summary["inferences"].as_u64().unwrap_or(0);
+        let per_frame =
+            inferences as f64 / summary["frames_detected"].as_u64().unwrap_or(0).max(1) as f64;
         text.push_str(&format!(
-            "| {} | {}x{} | {:.1} | {} | {} | {} | {:.1} | {} | {} | {:.1} | {:.2} |\n",
+            "| {} | {}x{} | {:.1} | {} | {} ({:.1}) | {:.1} | {} | {} | {:.1} | {:.2} |\n",
             auto.scenario,
             summary["width"],
             summary["height"],
             stream_minutes,
-            summary["regions"].as_array().map_or(0, Vec::len),
             incidents(auto),
-            summary["inferences"],
+            inferences,
+            per_frame,
             per_minute(row.auto_cpu),
             incidents(&row.full),
             row.full.summary["inferences"],
