@@ -69,6 +69,26 @@ pub fn draw_line(
     }
 }
 
+/// Zones are drawn in this yellow on snapshots and camera pictures.
+pub const ZONE_COLOUR: Rgb<u8> = Rgb([255, 221, 0]);
+/// Detection regions are drawn in this cyan on camera pictures.
+pub const REGION_COLOUR: Rgb<u8> = Rgb([0, 200, 255]);
+
+/// Draws a closed polygon given in fractions of the image (a zone).
+pub fn draw_polygon(img: &mut RgbImage, polygon: &[(f32, f32)], thickness: i64, colour: Rgb<u8>) {
+    let (w, h) = (img.width() as f32, img.height() as f32);
+    for (i, a) in polygon.iter().enumerate() {
+        let b = polygon[(i + 1) % polygon.len()];
+        draw_line(
+            img,
+            (a.0 * w, a.1 * h),
+            (b.0 * w, b.1 * h),
+            thickness,
+            colour,
+        );
+    }
+}
+
 /// Writes ASCII `text` with its top-left at (x, y), each font pixel `scale` image pixels.
 /// Characters outside ASCII are drawn as `?`.
 pub fn draw_text(img: &mut RgbImage, x: i64, y: i64, text: &str, scale: i64, colour: Rgb<u8>) {
@@ -112,6 +132,40 @@ pub fn draw_label(img: &mut RgbImage, bbox: &BBox, text: &str, colour: Rgb<u8>) 
     let y = if top >= tag_h { top - tag_h } else { top };
     fill_rect(img, x, y, text_width(text, scale) + 4, tag_h, colour);
     draw_text(img, x + 2, y + 2, text, scale, Rgb([0, 0, 0]));
+}
+
+/// A camera's layout on its picture, for the installer: each zone's outline and id (yellow)
+/// and each detection region's rectangle and id (cyan). Zones as polygons and regions as
+/// [x1, y1, x2, y2], both in fractions of the picture.
+pub fn draw_layout(
+    img: &mut RgbImage,
+    zones: &[(String, Vec<(f32, f32)>)],
+    regions: &[(String, [f32; 4])],
+) {
+    let (w, h) = (img.width() as f32, img.height() as f32);
+    let thickness = (i64::from(img.width().max(img.height())) / 500).max(1);
+    for (id, [x1, y1, x2, y2]) in regions {
+        let bbox = BBox {
+            x1: x1 * w,
+            y1: y1 * h,
+            x2: x2 * w - 1.0,
+            y2: y2 * h - 1.0,
+        };
+        draw_box(img, &bbox, thickness, REGION_COLOUR);
+        draw_label(img, &bbox, id, REGION_COLOUR);
+    }
+    for (id, polygon) in zones {
+        draw_polygon(img, polygon, thickness * 2, ZONE_COLOUR);
+        if let Some(&(x, y)) = polygon.iter().min_by(|a, b| a.1.total_cmp(&b.1)) {
+            let at = BBox {
+                x1: x * w,
+                y1: y * h,
+                x2: x * w,
+                y2: y * h,
+            };
+            draw_label(img, &at, id, ZONE_COLOUR);
+        }
+    }
 }
 
 /// Boxes and `label score` tags for each detection.

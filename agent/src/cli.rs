@@ -85,6 +85,27 @@ pub enum Command {
     Media(MediaCommand),
     /// Measure decode, inference and the full pipeline on a clip, and print a table.
     Bench(crate::bench::BenchArgs),
+    /// Grab one picture of a configured camera and write it as JPEG (for drawing zones over
+    /// SSH): the camera's main stream, optionally with its zones drawn.
+    Snapshot(SnapshotArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SnapshotArgs {
+    /// Config file with the camera.
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// The camera's id.
+    pub camera: String,
+    /// Where to write the JPEG.
+    #[arg(long, short, default_value = "snapshot.jpg")]
+    pub out: PathBuf,
+    /// Draw the camera's zones (outline and id) on the picture.
+    #[arg(long)]
+    pub zones: bool,
+    /// Read the sub-stream (detect_url) instead of the main stream.
+    #[arg(long)]
+    pub sub: bool,
 }
 
 #[derive(Args, Debug)]
@@ -114,8 +135,31 @@ pub struct DetectArgs {
     /// Also write a copy of the image with boxes and labels drawn.
     #[arg(long, value_name = "OUT.jpg")]
     pub annotate: Option<PathBuf>,
+    /// Detect only in this region of the picture, cropped and letterboxed as the daemon does
+    /// for a detection region: X1,Y1,X2,Y2 as fractions of the picture (as in a camera's
+    /// `regions` list). Boxes are still in whole-picture pixels.
+    #[arg(long, value_name = "X1,Y1,X2,Y2", value_parser = parse_region)]
+    pub region: Option<[f32; 4]>,
     #[command(flatten)]
     pub detector: DetectorArgs,
+}
+
+fn parse_region(text: &str) -> Result<[f32; 4], String> {
+    let values: Vec<f32> = text
+        .split(',')
+        .map(|v| v.trim().parse::<f32>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("`{text}`: {e}; expected X1,Y1,X2,Y2 like 0.1,0.2,0.6,0.9"))?;
+    match values[..] {
+        [x1, y1, x2, y2]
+            if values.iter().all(|v| (0.0..=1.0).contains(v)) && x1 < x2 && y1 < y2 =>
+        {
+            Ok([x1, y1, x2, y2])
+        }
+        _ => Err(format!(
+            "`{text}`: expected four fractions X1,Y1,X2,Y2 in 0..1 with X1 < X2 and Y1 < Y2"
+        )),
+    }
 }
 
 #[derive(Args, Debug)]
@@ -275,6 +319,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Models(cmd) => cmd_models(cmd),
         Command::Media(cmd) => cmd_media(cmd),
         Command::Bench(args) => crate::bench::run(args),
+        Command::Snapshot(args) => cmd_snapshot(args),
     }
 }
 
@@ -329,7 +374,17 @@ fn cmd_detect(args: DetectArgs) -> anyhow::Result<()> {
     let mut input = ModelInput::new(&detector.manifest().input);
     let mut scaled = None;
     let stats = source.run(|frame, _| {
-        scaled = Some(letterboxer.run(frame, &mut input));
+        let crop = args.region.map(|[x1, y1, x2, y2]| {
+            let (w, h) = (frame.width(), frame.height());
+            let picture = crate::frame::BBox {
+                x1: x1 * w as f32,
+                y1: y1 * h as f32,
+                x2: x2 * w as f32,
+                y2: y2 * h as f32,
+            };
+            crate::frame::Crop::from_px(&picture, w, h)
+        });
+        scaled = Some(letterboxer.run_crop(frame, crop, &mut input));
         std::ops::ControlFlow::Break(())
     })?;
     let geometry =
@@ -356,13 +411,20 @@ fn cmd_detect(args: DetectArgs) -> anyhow::Result<()> {
         width: u32,
         height: u32,
         model: &'a str,
+        /// The region's pixels: [x, y, width, height].
+        #[serde(skip_serializing_if = "Option::is_none")]
+        region: Option<[u32; 4]>,
         detections: &'a [crate::frame::Detection],
     }
+    let crop = geometry.crop;
     let report = Report {
         image: &url,
         width: geometry.src_width,
         height: geometry.src_height,
         model: &detector.manifest().name,
+        region: args
+            .region
+            .map(|_| [crop.x, crop.y, crop.width, crop.height]),
         detections: &detections,
     };
     let mut stdout = std::io::stdout().lock();
@@ -377,6 +439,57 @@ fn cmd_detect(args: DetectArgs) -> anyhow::Result<()> {
             .with_context(|| format!("writing the annotated image {}", out.display()))?;
         tracing::info!(path = %out.display(), "annotated image written");
     }
+    Ok(())
+}
+
+fn cmd_snapshot(args: SnapshotArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args.config)?;
+    let camera = config.camera(&args.camera).ok_or_else(|| {
+        let known: Vec<&str> = config.cameras.iter().map(|c| c.id.as_str()).collect();
+        crate::config::ConfigError(format!(
+            "{}: no camera `{}`; configured: {}",
+            args.config.display(),
+            args.camera,
+            known.join(", ")
+        ))
+    })?;
+    let url = match (&camera.detect_url, args.sub) {
+        (Some(sub), true) => sub.clone(),
+        (None, true) => anyhow::bail!("camera {} has no sub-stream (detect_url)", camera.id),
+        (_, false) => camera.url.clone(),
+    };
+    let mut source = VideoSource::open(&url, &OpenOptions::for_camera(camera), Default::default())?;
+    let mut picture = None;
+    let stats = source.run(|frame, _| {
+        picture = Some(source::rgb_image(frame));
+        std::ops::ControlFlow::Break(())
+    })?;
+    let mut image = match picture {
+        Some(converted) => converted.context("converting the picture")?,
+        None => {
+            stats.check_complete(&url, source.info())?;
+            return Err(source::SourceError::NoFrames {
+                url: source::redact_url(&url),
+                errors: stats.decode_errors,
+                first: "no picture in the stream".into(),
+            }
+            .into());
+        }
+    };
+    if args.zones {
+        crate::annotate::draw_layout(&mut image, &crate::zones::camera_polygons(camera), &[]);
+    }
+    image
+        .save_with_format(&args.out, image::ImageFormat::Jpeg)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    println!(
+        "{}: {}x{} from {} written to {}",
+        camera.id,
+        image.width(),
+        image.height(),
+        source::redact_url(&url),
+        args.out.display()
+    );
     Ok(())
 }
 

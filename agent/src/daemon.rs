@@ -217,6 +217,7 @@ impl CameraRunner {
             analytics.set_suppressions(Arc::clone(memory));
         }
         let metrics = shared.metrics.register(&camera.id);
+        metrics.live.set_config(&camera);
         let e = &config.evidence;
         let window = e.pre_roll + e.post_roll + Duration::from_secs(10);
         let ring = PacketRing::new(window.as_micros() as i64, 128 << 20);
@@ -237,7 +238,8 @@ impl CameraRunner {
                         let camera = camera.clone();
                         let stop = Arc::clone(&stop);
                         let ring = ring.clone();
-                        move || main_stream_loop(&camera, &stop, &ring)
+                        let metrics = Arc::clone(&metrics);
+                        move || main_stream_loop(&camera, &stop, &ring, &metrics)
                     })?,
             );
         }
@@ -520,10 +522,49 @@ fn camera_loop(
         let on_open = |stream: &'static str| {
             move |info: &crate::source::StreamInfo| {
                 tracing::info!(camera = %camera.id, codec = %info.codec, decoder = %info.decoder, width = info.width, height = info.height, stream, "stream open");
+                metrics.live.opened(
+                    stream,
+                    true,
+                    stream_desc(info),
+                    chrono::Utc::now().timestamp_micros(),
+                );
             }
         };
+        let result =
+            detect_stream_once(camera, &mut options, spec, producer, stop, metrics, on_open);
+        let now = chrono::Utc::now().timestamp_micros();
+        match &result {
+            Err(e) => metrics.live.failed(&e.to_string(), now),
+            Ok(()) if !is_file => metrics.live.failed("the stream ended", now),
+            Ok(()) => {}
+        }
+        result
+    });
+}
+
+fn stream_desc(info: &crate::source::StreamInfo) -> crate::live::StreamDesc {
+    crate::live::StreamDesc {
+        codec: info.codec.to_string(),
+        decoder: info.decoder.to_string(),
+        width: info.width,
+        height: info.height,
+    }
+}
+
+/// Opens detection's stream and decodes it until it ends: the sub-stream, or the main
+/// stream once the sub-stream is found short of pixels for the camera's regions.
+fn detect_stream_once<F: Fn(&crate::source::StreamInfo)>(
+    camera: &CameraConfig,
+    options: &mut DecodeOptions,
+    spec: &InputSpec,
+    producer: &FrameProducer,
+    stop: &Arc<AtomicBool>,
+    metrics: &Arc<CameraMetrics>,
+    on_open: impl Fn(&'static str) -> F,
+) -> Result<(), crate::source::SourceError> {
+    {
         let mut report = decode_into_queue(
-            &options,
+            options,
             spec,
             producer,
             Arc::clone(stop),
@@ -539,24 +580,30 @@ fn camera_loop(
             options.url = camera.url.clone();
             options.stream = "main";
             options.stop_when_short = false;
-            report =
-                decode_into_queue(&options, spec, producer, Arc::clone(stop), on_open("main"))?;
+            report = decode_into_queue(options, spec, producer, Arc::clone(stop), on_open("main"))?;
         }
         metrics
             .decode_errors
             .fetch_add(report.stats.decode_errors, Ordering::Relaxed);
         Ok(())
-    });
+    }
 }
 
 /// Keeps a camera's main stream recorded into its packet ring while detection reads the
 /// sub-stream (see [`record_into_ring`]).
-fn main_stream_loop(camera: &CameraConfig, stop: &Arc<AtomicBool>, ring: &PacketRing) {
+fn main_stream_loop(
+    camera: &CameraConfig,
+    stop: &Arc<AtomicBool>,
+    ring: &PacketRing,
+    metrics: &CameraMetrics,
+) {
     let is_file = !camera.url.contains("://");
     let open = crate::source::OpenOptions::for_camera(camera);
     keep_open(&camera.id, "main stream", is_file, stop, || {
         record_into_ring(&camera.url, &open, ring, is_file, Arc::clone(stop), |info| {
             tracing::info!(camera = %camera.id, codec = %info.codec, width = info.width, height = info.height, "main stream open for clips");
+            let now = chrono::Utc::now().timestamp_micros();
+            metrics.live.opened("main", false, stream_desc(info), now);
         })
         .map(drop)
     });

@@ -21,6 +21,7 @@ pub mod evidence;
 pub mod exit;
 pub mod frame;
 pub mod incidents;
+pub mod live;
 pub mod metrics;
 pub mod model;
 pub mod motion;

@@ -24,6 +24,8 @@ pub struct CameraMetrics {
     pub region_inferences: [AtomicU64; crate::regions::MAX_REGIONS],
     /// The current plan: per region its id, source stream and pixels, for `/metrics` labels.
     pub regions: Mutex<Vec<RegionInfo>>,
+    /// Connection, streams and the latest picture, for the cameras view.
+    pub live: crate::live::CameraLive,
 }
 
 /// A detection region as `/metrics` labels it.
@@ -34,6 +36,8 @@ pub struct RegionInfo {
     pub stream: &'static str,
     pub width: u32,
     pub height: u32,
+    /// Where it lies: [x1, y1, x2, y2] in fractions of the picture.
+    pub rect: [f32; 4],
 }
 
 impl CameraMetrics {

@@ -316,6 +316,7 @@ impl PlannedRegions {
                     stream: options.stream,
                     width: r.crop.width,
                     height: r.crop.height,
+                    rect: [r.rect.x1, r.rect.y1, r.rect.x2, r.rect.y2],
                 })
                 .collect();
         }
@@ -427,6 +428,17 @@ pub fn decode_into_queue(
                 return ControlFlow::Continue(());
             }
         };
+        if let Some(m) = &options.metrics {
+            let at_us = wall(time.pts_us);
+            m.live.frame_at(at_us);
+            // Only while someone is looking (the cameras view, `snapshot`): one conversion.
+            if m.live.picture_wanted() {
+                match crate::source::rgb_image(frame) {
+                    Ok(image) => m.live.offer_picture(image, at_us),
+                    Err(e) => tracing::debug!("latest picture: {e}"),
+                }
+            }
+        }
         let mask = gate
             .as_mut()
             .map_or(regions.all(), |g| g.check_regions(frame, time.pts_us))

@@ -593,3 +593,75 @@ fn memory_does_not_grow_with_the_length_of_the_stream() {
         "peak RSS {short} KiB for 2 min, {long} KiB for 20 min"
     );
 }
+
+#[test]
+fn snapshot_writes_the_camera_picture_with_its_zones_and_names_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = still_clip(&dir.path().join("main.mp4"), "dog.jpg", 1, "scale=640:480");
+    let zone = "[[cameras.zones]]\nid = \"porch\"\npolygon = [[0.1, 0.5], [0.9, 0.5], [0.9, 0.95], [0.1, 0.95]]\n";
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[[cameras]]\nid = \"door\"\nurl = \"{}\"\n\n{zone}\n[[cameras]]\nid = \"gone\"\nurl = \"{}\"\n",
+            main.display(),
+            dir.path().join("no-such-file.mp4").display()
+        ),
+    );
+    let plain = dir.path().join("plain.jpg");
+    let drawn = dir.path().join("zones.jpg");
+    let r = run_ok(
+        gridwatch()
+            .arg("snapshot")
+            .arg("--config")
+            .arg(&config)
+            .arg("door")
+            .arg("-o")
+            .arg(&plain),
+    );
+    assert!(r.stdout().contains("640x480"), "{}", r.stdout());
+    run_ok(
+        gridwatch()
+            .arg("snapshot")
+            .arg("--config")
+            .arg(&config)
+            .arg("door")
+            .arg("-o")
+            .arg(&drawn)
+            .arg("--zones"),
+    );
+    let plain = image::open(&plain).unwrap().to_rgb8();
+    let drawn = image::open(&drawn).unwrap().to_rgb8();
+    assert_eq!(plain.dimensions(), (640, 480));
+    // The zone's top edge (y = 0.5) is drawn in yellow; the plain picture has the scene.
+    let yellow = |img: &image::RgbImage, x: u32, y: u32| {
+        let p = img.get_pixel(x, y).0;
+        p[0] > 200 && p[1] > 180 && p[2] < 90
+    };
+    assert!(yellow(&drawn, 320, 240) && !yellow(&plain, 320, 240));
+
+    let unknown = run(gridwatch()
+        .arg("snapshot")
+        .arg("--config")
+        .arg(&config)
+        .arg("nope"));
+    assert_ne!(unknown.code(), 0);
+    let line = unknown.error_line();
+    assert!(
+        line.contains("nope") && line.contains("door, gone"),
+        "{line}"
+    );
+    let gone = run(gridwatch()
+        .arg("snapshot")
+        .arg("--config")
+        .arg(&config)
+        .arg("gone")
+        .arg("-o")
+        .arg(dir.path().join("x.jpg")));
+    assert_ne!(gone.code(), 0);
+    assert!(
+        gone.error_line().contains("no-such-file.mp4"),
+        "{}",
+        gone.stderr()
+    );
+    assert!(!dir.path().join("x.jpg").exists());
+}

@@ -627,3 +627,178 @@ fn restarts_and_reloads_close_what_was_open_and_one_stay_is_never_two_open_incid
         .unwrap();
     assert_eq!(open_in_store, 1, "only the current stay is open");
 }
+
+/// GET `path` from the daemon's web server with the token; (status, content type, body).
+fn web_get(port: u16, path: &str, token: Option<&str>) -> (u16, String, Vec<u8>) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut request = agent.get(format!("http://127.0.0.1:{port}{path}"));
+    if let Some(t) = token {
+        request = request.header("Authorization", format!("Bearer {t}"));
+    }
+    let mut response = request.call().unwrap();
+    let kind = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(32 << 20)
+        .read_to_vec()
+        .unwrap();
+    (response.status().as_u16(), kind, body)
+}
+
+#[test]
+fn the_cameras_api_shows_a_camera_offline_online_and_its_latest_picture() {
+    let car = rtsp_clip(&media("car-detection.mp4"), 20, &[]);
+    let mut server = RtspServer::start(&[("cam", &car)], None);
+    // The camera is down when the daemon starts: no frame yet.
+    server.kill();
+    let dir = tempfile::tempdir().unwrap();
+    let token = "cameras-token-0123456789";
+    std::fs::write(dir.path().join("web.token"), format!("{token}\n")).unwrap();
+    let port = gridwatch_e2e::broker::free_port();
+    let cameras = format!(
+        "[web]\nlisten = \"127.0.0.1:{port}\"\ntoken_file = \"{}\"\n\n[[cameras]]\nid = \"cam\"\nname = \"北门\"\nurl = \"{}\"\ndetect_fps = 2\noffline_after = \"3s\"\nio_timeout = \"2s\"\n\n[[cameras.zones]]\nid = \"lane\"\npolygon = [[0.1, 0.5], [0.9, 0.5], [0.9, 0.95], [0.1, 0.95]]\nobjects = [\"vehicle\"]\nmin_object_height = 0.3\n\n[cameras.zones.illegal_parking]\ndwell = \"60s\"\n",
+        dir.path().join("web.token").display(),
+        server.url("cam")
+    );
+    let daemon = Daemon::start(&config(dir.path(), None, &cameras));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "no web server:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let camera = || {
+        let (status, _, body) = web_get(port, "/api/cameras/cam", Some(token));
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        serde_json::from_slice::<Value>(&body).unwrap()
+    };
+    let wait_state = |state: &str| {
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            let c = camera();
+            if c["state"] == state {
+                return c;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never {state}: {c}\n{}",
+                daemon.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let down = wait_state("offline");
+    assert!(
+        down["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{down}"
+    );
+    let (status, kind, body) = web_get(port, "/api/cameras/cam/latest.jpg", Some(token));
+    let reply: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (status, kind.as_str()),
+        (503, "application/json"),
+        "{reply}"
+    );
+    assert!(
+        reply["error"]
+            .as_str()
+            .unwrap()
+            .contains("camera cam is offline since"),
+        "{reply}"
+    );
+
+    server.resume();
+    let up = wait_state("online");
+    assert_eq!(up["name"], "北门");
+    assert_eq!(up["decoder"], "h264 (software)");
+    assert_eq!(up["hardware_decoding"], false);
+    assert_eq!(up["detection_stream"], "main");
+    let (width, height) = (
+        up["main"]["width"].as_u64().unwrap() as u32,
+        up["main"]["height"].as_u64().unwrap() as u32,
+    );
+    assert!(width >= 320 && height >= 180, "{up}");
+    assert_eq!(up["zones"][0]["id"], "lane");
+    assert_eq!(
+        up["zones"][0]["rules"],
+        serde_json::json!(["illegal_parking"])
+    );
+    assert!(!up["regions"].as_array().unwrap().is_empty(), "{up}");
+    // Rates are measured between looks a second or more apart.
+    std::thread::sleep(Duration::from_millis(1200));
+    let listed = {
+        let (status, _, body) = web_get(port, "/api/cameras", Some(token));
+        assert_eq!(status, 200);
+        serde_json::from_slice::<Value>(&body).unwrap()
+    };
+    assert!(
+        listed["cameras"][0]["fps_in"].as_f64().unwrap() > 1.0,
+        "{listed}"
+    );
+    assert!(
+        listed["cameras"][0]["last_frame_at"].is_string(),
+        "{listed}"
+    );
+
+    let (status, kind, body) = web_get(port, "/api/cameras/cam/latest.jpg", Some(token));
+    assert_eq!((status, kind.as_str()), (200, "image/jpeg"));
+    let picture = image::load_from_memory(&body).unwrap().to_rgb8();
+    assert_eq!(picture.dimensions(), (width, height));
+    let (status, _, body) = web_get(port, "/api/cameras/cam/latest.jpg?layout=true", Some(token));
+    assert_eq!(status, 200);
+    let drawn = image::load_from_memory(&body).unwrap().to_rgb8();
+    // The zone's top edge (y = 0.5 of the picture) is drawn in yellow.
+    let p = drawn.get_pixel(width / 2, height / 2).0;
+    assert!(
+        p[0] > 180 && p[1] > 160 && p[2] < 110,
+        "zone outline at the centre: {p:?}"
+    );
+
+    // Hostile or wrong requests: a clear 4xx, never a picture.
+    assert_eq!(web_get(port, "/api/cameras/cam/latest.jpg", None).0, 401);
+    assert_eq!(web_get(port, "/api/cameras/nope", Some(token)).0, 404);
+    assert_eq!(
+        web_get(port, "/api/cameras/nope/latest.jpg", Some(token)).0,
+        404
+    );
+    assert_eq!(web_get(port, "/api/cameras/a%20b", Some(token)).0, 400);
+    assert_eq!(
+        web_get(
+            port,
+            "/api/cameras/cam/latest.jpg?layout=maybe",
+            Some(token)
+        )
+        .0,
+        400
+    );
+
+    // Down again and back: offline with a clear status, then pictures again.
+    server.kill();
+    wait_state("offline");
+    assert_eq!(
+        web_get(port, "/api/cameras/cam/latest.jpg", Some(token)).0,
+        503
+    );
+    server.resume();
+    wait_state("online");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while web_get(port, "/api/cameras/cam/latest.jpg", Some(token)).0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "no picture after the camera returned"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}

@@ -125,33 +125,5 @@ pub fn decode_frame(range: &PacketRange, at_us: i64) -> Result<RgbImage, MediaEr
         consider(&frame, &mut chosen);
     }
     let frame = chosen.ok_or(MediaError::NoFrame)?;
-    to_rgb(&frame)
-}
-
-fn to_rgb(frame: &ffmpeg::frame::Video) -> Result<RgbImage, MediaError> {
-    let (w, h) = (frame.width(), frame.height());
-    let mut scaler = ffmpeg::software::scaling::Context::get(
-        frame.format(),
-        w,
-        h,
-        ffmpeg::format::Pixel::RGB24,
-        w,
-        h,
-        ffmpeg::software::scaling::Flags::BILINEAR,
-    )
-    .map_err(ff("preparing the colour conversion"))?;
-    let mut rgb = ffmpeg::frame::Video::empty();
-    scaler
-        .run(frame, &mut rgb)
-        .map_err(ff("converting the frame"))?;
-    let stride = rgb.stride(0);
-    let data = rgb.data(0);
-    let mut image = RgbImage::new(w, h);
-    for (y, row) in image.rows_mut().enumerate() {
-        let line = &data[y * stride..y * stride + w as usize * 3];
-        for (pixel, rgb) in row.zip(line.chunks_exact(3)) {
-            pixel.0 = [rgb[0], rgb[1], rgb[2]];
-        }
-    }
-    Ok(image)
+    crate::source::rgb_image(&frame).map_err(ff("converting the frame"))
 }

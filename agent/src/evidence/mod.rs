@@ -336,17 +336,7 @@ impl Worker {
         let (w, h) = (image.width() as f32, image.height() as f32);
         let thickness = (image.width().max(image.height()) / 300).max(2) as i64;
         if let Some(polygon) = &request.zone_polygon {
-            let zone_colour = Rgb([255, 221, 0]);
-            for (i, a) in polygon.iter().enumerate() {
-                let b = polygon[(i + 1) % polygon.len()];
-                annotate::draw_line(
-                    &mut image,
-                    (a.0 * w, a.1 * h),
-                    (b.0 * w, b.1 * h),
-                    thickness,
-                    zone_colour,
-                );
-            }
+            annotate::draw_polygon(&mut image, polygon, thickness, annotate::ZONE_COLOUR);
         }
         for object in &request.objects {
             let bbox: BBox = object.bbox.scaled(w, h);

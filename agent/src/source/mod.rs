@@ -19,6 +19,33 @@ use ffmpeg_next as ffmpeg;
 use ffmpeg_next::ffi;
 
 pub use hwdecode::cpu_frame;
+
+/// The frame as an RGB image of its own size (one swscale pass, allocating): for a
+/// snapshot or the latest picture, never per frame.
+pub fn rgb_image(frame: &ffmpeg::frame::Video) -> Result<image::RgbImage, ffmpeg::Error> {
+    let (w, h) = (frame.width(), frame.height());
+    let mut scaler = ffmpeg::software::scaling::Context::get(
+        frame.format(),
+        w,
+        h,
+        ffmpeg::format::Pixel::RGB24,
+        w,
+        h,
+        ffmpeg::software::scaling::Flags::BILINEAR,
+    )?;
+    let mut rgb = ffmpeg::frame::Video::empty();
+    scaler.run(frame, &mut rgb)?;
+    let stride = rgb.stride(0);
+    let data = rgb.data(0);
+    let mut image = image::RgbImage::new(w, h);
+    for (y, row) in image.rows_mut().enumerate() {
+        let line = &data[y * stride..y * stride + w as usize * 3];
+        for (pixel, rgb) in row.zip(line.chunks_exact(3)) {
+            pixel.0 = [rgb[0], rgb[1], rgb[2]];
+        }
+    }
+    Ok(image)
+}
 pub(crate) use letterbox::scale_frame;
 pub use letterbox::{Geometry, Letterboxer, ModelInput, SCALER_FLAGS_NAME};
 pub use sampler::FrameSampler;

@@ -8,6 +8,7 @@
 //! and evidence files are served only from the evidence directory (canonicalised), so no
 //! request can read another file. Clips are served with HTTP Range support for seeking.
 
+mod cameras;
 mod sessions;
 
 use std::net::SocketAddr;
@@ -51,6 +52,7 @@ pub struct WebState {
     limiter: sessions::LoginLimiter,
     login_failures: AtomicU64,
     logins_throttled: AtomicU64,
+    camera_rates: cameras::RateMeter,
 }
 
 /// The server's address and a way to stop it.
@@ -111,6 +113,7 @@ pub fn start(
         limiter: sessions::LoginLimiter::default(),
         login_failures: AtomicU64::new(0),
         logins_throttled: AtomicU64::new(0),
+        camera_rates: cameras::RateMeter::default(),
     });
     let listener = std::net::TcpListener::bind(&web.listen)
         .map_err(|e| anyhow::anyhow!("web: cannot listen on {}: {e}", web.listen))?;
@@ -157,6 +160,9 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/api/incidents/{id}/review", post(post_review))
         .route("/api/incidents/{id}/{file}", get(get_file))
         .route("/api/suppressions", get(list_suppressions))
+        .route("/api/cameras", get(cameras::list_cameras))
+        .route("/api/cameras/{id}", get(cameras::get_camera))
+        .route("/api/cameras/{id}/latest.jpg", get(cameras::latest_picture))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
