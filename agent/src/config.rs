@@ -58,8 +58,61 @@ pub struct WebConfig {
     /// usable only through the login.
     pub token_file: Option<PathBuf>,
     /// Password of the review page's login (file, first line, or an environment variable).
+    /// These and `token_file` are the installer's account: everything, cameras and zones
+    /// included.
     pub password_file: Option<PathBuf>,
     pub password_env: Option<String>,
+    /// Station staff's accounts: incidents and reviews only (403 on camera and zone routes).
+    /// Their reviews are recorded under the account's name.
+    #[serde(default)]
+    pub reviewers: Vec<ReviewerAccount>,
+}
+
+/// A reviewer's account: a name and a password (file or environment variable) for the
+/// page, and/or a token (file) for scripts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewerAccount {
+    /// Shown in reviews, e.g. "王芳"; 1-64 characters, unique.
+    pub name: String,
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+    pub token_file: Option<PathBuf>,
+}
+
+impl ReviewerAccount {
+    pub fn password(&self) -> Result<Option<String>, String> {
+        secret(
+            &self.password_file,
+            &self.password_env,
+            "web.reviewers.password",
+        )
+    }
+
+    pub fn token(&self) -> Result<Option<String>, String> {
+        self.token_file
+            .as_deref()
+            .map(|p| first_line(p, "web.reviewers.token_file"))
+            .transpose()
+            .map(|t| t.filter(|t| !t.is_empty()))
+    }
+}
+
+/// A secret from the first line of a file, or an environment variable.
+fn secret(
+    file: &Option<PathBuf>,
+    env: &Option<String>,
+    what: &str,
+) -> Result<Option<String>, String> {
+    if let Some(path) = file {
+        return first_line(path, &format!("{what}_file")).map(Some);
+    }
+    if let Some(var) = env {
+        return std::env::var(var)
+            .map(Some)
+            .map_err(|_| format!("{what}_env names {var}, which is not set"));
+    }
+    Ok(None)
 }
 
 fn default_listen() -> String {
@@ -82,15 +135,7 @@ impl WebConfig {
     }
 
     pub fn password(&self) -> Result<Option<String>, String> {
-        if let Some(path) = &self.password_file {
-            return first_line(path, "web.password_file").map(Some);
-        }
-        if let Some(var) = &self.password_env {
-            return std::env::var(var)
-                .map(Some)
-                .map_err(|_| format!("web.password_env names {var}, which is not set"));
-        }
-        Ok(None)
+        secret(&self.password_file, &self.password_env, "web.password")
     }
 }
 
@@ -1052,6 +1097,14 @@ impl Config {
             {
                 resolve(p);
             }
+            for r in &mut w.reviewers {
+                for p in [&mut r.token_file, &mut r.password_file]
+                    .into_iter()
+                    .flatten()
+                {
+                    resolve(p);
+                }
+            }
         }
         if let Some(m) = self.mqtt.as_mut() {
             if let Some(p) = m.password_file.as_mut() {
@@ -1385,6 +1438,31 @@ impl Config {
                 format!("`{}` is not an address like 0.0.0.0:8080", w.listen),
             );
         }
+        if let Some(w) = &self.web {
+            for (i, r) in w.reviewers.iter().enumerate() {
+                let index = i.to_string();
+                let at = |field: &'static str| ["web", "reviewers", index.as_str(), field];
+                let name = r.name.trim();
+                if name.is_empty() || name.chars().count() > 64 {
+                    return fail(&at("name"), "must be 1-64 characters".into());
+                }
+                if w.reviewers[..i].iter().any(|o| o.name.trim() == name) {
+                    return fail(&at("name"), format!("`{name}` is used by another reviewer"));
+                }
+                if r.password_file.is_none() && r.password_env.is_none() && r.token_file.is_none() {
+                    return fail(
+                        &at("name"),
+                        "a reviewer needs password_file, password_env or token_file".into(),
+                    );
+                }
+                if r.password_file.is_some() && r.password_env.is_some() {
+                    return fail(
+                        &at("password_env"),
+                        "give password_file or password_env, not both".into(),
+                    );
+                }
+            }
+        }
         let e = &self.evidence;
         if e.quota_percent.is_some_and(|p| !(p > 0.0 && p <= 100.0)) {
             return fail(&["evidence", "quota_percent"], "must be in (0, 100]".into());
@@ -1716,6 +1794,28 @@ dwell = "3m"
         );
         assert!(err.contains(what), "says {what:?}: {err}");
         assert!(!err.contains('\n'), "one line: {err}");
+    }
+
+    #[test]
+    fn reviewer_accounts_need_a_unique_name_and_a_credential() {
+        let web = "\n[web]\ntoken_file = \"web.token\"\n";
+        let ok =
+            format!("{MINIMAL}{web}[[web.reviewers]]\nname = \"王芳\"\npassword_env = \"P1\"\n");
+        let config = parse(&ok).unwrap();
+        assert_eq!(config.web.unwrap().reviewers[0].name, "王芳");
+        // Lines: [web] is 10, the reviewer's table 12 and its name 13.
+        error_of(
+            &format!("{MINIMAL}{web}[[web.reviewers]]\nname = \"王芳\"\n"),
+            "web.reviewers[0].name",
+            13,
+            "needs password_file, password_env or token_file",
+        );
+        error_of(
+            &format!("{ok}[[web.reviewers]]\nname = \"王芳\"\ntoken_file = \"t\"\n"),
+            "web.reviewers[1].name",
+            16,
+            "used by another reviewer",
+        );
     }
 
     #[test]

@@ -1267,3 +1267,101 @@ fn when_the_database_cannot_write_events_wait_in_memory_and_none_is_lost() {
         },
     );
 }
+
+#[test]
+fn a_reviewer_account_reviews_under_its_name_and_is_refused_cameras() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("reviewer.password"), "reviewer-pass\n").unwrap();
+    std::fs::write(
+        dir.path().join("reviewer.token"),
+        "reviewer-token-0123456789\n",
+    )
+    .unwrap();
+    let web = format!(
+        "{}\n[[web.reviewers]]\nname = \"王芳\"\npassword_file = \"{}\"\ntoken_file = \"{}\"\n",
+        web_table(dir.path()),
+        dir.path().join("reviewer.password").display(),
+        dir.path().join("reviewer.token").display()
+    );
+    let config = scenario::config_in(dir.path(), "charging_night", &web);
+    replay_store(&config, "charging_night", dir.path(), None);
+    let server = Server::start(&config);
+    let reviewer = Some("reviewer-token-0123456789");
+    let account = get(&format!("{}/api/account", server.base), reviewer, &[]).json();
+    assert_eq!(
+        account,
+        serde_json::json!({"name": "王芳", "role": "reviewer"})
+    );
+    let list = get(&format!("{}/api/incidents", server.base), reviewer, &[]);
+    assert_eq!(list.status, 200);
+    for path in [
+        "/api/cameras",
+        "/api/cameras/porch",
+        "/api/cameras/porch/latest.jpg",
+    ] {
+        let r = get(&format!("{}{path}", server.base), reviewer, &[]);
+        assert_eq!(r.status, 403, "{path}");
+        assert!(
+            r.json()["error"].as_str().unwrap().contains("王芳"),
+            "{path}"
+        );
+    }
+    // The installer's token opens them.
+    let cameras = get(&format!("{}/api/cameras", server.base), Some(TOKEN), &[]);
+    assert_eq!(cameras.status, 200);
+    // A review by the reviewer's account is recorded under its name, whatever the body says.
+    let id = list.json()["items"][0]["incident_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = post(
+        &format!("{}/api/incidents/{id}/review", server.base),
+        reviewer,
+        &serde_json::json!({"verdict": "confirmed", "reviewer": "someone else"}),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    assert_eq!(r.json()["review"]["reviewer"], "王芳");
+    // Its password logs the page in as the reviewer: a session that is refused cameras too.
+    let login = agent()
+        .post(format!("{}/api/login", server.base))
+        .header("Content-Type", "application/json")
+        .send(r#"{"password": "reviewer-pass"}"#)
+        .unwrap();
+    assert_eq!(login.status().as_u16(), 200);
+    let cookie = login
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let r = get(
+        &format!("{}/api/cameras", server.base),
+        None,
+        &[("Cookie", &cookie)],
+    );
+    assert_eq!(r.status, 403);
+    let r = get(
+        &format!("{}/api/account", server.base),
+        None,
+        &[("Cookie", &cookie)],
+    );
+    assert_eq!(r.json()["role"], "reviewer");
+    drop(server);
+
+    // A reviewer whose password is the installer's cannot be told apart: refused at start.
+    std::fs::write(dir.path().join("reviewer.password"), "station-pass\n").unwrap();
+    let refused = run(gridwatch()
+        .args(["run", "--no-cameras", "--config"])
+        .arg(&config)
+        .env("GW_WEB_PASSWORD", "station-pass"));
+    assert_ne!(refused.code(), 0);
+    assert!(
+        refused.error_line().contains("web.reviewers `王芳`"),
+        "{}",
+        refused.stderr()
+    );
+}

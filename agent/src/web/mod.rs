@@ -21,7 +21,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use chrono::FixedOffset;
 use rand::Rng as _;
 use serde::Deserialize;
@@ -34,9 +34,25 @@ use crate::incidents::suppress::{Suppressions, apply_review};
 use crate::metrics::{CameraMetrics, Metrics};
 use crate::publish::Delivery;
 use crate::store::{ReviewRequest, Store};
+use sessions::{Account, Role};
 
 const PAGE: &str = include_str!("page.html");
 const COOKIE: &str = "gridwatch_session";
+
+/// A reviewer account's secrets, read once at start.
+struct ReviewerCredentials {
+    account: Account,
+    password: Option<String>,
+    token: Option<String>,
+}
+
+/// The account the top-level `token_file` / `password_*` sign in as.
+fn installer() -> Account {
+    Account {
+        name: "installer".into(),
+        role: Role::Installer,
+    }
+}
 
 pub struct WebState {
     store: Arc<Mutex<Store>>,
@@ -45,6 +61,8 @@ pub struct WebState {
     metrics: Arc<Metrics>,
     token: String,
     password: Option<String>,
+    /// Station staff: incidents and reviews only.
+    reviewers: Vec<ReviewerCredentials>,
     data_dir: PathBuf,
     evidence_dir: PathBuf,
     offset: FixedOffset,
@@ -94,6 +112,35 @@ pub fn start(
     let password = web
         .password()
         .map_err(|message| config.error_naming_field(message))?;
+    let mut reviewers = Vec::with_capacity(web.reviewers.len());
+    for r in &web.reviewers {
+        let credentials = ReviewerCredentials {
+            account: Account {
+                name: r.name.trim().to_string(),
+                role: Role::Reviewer,
+            },
+            password: r.password().map_err(|m| config.error_naming_field(m))?,
+            token: r.token().map_err(|m| config.error_naming_field(m))?,
+        };
+        // A secret shared by two accounts would sign in as whichever is checked first.
+        let taken = |secret: &Option<String>| {
+            secret.as_ref().is_some_and(|s| {
+                Some(s) == password.as_ref()
+                    || *s == token
+                    || reviewers.iter().any(|o: &ReviewerCredentials| {
+                        o.password.as_ref() == Some(s) || o.token.as_ref() == Some(s)
+                    })
+            })
+        };
+        if taken(&credentials.password) || taken(&credentials.token) {
+            return Err(config.error_naming_field(format!(
+                "web.reviewers `{}`: its password or token is also another account's; give each account its own",
+                credentials.account.name
+            ))
+            .into());
+        }
+        reviewers.push(credentials);
+    }
     if password.is_none() && web.token_file.is_none() {
         tracing::warn!(
             "web: neither web.password_file/password_env nor web.token_file is set; the API is unusable"
@@ -106,6 +153,7 @@ pub fn start(
         metrics,
         token,
         password,
+        reviewers,
         data_dir: config.storage.data_dir.clone(),
         evidence_dir: config.evidence_dir(),
         offset: config.site.timezone,
@@ -154,16 +202,21 @@ pub fn start(
 }
 
 pub fn router(state: Arc<WebState>) -> Router {
+    // Cameras and zones: the installer's account only.
+    let installer_only = Router::new()
+        .route("/api/cameras", get(cameras::list_cameras))
+        .route("/api/cameras/{id}", get(cameras::get_camera))
+        .route("/api/cameras/{id}/latest.jpg", get(cameras::latest_picture))
+        .route_layer(middleware::from_fn(require_installer));
     let api = Router::new()
         .route("/api/incidents", get(list_incidents))
         .route("/api/incidents/{id}", get(get_incident))
         .route("/api/incidents/{id}/review", post(post_review))
         .route("/api/incidents/{id}/{file}", get(get_file))
         .route("/api/suppressions", get(list_suppressions))
-        .route("/api/cameras", get(cameras::list_cameras))
-        .route("/api/cameras/{id}", get(cameras::get_camera))
-        .route("/api/cameras/{id}/latest.jpg", get(cameras::latest_picture))
+        .route("/api/account", get(get_account))
         .route("/metrics", get(metrics))
+        .merge(installer_only)
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             require_token,
@@ -201,9 +254,23 @@ fn same(a: &str, b: &str) -> bool {
             == 0
 }
 
+/// The account a bearer token belongs to. Every account's token is compared (in constant
+/// time each), so the answer's timing does not tell which accounts exist.
+fn token_account(state: &WebState, token: &str) -> Option<Account> {
+    let mut found = same(token, &state.token).then(installer);
+    for r in &state.reviewers {
+        if r.token.as_deref().is_some_and(|t| same(token, t)) {
+            found = Some(r.account.clone());
+        }
+    }
+    found
+}
+
+/// Every API route: a valid token or session, whose account goes into the request for the
+/// routes that check roles.
 async fn require_token(
     State(state): State<Arc<WebState>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let headers = request.headers();
@@ -213,19 +280,48 @@ async fn require_token(
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::to_string);
     let now = std::time::Instant::now();
-    match (bearer, cookie_token(headers)) {
-        (Some(token), _) if same(&token, &state.token) => next.run(request).await,
-        (Some(_), _) => error(StatusCode::UNAUTHORIZED, "wrong token"),
-        (None, Some(session)) if state.sessions.is_valid(&session, now) => next.run(request).await,
-        (None, Some(_)) => error(
-            StatusCode::UNAUTHORIZED,
-            "the session has expired or was logged out: log in again",
+    let account = match (bearer, cookie_token(headers)) {
+        (Some(token), _) => match token_account(&state, &token) {
+            Some(account) => account,
+            None => return error(StatusCode::UNAUTHORIZED, "wrong token"),
+        },
+        (None, Some(session)) => match state.sessions.account(&session, now) {
+            Some(account) => account,
+            None => {
+                return error(
+                    StatusCode::UNAUTHORIZED,
+                    "the session has expired or was logged out: log in again",
+                );
+            }
+        },
+        (None, None) => {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "log in or send Authorization: Bearer <token>",
+            );
+        }
+    };
+    request.extensions_mut().insert(account);
+    next.run(request).await
+}
+
+/// Camera and zone routes: a reviewer's account gets 403.
+async fn require_installer(request: Request, next: Next) -> Response {
+    match request.extensions().get::<Account>() {
+        Some(account) if account.role == Role::Installer => next.run(request).await,
+        Some(account) => error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "the reviewer account {} may open incidents and reviews only; cameras and zones need the installer's account",
+                account.name
+            ),
         ),
-        (None, None) => error(
-            StatusCode::UNAUTHORIZED,
-            "log in or send Authorization: Bearer <token>",
-        ),
+        None => error(StatusCode::UNAUTHORIZED, "log in first"),
     }
+}
+
+async fn get_account(Extension(account): Extension<Account>) -> Response {
+    Json(json!({ "name": account.name, "role": account.role })).into_response()
 }
 
 #[derive(Deserialize)]
@@ -258,21 +354,37 @@ async fn login(State(state): State<Arc<WebState>>, request: Request) -> Response
         Ok(body) => body,
         Err(rejection) => return rejection.into_response(),
     };
-    match &state.password {
-        Some(password) if same(password, &login.password) => {
+    let mut account = state
+        .password
+        .as_deref()
+        .is_some_and(|p| same(p, &login.password))
+        .then(installer);
+    for r in &state.reviewers {
+        if r.password
+            .as_deref()
+            .is_some_and(|p| same(p, &login.password))
+        {
+            account = Some(r.account.clone());
+        }
+    }
+    let any_password =
+        state.password.is_some() || state.reviewers.iter().any(|r| r.password.is_some());
+    match account {
+        Some(account) => {
             state.limiter.succeeded(address);
-            let session = state.sessions.create(now);
+            let body = json!({ "ok": true, "account": account.name, "role": account.role });
+            let session = state.sessions.create(now, account);
             let cookie = format!(
                 "{COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
                 sessions::SESSION_TTL.as_secs()
             );
-            let mut response = Json(json!({ "ok": true })).into_response();
+            let mut response = Json(body).into_response();
             if let Ok(value) = HeaderValue::from_str(&cookie) {
                 response.headers_mut().insert(header::SET_COOKIE, value);
             }
             response
         }
-        Some(_) => {
+        None if any_password => {
             state.login_failures.fetch_add(1, Ordering::Relaxed);
             if let Some(wait) = state.limiter.failed(address, now) {
                 tracing::warn!(client = %address, wait_s = wait.as_secs(), "repeated wrong passwords at login; the address must wait");
@@ -419,6 +531,9 @@ async fn get_incident(State(state): State<Arc<WebState>>, Path(id): Path<String>
 #[serde(deny_unknown_fields)]
 struct ReviewBody {
     verdict: Verdict,
+    /// Who reviewed, for the installer's account (a script acting for staff); a reviewer
+    /// account's reviews are recorded under its own name.
+    #[serde(default)]
     reviewer: String,
     #[serde(default)]
     note: String,
@@ -426,11 +541,15 @@ struct ReviewBody {
 
 async fn post_review(
     State(state): State<Arc<WebState>>,
+    Extension(account): Extension<Account>,
     Path(id): Path<String>,
-    Json(body): Json<ReviewBody>,
+    Json(mut body): Json<ReviewBody>,
 ) -> Response {
     if !valid_id(&id) {
         return error(StatusCode::BAD_REQUEST, "not an incident id");
+    }
+    if account.role == Role::Reviewer {
+        body.reviewer = account.name;
     }
     if body.reviewer.trim().is_empty()
         || body.reviewer.chars().count() > 64

@@ -26,39 +26,52 @@ pub const MAX_LOCKOUT: Duration = Duration::from_secs(15 * 60);
 /// Addresses tracked at most (a flood from many addresses cannot grow memory without bound).
 const MAX_ADDRESSES: usize = 4096;
 
+/// Who is signed in: the installer (everything) or a reviewer (incidents and reviews).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub name: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Installer,
+    Reviewer,
+}
+
 #[derive(Default)]
 pub struct Sessions {
-    by_id: Mutex<HashMap<String, Instant>>,
+    by_id: Mutex<HashMap<String, (Instant, Account)>>,
 }
 
 impl Sessions {
-    /// A new session valid until `now + SESSION_TTL`; returns its id (64 hex digits).
-    pub fn create(&self, now: Instant) -> String {
+    /// A new session of `account` valid until `now + SESSION_TTL`; returns its id (64 hex
+    /// digits).
+    pub fn create(&self, now: Instant, account: Account) -> String {
         let mut bytes = [0u8; 32];
         rand::rng().fill(&mut bytes);
         let id = hex::encode(bytes);
         if let Ok(mut sessions) = self.by_id.lock() {
-            sessions.retain(|_, expires| *expires > now);
+            sessions.retain(|_, (expires, _)| *expires > now);
             if sessions.len() >= MAX_SESSIONS
                 && let Some(oldest) = sessions
                     .iter()
-                    .min_by_key(|(_, expires)| **expires)
+                    .min_by_key(|(_, (expires, _))| *expires)
                     .map(|(id, _)| id.clone())
             {
                 sessions.remove(&oldest);
             }
-            sessions.insert(id.clone(), now + SESSION_TTL);
+            sessions.insert(id.clone(), (now + SESSION_TTL, account));
         }
         id
     }
 
-    /// Whether `id` is a session that has not expired or been logged out.
-    pub fn is_valid(&self, id: &str, now: Instant) -> bool {
-        self.by_id
-            .lock()
-            .ok()
-            .and_then(|sessions| sessions.get(id).copied())
-            .is_some_and(|expires| expires > now)
+    /// The account of `id` if it is a session that has not expired or been logged out.
+    pub fn account(&self, id: &str, now: Instant) -> Option<Account> {
+        let sessions = self.by_id.lock().ok()?;
+        let (expires, account) = sessions.get(id)?;
+        (*expires > now).then(|| account.clone())
     }
 
     /// Logout: the id is no longer accepted.
@@ -159,16 +172,25 @@ mod tests {
     fn sessions_are_random_expire_and_end_at_logout() {
         let sessions = Sessions::default();
         let t0 = Instant::now();
-        let a = sessions.create(t0);
-        let b = sessions.create(t0);
+        let staff = Account {
+            name: "王芳".into(),
+            role: Role::Reviewer,
+        };
+        let a = sessions.create(t0, staff.clone());
+        let b = sessions.create(t0, staff.clone());
+        assert_eq!(sessions.account(&b, t0), Some(staff));
         assert_ne!(a, b);
         assert_eq!(a.len(), 64);
-        assert!(sessions.is_valid(&a, t0 + Duration::from_secs(60)));
-        assert!(!sessions.is_valid(&a, t0 + SESSION_TTL + Duration::from_secs(1)));
+        assert!(sessions.account(&a, t0 + Duration::from_secs(60)).is_some());
+        assert!(
+            sessions
+                .account(&a, t0 + SESSION_TTL + Duration::from_secs(1))
+                .is_none()
+        );
         sessions.remove(&a);
-        assert!(!sessions.is_valid(&a, t0));
-        assert!(sessions.is_valid(&b, t0));
-        assert!(!sessions.is_valid("guess", t0));
+        assert!(sessions.account(&a, t0).is_none());
+        assert!(sessions.account(&b, t0).is_some());
+        assert!(sessions.account("guess", t0).is_none());
     }
 
     #[test]
