@@ -81,12 +81,26 @@ pub fn run(config_path: &std::path::Path, cameras_on: bool) -> anyhow::Result<()
         ),
         Err(e) => tracing::error!("cannot close the incidents the previous run left open: {e}"),
     }
+    let manifest = Arc::clone(
+        detectors
+            .first()
+            .context("detector.workers is at least 1")?
+            .manifest(),
+    );
+    // The console's zone editor writes the config file and asks for the same reload as
+    // SIGHUP.
+    let editing = crate::web::ConfigEditing {
+        file: Arc::new(crate::config_file::ConfigFile::new(config_path)),
+        model: Arc::clone(&manifest),
+        reload: Arc::clone(&reload),
+    };
     let web = match &config.web {
         Some(web) => Some(crate::web::start(
             &config,
             web,
             delivery.clone(),
             Arc::clone(&metrics),
+            Some(editing),
         )?),
         None => None,
     };
@@ -100,12 +114,6 @@ pub fn run(config_path: &std::path::Path, cameras_on: bool) -> anyhow::Result<()
     } else {
         None
     };
-    let manifest = Arc::clone(
-        detectors
-            .first()
-            .context("detector.workers is at least 1")?
-            .manifest(),
-    );
     let liveness = Arc::new(crate::watchdog::Liveness::new(detectors.len()));
     let shared = Shared {
         liveness: Arc::clone(&liveness),

@@ -15,6 +15,7 @@ pub mod assets;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod config_file;
 pub mod daemon;
 pub mod detect;
 pub mod evidence;

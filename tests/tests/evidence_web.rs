@@ -1365,3 +1365,156 @@ fn a_reviewer_account_reviews_under_its_name_and_is_refused_cameras() {
         refused.stderr()
     );
 }
+
+fn put(url: &str, token: Option<&str>, body: &str) -> Reply {
+    let mut request = agent().put(url).header("Content-Type", "application/json");
+    if let Some(t) = token {
+        request = request.header("Authorization", &format!("Bearer {t}"));
+    }
+    let mut response = request.send(body.to_string()).unwrap();
+    Reply {
+        status: response.status().as_u16(),
+        headers: response.headers().clone(),
+        body: response.body_mut().read_to_vec().unwrap(),
+    }
+}
+
+/// Polls `probe` every 300 ms until it holds, for at most `limit`.
+fn eventually(limit: Duration, what: &str, mut probe: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !probe() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn zones_saved_through_the_api_keep_the_file_s_comments_and_raise_incidents_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = scenario::clip(&scenario::load("parking_positive"));
+    let text = format!(
+        "# 锦绣花园 — installed 2026-12-01, do not remove this line\n[site]\nid = \"edit\"\ngrid_code = \"440305001001\"\n\n[storage]\ndata_dir = \"data\"\n\n[evidence]\nenabled = false\n\n{}\n[[cameras]]\nid = \"lot\"\nname = \"地面停车场\"\n# the sample parking lot, looped\nurl = \"{}\"\ndetect_fps = 2\n",
+        web_table(dir.path()),
+        clip.display()
+    );
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, &text).unwrap();
+    let log = dir.path().join("daemon.log");
+    let server = Server::start_with(&config, true, Some(&log));
+    let camera = || {
+        get(
+            &format!("{}/api/cameras/lot", server.base),
+            Some(TOKEN),
+            &[],
+        )
+        .json()
+    };
+    eventually(Duration::from_secs(30), "the camera online", || {
+        camera()["state"] == "online"
+    });
+    let zones_url = format!("{}/api/cameras/lot/zones", server.base);
+
+    // Refused saves say why and leave the file as it was.
+    let two_points = r#"{"zones": [{"id": "aisle", "polygon": [[0.0, 0.2], [0.4, 0.2]]}]}"#;
+    let r = put(&zones_url, Some(TOKEN), two_points);
+    assert_eq!(r.status, 422, "{:?}", r.json());
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("zones[0].polygon"),
+        "{:?}",
+        r.json()
+    );
+    let dragons = r#"{"zones": [{"id": "aisle", "polygon": [[0, 0], [1, 0], [1, 1]], "objects": ["dragons"]}]}"#;
+    let r = put(&zones_url, Some(TOKEN), dragons);
+    assert_eq!(r.status, 422, "{:?}", r.json());
+    assert!(r.json()["error"].as_str().unwrap().contains("dragons"));
+    for (body, status) in [
+        (
+            r#"{"zones": [{"id": "a\u0007", "polygon": [[0, 0], [1, 0], [1, 1]]}]}"#,
+            400,
+        ),
+        (
+            r#"{"zones": [{"id": "a", "polygon": [[0, 0], [1, 0], [1, 1]], "url": "x"}]}"#,
+            422,
+        ),
+        (r#"{"zonez": []}"#, 400),
+        ("not json", 400),
+    ] {
+        assert_eq!(put(&zones_url, Some(TOKEN), body).status, status, "{body}");
+    }
+    let r = put(
+        &format!("{}/api/cameras/nope/zones", server.base),
+        Some(TOKEN),
+        r#"{"zones": []}"#,
+    );
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        std::fs::read_to_string(&config).unwrap(),
+        text,
+        "refused saves change nothing"
+    );
+
+    // A parking zone over the aisle where the sample car stands, with a short dwell.
+    let zone = r#"{"zones": [{"id": "aisle", "name": "消防通道", "polygon": [[0.0, 0.2], [0.4, 0.2], [0.4, 0.55], [0.0, 0.55]], "objects": ["vehicle"], "min_object_height": 0.2, "illegal_parking": {"dwell": "5s", "grace": "5s"}}]}"#;
+    let r = put(&zones_url, Some(TOKEN), zone);
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    let saved = std::fs::read_to_string(&config).unwrap();
+    assert!(saved.starts_with("# 锦绣花园 — installed 2026-12-01, do not remove this line\n"));
+    assert!(
+        saved.contains("# the sample parking lot, looped\n") && saved.contains("id = \"aisle\""),
+        "{saved}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("config.toml.bak")).unwrap(),
+        text
+    );
+    run_ok(gridwatch().arg("check").arg("--config").arg(&config));
+    // Applied by the reload path: the running camera has the zone, and the car standing
+    // in it becomes an incident.
+    eventually(Duration::from_secs(30), "the zone applied", || {
+        camera()["zones"][0]["id"] == "aisle"
+    });
+    eventually(
+        Duration::from_secs(90),
+        "an incident in the new zone",
+        || {
+            let list = get(
+                &format!("{}/api/incidents?kind=illegal_parking", server.base),
+                Some(TOKEN),
+                &[],
+            )
+            .json();
+            list["items"].as_array().is_some_and(|items| {
+                items
+                    .iter()
+                    .any(|i| i["zone"]["id"] == "aisle" || i["zone_id"] == "aisle")
+            })
+        },
+    );
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("zones saved from the console"), "{logged}");
+    // The same process all along: applied by the reload, not a restart.
+    assert!(logged.contains("config reloaded"), "{logged}");
+    assert_eq!(logged.matches("gridwatch running").count(), 1, "{logged}");
+
+    // Concurrent saves: each is whole, the file stays valid.
+    let threads: Vec<_> = (0..4)
+        .map(|k| {
+            let url = zones_url.clone();
+            std::thread::spawn(move || {
+                let body = format!(
+                    r#"{{"zones": [{{"id": "z{k}", "polygon": [[0, 0], [1, 0], [1, 1]]}}]}}"#
+                );
+                put(&url, Some(TOKEN), &body).status
+            })
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap(), 200);
+    }
+    run_ok(gridwatch().arg("check").arg("--config").arg(&config));
+    let last = std::fs::read_to_string(&config).unwrap();
+    assert_eq!(last.matches("[[cameras.zones]]").count(), 1, "{last}");
+}

@@ -332,6 +332,71 @@ fn camera_unavailable(message: String, state: &str, last_frame_at: Option<String
         .into_response()
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ZonesBody {
+    zones: Vec<serde_json::Value>,
+}
+
+/// `PUT /api/cameras/{id}/zones`: the camera's zones, all of them, as the editor has them.
+/// Validated as `gridwatch check` does, written into the config file (comments and
+/// everything else kept, the previous file as `.bak`), then applied by the reload path.
+/// A refused save changes nothing.
+pub(super) async fn put_zones(
+    State(state): State<Arc<WebState>>,
+    Path(id): Path<String>,
+    body: Result<Json<ZonesBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    use crate::config_file::EditError;
+    if !valid_camera_id(&id) {
+        return error(StatusCode::BAD_REQUEST, "not a camera id");
+    }
+    let Json(body) = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("expected {{\"zones\": [...]}}: {}", rejection.body_text()),
+            );
+        }
+    };
+    let Some(editing) = &state.editing else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "zones can be edited only on the running daemon",
+        );
+    };
+    let (file, model) = (Arc::clone(&editing.file), Arc::clone(&editing.model));
+    let camera = id.clone();
+    let saved =
+        tokio::task::spawn_blocking(move || file.replace_zones(&camera, &body.zones, &model)).await;
+    match saved {
+        Ok(Ok(config)) => {
+            editing.reload.store(true, Ordering::Relaxed);
+            let zones: Vec<&str> = config
+                .camera(&id)
+                .map(|c| c.zones.iter().map(|z| z.id.as_str()).collect())
+                .unwrap_or_default();
+            tracing::info!(camera = %id, zones = ?zones, "zones saved from the console; reloading");
+            Json(serde_json::json!({ "ok": true, "camera": id, "zones": zones, "applying": true }))
+                .into_response()
+        }
+        Ok(Err(EditError::UnknownCamera(c))) => error(
+            StatusCode::NOT_FOUND,
+            format!("no camera {c} in the config file"),
+        ),
+        Ok(Err(e @ EditError::BadInput(_))) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        Ok(Err(e @ EditError::Invalid(_))) => {
+            error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+        }
+        Ok(Err(e @ EditError::Io(_))) => {
+            tracing::error!(camera = %id, "saving zones failed: {e}");
+            error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
 fn draw_layout(image: &mut image::RgbImage, m: &CameraMetrics) {
     let zones: Vec<(String, Vec<(f32, f32)>)> = m
         .live

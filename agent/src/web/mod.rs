@@ -39,6 +39,14 @@ use sessions::{Account, Role};
 const PAGE: &str = include_str!("page.html");
 const COOKIE: &str = "gridwatch_session";
 
+/// What the zone editor needs from the daemon: the config file it runs on, the model (to
+/// check zones' labels as `check` does) and the reload flag (SIGHUP's).
+pub struct ConfigEditing {
+    pub file: Arc<crate::config_file::ConfigFile>,
+    pub model: Arc<crate::model::ModelManifest>,
+    pub reload: Arc<std::sync::atomic::AtomicBool>,
+}
+
 /// A reviewer account's secrets, read once at start.
 struct ReviewerCredentials {
     account: Account,
@@ -71,6 +79,7 @@ pub struct WebState {
     login_failures: AtomicU64,
     logins_throttled: AtomicU64,
     camera_rates: cameras::RateMeter,
+    editing: Option<ConfigEditing>,
 }
 
 /// The server's address and a way to stop it.
@@ -97,6 +106,7 @@ pub fn start(
     web: &WebConfig,
     delivery: Delivery,
     metrics: Arc<Metrics>,
+    editing: Option<ConfigEditing>,
 ) -> anyhow::Result<WebServer> {
     let token = match web
         .token()
@@ -162,6 +172,7 @@ pub fn start(
         login_failures: AtomicU64::new(0),
         logins_throttled: AtomicU64::new(0),
         camera_rates: cameras::RateMeter::default(),
+        editing,
     });
     let listener = std::net::TcpListener::bind(&web.listen)
         .map_err(|e| anyhow::anyhow!("web: cannot listen on {}: {e}", web.listen))?;
@@ -207,6 +218,10 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/api/cameras", get(cameras::list_cameras))
         .route("/api/cameras/{id}", get(cameras::get_camera))
         .route("/api/cameras/{id}/latest.jpg", get(cameras::latest_picture))
+        .route(
+            "/api/cameras/{id}/zones",
+            axum::routing::put(cameras::put_zones),
+        )
         .route_layer(middleware::from_fn(require_installer));
     let api = Router::new()
         .route("/api/incidents", get(list_incidents))
