@@ -55,6 +55,24 @@ impl ConfigFile {
         &self.path
     }
 
+    /// Camera `camera_id`'s zones as the file has them (durations as written, every key), as
+    /// JSON: what the editor starts from and sends back, so keys it shows no field for are
+    /// kept. `None` when the file has no such camera or cannot be read.
+    pub fn zones_as_written(&self, camera_id: &str) -> Option<Value> {
+        let text = std::fs::read_to_string(&self.path).ok()?;
+        let table: toml::Table = toml::from_str(&text).ok()?;
+        let camera = table
+            .get("cameras")?
+            .as_array()?
+            .iter()
+            .find(|c| c.get("id").and_then(toml::Value::as_str) == Some(camera_id))?;
+        let zones = camera
+            .get("zones")
+            .cloned()
+            .unwrap_or(toml::Value::Array(Vec::new()));
+        serde_json::to_value(zones).ok()
+    }
+
     /// Replaces camera `camera_id`'s zones with `zones` (JSON objects with the keys of
     /// `[[cameras.zones]]`, rule tables as nested objects), validates as `check` does (the
     /// file, then the camera's zones and rules against `model`'s labels) and writes the
@@ -398,6 +416,29 @@ polygon = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]]
         ));
         assert_eq!(std::fs::read_to_string(&path).unwrap(), TEXT, "untouched");
         assert!(!dir.path().join("config.toml.bak").exists());
+    }
+
+    #[test]
+    fn zones_as_written_round_trip_through_the_editor() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, TEXT).unwrap();
+        let file = ConfigFile::new(&path);
+        let zones = file.zones_as_written("gate").unwrap();
+        assert_eq!(zones[0]["illegal_parking"]["dwell"], "180s");
+        let config = file
+            .replace_zones("gate", zones.as_array().unwrap(), &model())
+            .unwrap();
+        assert_eq!(
+            config.cameras[0].zones[0]
+                .illegal_parking
+                .as_ref()
+                .unwrap()
+                .dwell
+                .as_secs(),
+            180
+        );
+        assert!(file.zones_as_written("nope").is_none());
     }
 
     #[test]

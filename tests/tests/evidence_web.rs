@@ -1518,3 +1518,107 @@ fn zones_saved_through_the_api_keep_the_file_s_comments_and_raise_incidents_with
     let last = std::fs::read_to_string(&config).unwrap();
     assert_eq!(last.matches("[[cameras.zones]]").count(), 1, "{last}");
 }
+
+/// Runs one step of tests/browser/cameras.mjs against `server`; the JSON line it printed.
+fn console_step(server: &Server, password: &str, step: &str) -> Value {
+    let artifacts = repo_root().join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let r = run(Command::new("node")
+        .arg(repo_root().join("tests/browser/cameras.mjs"))
+        .arg(format!("{}/", server.base))
+        .arg(password)
+        .arg(step)
+        .arg(&artifacts)
+        .current_dir(repo_root().join("tests/browser")));
+    assert!(
+        r.output.status.success(),
+        "browser step {step} failed:\n{}\n{}",
+        r.stdout(),
+        r.stderr()
+    );
+    serde_json::from_str(r.stdout().trim().lines().last().unwrap()).unwrap()
+}
+
+#[test]
+fn an_installer_draws_a_zone_on_the_picture_in_chromium_and_it_raises_an_incident() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = scenario::clip(&scenario::load("parking_positive"));
+    std::fs::write(dir.path().join("reviewer.password"), "reviewer-pass\n").unwrap();
+    let text = format!(
+        "# 锦绣花园 — installed 2026-12-01\n[site]\nid = \"console\"\ngrid_code = \"440305001001\"\n\n[storage]\ndata_dir = \"data\"\n\n[evidence]\nenabled = false\n\n{}\n[[web.reviewers]]\nname = \"王芳\"\npassword_file = \"{}\"\n\n[[cameras]]\nid = \"lot\"\nname = \"地面停车场\"\n# the sample parking lot, looped\nurl = \"{}\"\ndetect_fps = 2\n",
+        web_table(dir.path()),
+        dir.path().join("reviewer.password").display(),
+        clip.display()
+    );
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, &text).unwrap();
+    let server = Server::start_with(&config, true, Some(&dir.path().join("daemon.log")));
+
+    // The cameras view: online, its decoder, its picture.
+    let view = console_step(&server, "station-pass", "view");
+    let card = view["card"].as_str().unwrap();
+    assert!(
+        card.contains("在线") && card.contains("h264 (software)") && card.contains("软件"),
+        "{card}"
+    );
+    assert_eq!(view["picture"], serde_json::json!([480, 270]), "{view}");
+    assert!(image::open(repo_root().join("target/test-artifacts/cameras-view.png")).is_ok());
+
+    // Two corners: the check's error beside the polygon, the file untouched.
+    let invalid = console_step(&server, "station-pass", "invalid");
+    assert!(
+        invalid["polygonError"]
+            .as_str()
+            .unwrap()
+            .contains("polygon"),
+        "{invalid}"
+    );
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), text);
+
+    // A parking zone drawn with the mouse, one corner dragged, rule and dwell set: saved into
+    // the file with its comments, `check` passes, applied without a restart, an incident.
+    console_step(&server, "station-pass", "valid");
+    let saved = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        saved.starts_with("# 锦绣花园 — installed 2026-12-01\n")
+            && saved.contains("# the sample parking lot, looped"),
+        "{saved}"
+    );
+    let parsed: toml::Table = toml::from_str(&saved).unwrap();
+    let zone = &parsed["cameras"][0]["zones"][0];
+    assert_eq!(zone["name"].as_str(), Some("消防通道"));
+    assert_eq!(zone["illegal_parking"]["dwell"].as_str(), Some("5s"));
+    let corners = zone["polygon"].as_array().unwrap();
+    assert_eq!(corners.len(), 4);
+    let dragged = corners[2].as_array().unwrap();
+    assert!(
+        (dragged[0].as_float().unwrap() - 0.4).abs() < 0.02
+            && (dragged[1].as_float().unwrap() - 0.55).abs() < 0.02,
+        "{dragged:?}"
+    );
+    run_ok(gridwatch().arg("check").arg("--config").arg(&config));
+    eventually(
+        Duration::from_secs(90),
+        "an incident in the drawn zone",
+        || {
+            let list = get(
+                &format!("{}/api/incidents?kind=illegal_parking", server.base),
+                Some(TOKEN),
+                &[],
+            )
+            .json();
+            list["items"]
+                .as_array()
+                .is_some_and(|items| !items.is_empty())
+        },
+    );
+    assert!(image::open(repo_root().join("target/test-artifacts/zone-editor.png")).is_ok());
+
+    // A reviewer cannot open the editor.
+    let reviewer = console_step(&server, "reviewer-pass", "reviewer");
+    assert!(
+        reviewer["forbidden"].as_str().unwrap().contains("审核员"),
+        "{reviewer}"
+    );
+    assert_eq!(reviewer["editor"], false);
+}

@@ -90,6 +90,10 @@ struct CameraView {
     detect_fps: f64,
     regions: Vec<RegionView>,
     zones: Vec<ZoneView>,
+    /// The zones as the config file has them (every key, durations as written): what the
+    /// zone editor edits and sends back. Absent when the daemon cannot edit its config.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    zones_config: Option<serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -192,6 +196,10 @@ fn view(state: &WebState, id: &str, m: &CameraMetrics) -> Option<CameraView> {
         detect_fps: config.detect_fps,
         regions,
         zones,
+        zones_config: state
+            .editing
+            .as_ref()
+            .and_then(|e| e.file.zones_as_written(id)),
     })
 }
 
@@ -202,7 +210,13 @@ pub(super) async fn list_cameras(State(state): State<Arc<WebState>>) -> Response
         .iter()
         .filter_map(|(id, m)| view(&state, id, m))
         .collect();
-    Json(serde_json::json!({ "cameras": cameras })).into_response()
+    // The label groups a zone's `objects` may name (the editor's choices).
+    let object_groups: Vec<&String> = state
+        .editing
+        .as_ref()
+        .map(|e| e.model.label_groups.keys().collect())
+        .unwrap_or_default();
+    Json(serde_json::json!({ "cameras": cameras, "object_groups": object_groups })).into_response()
 }
 
 /// Camera ids are letters, digits, `-` and `_` (config validation); anything else is not
@@ -249,6 +263,9 @@ pub(super) struct PictureQuery {
     /// Draw the zones and detection regions on the picture.
     #[serde(default)]
     layout: bool,
+    /// Ignored: a page's cache-buster (`?t=<time>`), so each refresh loads a new picture.
+    #[serde(default, rename = "t")]
+    _refresh: Option<String>,
 }
 
 pub(super) async fn latest_picture(

@@ -37,6 +37,8 @@ use crate::store::{ReviewRequest, Store};
 use sessions::{Account, Role};
 
 const PAGE: &str = include_str!("page.html");
+/// The installer's console: cameras and the zone editor.
+const CAMERAS_PAGE: &str = include_str!("cameras.html");
 const COOKIE: &str = "gridwatch_session";
 
 /// What the zone editor needs from the daemon: the config file it runs on, the model (to
@@ -238,6 +240,7 @@ pub fn router(state: Arc<WebState>) -> Router {
         ));
     Router::new()
         .route("/", get(|| async { Html(PAGE) }))
+        .route("/cameras", get(|| async { Html(CAMERAS_PAGE) }))
         .route("/healthz", get(healthz))
         .route("/api/login", post(login))
         .route("/api/logout", post(logout))
