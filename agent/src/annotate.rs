@@ -168,6 +168,22 @@ pub fn draw_layout(
     }
 }
 
+/// Current tracks on a camera picture: `label #id` (red while the object stands still).
+pub fn draw_tracks(img: &mut RgbImage, tracks: &[crate::live::TrackBox]) {
+    let (w, h) = (img.width() as f32, img.height() as f32);
+    let thickness = (i64::from(img.width().max(img.height())) / 500).max(1);
+    for t in tracks {
+        let colour = if t.stationary {
+            Rgb([255, 56, 56])
+        } else {
+            Rgb([56, 220, 90])
+        };
+        let bbox = t.bbox.scaled(w, h);
+        draw_box(img, &bbox, thickness, colour);
+        draw_label(img, &bbox, &format!("{} #{}", t.label, t.id), colour);
+    }
+}
+
 /// Boxes and `label score` tags for each detection.
 pub fn draw_detections(img: &mut RgbImage, detections: &[Detection]) {
     let thickness = (i64::from(img.width().max(img.height())) / 400).max(2);

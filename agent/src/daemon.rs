@@ -458,6 +458,7 @@ fn inference_loop(
                     camera.metrics.count_region_inferences(meta.inferred);
                 }
                 let events: Vec<_> = camera.analytics.on_frame(meta, detections).to_vec();
+                camera.metrics.live.set_tracks(camera.analytics.tracks());
                 deliver(&shared.delivery, evidence, &camera.zones, events);
             }
             Err(e) => tracing::error!(camera = %meta.camera, "inference failed: {e}"),

@@ -64,9 +64,21 @@ pub struct Picture {
     taken: Instant,
 }
 
+/// A confirmed track as the layout draws it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrackBox {
+    pub id: u64,
+    pub label: Arc<str>,
+    /// Normalised box.
+    pub bbox: crate::frame::BBox,
+    pub stationary: bool,
+}
+
 /// The live view of one camera.
 #[derive(Debug)]
 pub struct CameraLive {
+    /// The camera's confirmed tracks after its latest detected frame.
+    tracks: Mutex<Vec<TrackBox>>,
     /// The camera's settings as running (zones, regions), set when it starts.
     config: Mutex<Option<Arc<crate::config::CameraConfig>>>,
     status: Mutex<LiveStatus>,
@@ -79,6 +91,7 @@ pub struct CameraLive {
 impl Default for CameraLive {
     fn default() -> CameraLive {
         CameraLive {
+            tracks: Mutex::new(Vec::new()),
             config: Mutex::new(None),
             status: Mutex::new(LiveStatus {
                 connection: Connection::Connecting,
@@ -141,6 +154,29 @@ impl CameraLive {
 
     pub fn status(&self) -> Option<LiveStatus> {
         self.status.lock().ok().map(|s| s.clone())
+    }
+
+    /// The tracks after a detected frame (the inference thread). Reuses its buffer: no
+    /// allocation per frame once it has held the most tracks.
+    pub fn set_tracks(&self, tracks: &[crate::track::Track]) {
+        if let Ok(mut held) = self.tracks.lock() {
+            held.clear();
+            held.extend(
+                tracks
+                    .iter()
+                    .filter(|t| t.confirmed && t.seen_now)
+                    .map(|t| TrackBox {
+                        id: t.id,
+                        label: Arc::clone(&t.label),
+                        bbox: t.bbox,
+                        stationary: t.stationary_since_us.is_some(),
+                    }),
+            );
+        }
+    }
+
+    pub fn tracks(&self) -> Vec<TrackBox> {
+        self.tracks.lock().map(|t| t.clone()).unwrap_or_default()
     }
 
     /// A frame was decoded at `at_us` (wall clock).
@@ -239,6 +275,41 @@ mod tests {
             live.status().unwrap().connection,
             Connection::Online { since_us: 40 }
         );
+    }
+
+    #[test]
+    fn confirmed_tracks_seen_now_are_kept_for_the_layout_and_drawn() {
+        use crate::frame::{BBox, Detection};
+        let norm = BBox {
+            x1: 0.25,
+            y1: 0.25,
+            x2: 0.75,
+            y2: 0.75,
+        };
+        let car = Detection {
+            label: Arc::from("car"),
+            class_id: 2,
+            score: 0.9,
+            bbox: norm,
+            norm,
+        };
+        let mut tracker = crate::track::Tracker::new(crate::config::TrackerConfig::default());
+        let live = CameraLive::default();
+        tracker.update(0, std::slice::from_ref(&car));
+        live.set_tracks(tracker.tracks());
+        assert!(live.tracks().is_empty(), "not confirmed after one frame");
+        for k in 1..5 {
+            tracker.update(k * 200_000, std::slice::from_ref(&car));
+        }
+        live.set_tracks(tracker.tracks());
+        let tracks = live.tracks();
+        assert_eq!(tracks.len(), 1);
+        assert_eq!(&*tracks[0].label, "car");
+        let mut image = RgbImage::new(100, 100);
+        crate::annotate::draw_tracks(&mut image, &tracks);
+        // The box's left edge at x = 25 is drawn; the middle stays black.
+        assert_ne!(image.get_pixel(25, 60).0, [0, 0, 0]);
+        assert_eq!(image.get_pixel(50, 60).0, [0, 0, 0]);
     }
 
     #[test]

@@ -260,9 +260,12 @@ pub(super) async fn get_camera(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct PictureQuery {
-    /// Draw the zones and detection regions on the picture.
+    /// Draw the zones, detection regions and current tracks on the picture.
     #[serde(default)]
     layout: bool,
+    /// Draw only the current tracks (the console draws zones and regions itself).
+    #[serde(default)]
+    tracks: bool,
     /// Ignored: a page's cache-buster (`?t=<time>`), so each refresh loads a new picture.
     #[serde(default, rename = "t")]
     _refresh: Option<String>,
@@ -291,12 +294,14 @@ pub(super) async fn latest_picture(
             m.live.last_frame_us().map(time),
         );
     }
-    let layout = query.layout;
+    let (layout, tracks) = (query.layout, query.tracks);
     let encoded = tokio::task::spawn_blocking(move || {
         let picture = m.live.latest_picture(PICTURE_WAIT)?;
         let mut image = (*picture.image).clone();
         if layout {
             draw_layout(&mut image, &m);
+        } else if tracks {
+            crate::annotate::draw_tracks(&mut image, &m.live.tracks());
         }
         let mut jpeg = Vec::new();
         let encoder =
@@ -426,6 +431,7 @@ fn draw_layout(image: &mut image::RgbImage, m: &CameraMetrics) {
         .map(|r| r.iter().map(|r| (r.id.clone(), r.rect)).collect())
         .unwrap_or_default();
     crate::annotate::draw_layout(image, &zones, &regions);
+    crate::annotate::draw_tracks(image, &m.live.tracks());
 }
 
 #[cfg(test)]
