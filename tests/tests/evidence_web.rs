@@ -320,17 +320,26 @@ fn get(url: &str, token: Option<&str>, extra: &[(&str, &str)]) -> Reply {
     }
 }
 
-fn post(url: &str, token: Option<&str>, body: &Value) -> Reply {
-    let mut request = agent().post(url).header("Content-Type", "application/json");
+/// Sends a JSON `body` with the token, if any.
+fn with_body(
+    request: ureq::RequestBuilder<ureq::typestate::WithBody>,
+    token: Option<&str>,
+    body: String,
+) -> Reply {
+    let mut request = request.header("Content-Type", "application/json");
     if let Some(t) = token {
         request = request.header("Authorization", &format!("Bearer {t}"));
     }
-    let mut response = request.send(body.to_string()).unwrap();
+    let mut response = request.send(body).unwrap();
     Reply {
         status: response.status().as_u16(),
         headers: response.headers().clone(),
         body: response.body_mut().read_to_vec().unwrap(),
     }
+}
+
+fn post(url: &str, token: Option<&str>, body: &Value) -> Reply {
+    with_body(agent().post(url), token, body.to_string())
 }
 
 const TOKEN: &str = "test-token-0123456789";
@@ -1367,16 +1376,7 @@ fn a_reviewer_account_reviews_under_its_name_and_is_refused_cameras() {
 }
 
 fn put(url: &str, token: Option<&str>, body: &str) -> Reply {
-    let mut request = agent().put(url).header("Content-Type", "application/json");
-    if let Some(t) = token {
-        request = request.header("Authorization", &format!("Bearer {t}"));
-    }
-    let mut response = request.send(body.to_string()).unwrap();
-    Reply {
-        status: response.status().as_u16(),
-        headers: response.headers().clone(),
-        body: response.body_mut().read_to_vec().unwrap(),
-    }
+    with_body(agent().put(url), token, body.to_string())
 }
 
 /// Polls `probe` every 300 ms until it holds, for at most `limit`.
