@@ -555,6 +555,7 @@ fn stream_desc(info: &crate::source::StreamInfo) -> crate::live::StreamDesc {
     crate::live::StreamDesc {
         codec: info.codec.to_string(),
         decoder: info.decoder.to_string(),
+        decoder_why: info.decoder_why.clone(),
         width: info.width,
         height: info.height,
     }

@@ -24,6 +24,8 @@ pub struct StreamDesc {
     pub codec: String,
     /// "h264 (software)", "hevc + vaapi", ...
     pub decoder: String,
+    /// Why that decoder (the hwaccel in use, or why software).
+    pub decoder_why: String,
     pub width: u32,
     pub height: u32,
 }
@@ -241,6 +243,7 @@ mod tests {
         StreamDesc {
             codec: "h264".into(),
             decoder: "h264 (software)".into(),
+            decoder_why: "the camera sets no hwaccel".into(),
             width,
             height: width * 9 / 16,
         }

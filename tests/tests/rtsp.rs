@@ -724,6 +724,7 @@ fn the_cameras_api_shows_a_camera_offline_online_and_its_latest_picture() {
     assert_eq!(up["name"], "北门");
     assert_eq!(up["decoder"], "h264 (software)");
     assert_eq!(up["hardware_decoding"], false);
+    assert_eq!(up["decoder_why"], "the camera sets no hwaccel");
     assert_eq!(up["detection_stream"], "main");
     let (width, height) = (
         up["main"]["width"].as_u64().unwrap() as u32,

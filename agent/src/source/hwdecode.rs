@@ -19,6 +19,8 @@ pub(super) struct OpenedDecoder {
     pub description: String,
     /// Frames may come in GPU memory and need a download before swscale.
     pub hardware: bool,
+    /// Why this decoder: the hwaccel in use, or why decoding is in software.
+    pub why: String,
 }
 
 /// Opens the decoder for `params`, trying `options.hwaccel` first. `shown` is the redacted
@@ -28,14 +30,18 @@ pub(super) fn open_decoder(
     options: &OpenOptions,
     shown: &str,
 ) -> Result<OpenedDecoder, ffmpeg::Error> {
+    let mut why = "the camera sets no hwaccel".to_string();
     if let Some(name) = &options.hwaccel {
         match open_hardware(params, options, name) {
             Ok(opened) => return Ok(opened),
-            Err(reason) => tracing::warn!(
-                url = shown,
-                hwaccel = name.as_str(),
-                "hardware decoding unavailable ({reason}); decoding in software"
-            ),
+            Err(reason) => {
+                tracing::warn!(
+                    url = shown,
+                    hwaccel = name.as_str(),
+                    "hardware decoding unavailable ({reason}); decoding in software"
+                );
+                why = format!("hwaccel {name} unavailable: {reason}");
+            }
         }
     }
     let decoder = prepare(params, options)?.video()?;
@@ -49,6 +55,7 @@ pub(super) fn open_decoder(
         decoder,
         description,
         hardware: false,
+        why,
     })
 }
 
@@ -89,6 +96,7 @@ fn open_hardware(
             .and_then(|d| d.video())
             .map_err(|err| format!("{wrapper}: {err}"))?;
         return Ok(OpenedDecoder {
+            why: format!("hwaccel {name}: the {wrapper} decoder"),
             decoder,
             description: wrapper,
             hardware: true,
@@ -148,6 +156,7 @@ fn open_hardware(
         decoder,
         description: format!("{} + {name}", software.name()),
         hardware: true,
+        why: format!("hwaccel {name}: its device opened"),
     })
 }
 

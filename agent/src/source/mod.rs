@@ -181,6 +181,8 @@ pub struct StreamInfo {
     pub codec: String,
     /// The decoder in use, e.g. "h264 (software)", "hevc + vaapi", "h264_rkmpp".
     pub decoder: String,
+    /// Why that decoder: the hwaccel in use, or why decoding is in software.
+    pub decoder_why: String,
     pub width: u32,
     pub height: u32,
     /// Average frame rate when the container states one.
@@ -389,6 +391,7 @@ impl VideoSource {
         let info = StreamInfo {
             codec: codec_name,
             decoder: opened.description,
+            decoder_why: opened.why,
             width: decoder.width(),
             height: decoder.height(),
             fps,
@@ -623,6 +626,10 @@ impl VideoSource {
                 url = self.url.as_str(),
                 decoder = self.info.decoder.as_str(),
                 "the hardware did not take this stream; decoding in software"
+            );
+            self.info.decoder_why = format!(
+                "{} did not take this stream (a profile or size the chip lacks)",
+                self.info.decoder
             );
             self.info.decoder = format!("{} (software)", self.info.codec);
             self.hardware = false;

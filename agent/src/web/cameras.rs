@@ -79,6 +79,8 @@ struct CameraView {
     /// The detection stream's decoder, and whether it is a hardware one.
     decoder: Option<String>,
     hardware_decoding: Option<bool>,
+    /// Why that decoder: the hwaccel in use, or why decoding is in software.
+    decoder_why: Option<String>,
     last_frame_at: Option<String>,
     fps_in: f64,
     fps_detected: f64,
@@ -138,6 +140,7 @@ fn view(state: &WebState, id: &str, m: &CameraMetrics) -> Option<CameraView> {
         None => None,
     };
     let decoder = detection.map(|d| d.decoder.clone());
+    let decoder_why = detection.map(|d| d.decoder_why.clone());
     let [fps_in, fps_detected, fps_dropped] = state.camera_rates.rates(id, m);
     let round = |v: f64| (v * 10.0).round() / 10.0;
     let regions = m
@@ -183,6 +186,7 @@ fn view(state: &WebState, id: &str, m: &CameraMetrics) -> Option<CameraView> {
         enabled: config.enabled,
         hardware_decoding: decoder.as_deref().map(is_hardware),
         decoder,
+        decoder_why,
         since,
         last_frame_at: m.live.last_frame_us().map(time),
         status,
