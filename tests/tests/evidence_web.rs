@@ -1379,6 +1379,17 @@ fn put(url: &str, token: Option<&str>, body: &str) -> Reply {
     with_body(agent().put(url), token, body.to_string())
 }
 
+/// Waits up to 90 s for an illegal-parking incident in `zone` on the server's API.
+fn wait_for_parking_incident(server: &Server, zone: &str) {
+    eventually(Duration::from_secs(90), "an incident in the zone", || {
+        let url = format!("{}/api/incidents?kind=illegal_parking", server.base);
+        let list = get(&url, Some(TOKEN), &[]).json();
+        list["items"]
+            .as_array()
+            .is_some_and(|items| items.iter().any(|i| i["zone"]["id"] == zone))
+    });
+}
+
 /// Polls `probe` every 300 ms until it holds, for at most `limit`.
 fn eventually(limit: Duration, what: &str, mut probe: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
@@ -1476,23 +1487,7 @@ fn zones_saved_through_the_api_keep_the_file_s_comments_and_raise_incidents_with
     eventually(Duration::from_secs(30), "the zone applied", || {
         camera()["zones"][0]["id"] == "aisle"
     });
-    eventually(
-        Duration::from_secs(90),
-        "an incident in the new zone",
-        || {
-            let list = get(
-                &format!("{}/api/incidents?kind=illegal_parking", server.base),
-                Some(TOKEN),
-                &[],
-            )
-            .json();
-            list["items"].as_array().is_some_and(|items| {
-                items
-                    .iter()
-                    .any(|i| i["zone"]["id"] == "aisle" || i["zone_id"] == "aisle")
-            })
-        },
-    );
+    wait_for_parking_incident(&server, "aisle");
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(logged.contains("zones saved from the console"), "{logged}");
     // The same process all along: applied by the reload, not a restart.
@@ -1597,21 +1592,7 @@ fn an_installer_draws_a_zone_on_the_picture_in_chromium_and_it_raises_an_inciden
         "{dragged:?}"
     );
     run_ok(gridwatch().arg("check").arg("--config").arg(&config));
-    eventually(
-        Duration::from_secs(90),
-        "an incident in the drawn zone",
-        || {
-            let list = get(
-                &format!("{}/api/incidents?kind=illegal_parking", server.base),
-                Some(TOKEN),
-                &[],
-            )
-            .json();
-            list["items"]
-                .as_array()
-                .is_some_and(|items| !items.is_empty())
-        },
-    );
+    wait_for_parking_incident(&server, "zone1");
     assert!(image::open(repo_root().join("target/test-artifacts/zone-editor.png")).is_ok());
 
     // A reviewer cannot open the editor.
