@@ -572,31 +572,29 @@ fn detect_stream_once<F: Fn(&crate::source::StreamInfo)>(
     metrics: &Arc<CameraMetrics>,
     on_open: impl Fn(&'static str) -> F,
 ) -> Result<(), crate::source::SourceError> {
-    {
-        let mut report = decode_into_queue(
-            options,
-            spec,
-            producer,
-            Arc::clone(stop),
-            on_open(options.stream),
-        )?;
-        if report.short_of_pixels {
-            let why = report.plan.as_ref().and_then(|p| p.short_reason());
-            tracing::warn!(
-                camera = %camera.id,
-                "detecting on the main stream, not the sub-stream: {}",
-                why.unwrap_or_default()
-            );
-            options.url = camera.url.clone();
-            options.stream = "main";
-            options.stop_when_short = false;
-            report = decode_into_queue(options, spec, producer, Arc::clone(stop), on_open("main"))?;
-        }
-        metrics
-            .decode_errors
-            .fetch_add(report.stats.decode_errors, Ordering::Relaxed);
-        Ok(())
+    let mut report = decode_into_queue(
+        options,
+        spec,
+        producer,
+        Arc::clone(stop),
+        on_open(options.stream),
+    )?;
+    if report.short_of_pixels {
+        let why = report.plan.as_ref().and_then(|p| p.short_reason());
+        tracing::warn!(
+            camera = %camera.id,
+            "detecting on the main stream, not the sub-stream: {}",
+            why.unwrap_or_default()
+        );
+        options.url = camera.url.clone();
+        options.stream = "main";
+        options.stop_when_short = false;
+        report = decode_into_queue(options, spec, producer, Arc::clone(stop), on_open("main"))?;
     }
+    metrics
+        .decode_errors
+        .fetch_add(report.stats.decode_errors, Ordering::Relaxed);
+    Ok(())
 }
 
 /// Keeps a camera's main stream recorded into its packet ring while detection reads the

@@ -741,19 +741,9 @@ fn the_review_page_works_in_headless_chromium() {
     std::fs::create_dir_all(&artifacts).unwrap();
     let screenshot = artifacts.join("review-page.png");
     let _ = std::fs::remove_file(&screenshot);
-    let r = run(Command::new("node")
-        .arg(repo_root().join("tests/browser/review.mjs"))
-        .arg(format!("{}/", server.base))
-        .arg("station-pass")
-        .arg(&screenshot)
-        .current_dir(repo_root().join("tests/browser")));
-    assert!(
-        r.output.status.success(),
-        "browser run failed:\n{}\n{}",
-        r.stdout(),
-        r.stderr()
-    );
-    let video: Value = serde_json::from_str(r.stdout().trim().lines().last().unwrap()).unwrap();
+    let server_url = format!("{}/", server.base);
+    let shot = screenshot.to_string_lossy();
+    let video = browser_script("review.mjs", &[&server_url, "station-pass", &shot]);
     assert!(
         video["readyState"].as_u64().unwrap() >= 2 && video["currentTime"].as_f64().unwrap() > 0.0,
         "{video}"
@@ -1514,24 +1504,29 @@ fn zones_saved_through_the_api_keep_the_file_s_comments_and_raise_incidents_with
     assert_eq!(last.matches("[[cameras.zones]]").count(), 1, "{last}");
 }
 
-/// Runs one step of tests/browser/cameras.mjs against `server`; the JSON line it printed.
-fn console_step(server: &Server, password: &str, step: &str) -> Value {
-    let artifacts = repo_root().join("target/test-artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
+/// Runs tests/browser/`script` with `args` in headless Chromium; the JSON line it printed
+/// last. Fails the test, with the script's output, when the script fails.
+fn browser_script(script: &str, args: &[&str]) -> Value {
     let r = run(Command::new("node")
-        .arg(repo_root().join("tests/browser/cameras.mjs"))
-        .arg(format!("{}/", server.base))
-        .arg(password)
-        .arg(step)
-        .arg(&artifacts)
+        .arg(repo_root().join("tests/browser").join(script))
+        .args(args)
         .current_dir(repo_root().join("tests/browser")));
     assert!(
         r.output.status.success(),
-        "browser step {step} failed:\n{}\n{}",
+        "browser script {script} {args:?} failed:\n{}\n{}",
         r.stdout(),
         r.stderr()
     );
     serde_json::from_str(r.stdout().trim().lines().last().unwrap()).unwrap()
+}
+
+/// Runs one step of tests/browser/cameras.mjs against `server`; the JSON line it printed.
+fn console_step(server: &Server, password: &str, step: &str) -> Value {
+    let artifacts = repo_root().join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let server_url = format!("{}/", server.base);
+    let artifacts = artifacts.to_string_lossy();
+    browser_script("cameras.mjs", &[&server_url, password, step, &artifacts])
 }
 
 #[test]
