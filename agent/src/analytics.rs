@@ -89,6 +89,39 @@ impl CameraAnalytics {
         self.record()
     }
 
+    /// The installer saved this camera's zones (nothing else of the camera changed): builds
+    /// the new zones and rules and carries over what stayed. Tracks are kept; zones whose
+    /// settings are unchanged keep their memberships, stays, dwell clocks and open incidents
+    /// (same id, growing seq); rules of zones that changed or went away close what they had
+    /// open with `reconfigured`, returned here. A camera whose new zones do not build keeps
+    /// running on its old ones and the error is returned.
+    pub fn reconfigure(
+        &mut self,
+        config: &Config,
+        camera: &CameraConfig,
+        manifest: &ModelManifest,
+        at_us: i64,
+    ) -> Result<&[IncidentEvent], ConfigError> {
+        let rules = RuleSet::new(config, camera, manifest)
+            .map_err(|(path, msg)| config.error_at(&path, &msg))?;
+        let old_rules = std::mem::replace(&mut self.rules, rules);
+        self.changes.clear();
+        let renumbering = self
+            .rules
+            .carry_over(old_rules, at_us, self.offset, &mut self.changes);
+        // The closes name the old zones: record them through the old log first.
+        self.record();
+        let new_log = IncidentLog::new(config, camera, &self.rules.zones);
+        let old_log = std::mem::replace(&mut self.log, new_log);
+        self.log.carry_open(old_log, &renumbering.rules);
+        self.suppressed = std::mem::take(&mut self.suppressed)
+            .into_iter()
+            .filter_map(|(rule, key)| renumbering.rules.get(&rule).map(|&r| (r, key)))
+            .collect();
+        self.membership.renumber(&renumbering.zones);
+        Ok(&self.events)
+    }
+
     /// Live cameras: count silence from `now_us` even before the first frame.
     pub fn watch_from(&mut self, now_us: i64) {
         self.rules.offline.watch_from(now_us);
@@ -160,5 +193,168 @@ impl CameraAnalytics {
 
     pub fn open_incidents(&self) -> usize {
         self.log.open_count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::BBox;
+    use crate::incidents::EventState;
+    use crate::rules::CloseReason;
+    use std::path::Path;
+
+    const S: i64 = 1_000_000;
+    const T0: i64 = 1_764_000_000 * S;
+
+    const HEAD: &str = "[site]\nid = \"unit\"\ngrid_code = \"440305001001\"\n\n[[cameras]]\nid = \"lot\"\nurl = \"rtsp://10.0.0.2/stream1\"\n";
+    /// The lower half of the picture, where the car stands.
+    const LANE: &str = "\n[[cameras.zones]]\nid = \"lane\"\npolygon = [[0.0, 0.5], [1.0, 0.5], [1.0, 1.0], [0.0, 1.0]]\nobjects = [\"vehicle\"]\n[cameras.zones.illegal_parking]\ndwell = \"5s\"\ngrace = \"2s\"\n";
+    /// The upper half: nothing stands there.
+    const SKY: &str = "\n[[cameras.zones]]\nid = \"sky\"\npolygon = [[0.0, 0.0], [1.0, 0.0], [1.0, 0.5], [0.0, 0.5]]\nobjects = [\"vehicle\"]\n[cameras.zones.illegal_parking]\ndwell = \"5s\"\n";
+
+    fn setup(zones: &[&str]) -> (Config, ModelManifest) {
+        let text = format!("{HEAD}{}", zones.concat());
+        let config = Config::parse(&text, Path::new("/etc/gridwatch/config.toml")).unwrap();
+        let manifest = ModelManifest::resolve("yolox_nano", Path::new(".")).unwrap();
+        (config, manifest)
+    }
+
+    fn car() -> Detection {
+        let norm = BBox {
+            x1: 0.3,
+            y1: 0.6,
+            x2: 0.5,
+            y2: 0.8,
+        };
+        Detection {
+            label: Arc::from("car"),
+            class_id: 2,
+            score: 0.8,
+            bbox: norm,
+            norm,
+        }
+    }
+
+    /// Feeds `seconds` of frames at 5 fps from `*at`; returns the events. A car standing
+    /// still from the start is stationary after 10 s (the tracker's default), so with a 5 s
+    /// dwell its incident opens at about 10 s.
+    fn run(
+        analytics: &mut CameraAnalytics,
+        at: &mut i64,
+        seconds: i64,
+        car_there: bool,
+    ) -> Vec<IncidentEvent> {
+        let regions: Arc<[BBox]> = Arc::from(vec![BBox {
+            x1: 0.0,
+            y1: 0.0,
+            x2: 1.0,
+            y2: 1.0,
+        }]);
+        let mut events = Vec::new();
+        for _ in 0..seconds * 5 {
+            let meta = FrameMeta {
+                camera: Arc::from("lot"),
+                seq: 0,
+                pts_us: *at - T0,
+                at_us: *at,
+                width: 1280,
+                height: 720,
+                keyframe: false,
+                unchanged: false,
+                regions: Arc::clone(&regions),
+                inferred: 1,
+            };
+            let detections = if car_there { vec![car()] } else { vec![] };
+            events.extend_from_slice(analytics.on_frame(&meta, &detections));
+            *at += S / 5;
+        }
+        events
+    }
+
+    fn opened(events: &[IncidentEvent]) -> Vec<&IncidentEvent> {
+        events
+            .iter()
+            .filter(|e| e.state == EventState::Opened)
+            .collect()
+    }
+
+    #[test]
+    fn an_unchanged_zone_keeps_its_incident_and_clock_when_another_is_added_before_it() {
+        let (config, manifest) = setup(&[LANE]);
+        let mut analytics = CameraAnalytics::new(&config, &config.cameras[0], &manifest).unwrap();
+        let mut at = T0;
+        let events = run(&mut analytics, &mut at, 14, true);
+        let first = opened(&events);
+        assert_eq!(first.len(), 1, "{events:?}");
+        let incident = first[0].incident_id.clone();
+
+        // The installer adds a zone ahead of the lane: the lane moves to index 1.
+        let (config, _) = setup(&[SKY, LANE]);
+        let closed = analytics
+            .reconfigure(&config, &config.cameras[0], &manifest, at)
+            .unwrap();
+        assert!(closed.is_empty(), "{closed:?}");
+        assert_eq!(analytics.open_incidents(), 1);
+
+        // The car stays: no second incident; when it leaves, the same incident closes,
+        // its seq continuing, under the lane's zone.
+        let events = run(&mut analytics, &mut at, 10, true);
+        assert!(opened(&events).is_empty(), "{events:?}");
+        let events = run(&mut analytics, &mut at, 10, false);
+        let close = events
+            .iter()
+            .find(|e| e.state == EventState::Closed)
+            .expect("closed when the car left");
+        assert_eq!(close.incident_id, incident);
+        assert!(close.seq >= 1);
+        assert_eq!(close.zone.as_ref().unwrap().id, "lane");
+        assert_eq!(close.close_reason, Some(CloseReason::Left));
+    }
+
+    #[test]
+    fn a_changed_zone_closes_its_incident_as_reconfigured_and_counts_afresh() {
+        let (config, manifest) = setup(&[LANE]);
+        let mut analytics = CameraAnalytics::new(&config, &config.cameras[0], &manifest).unwrap();
+        let mut at = T0;
+        let events = run(&mut analytics, &mut at, 14, true);
+        let incident = opened(&events)[0].incident_id.clone();
+
+        // The dwell changes: the lane is a new zone now.
+        let (config, _) = setup(&[&LANE.replace("5s", "3s")]);
+        let closed = analytics
+            .reconfigure(&config, &config.cameras[0], &manifest, at)
+            .unwrap()
+            .to_vec();
+        assert_eq!(closed.len(), 1, "{closed:?}");
+        assert_eq!(closed[0].incident_id, incident);
+        assert_eq!(closed[0].close_reason, Some(CloseReason::Reconfigured));
+        assert_eq!(analytics.open_incidents(), 0);
+
+        // The track stays (no stream reopen), its stay counts from the save: a new
+        // incident after the new dwell, not at once.
+        let events = run(&mut analytics, &mut at, 2, true);
+        assert!(opened(&events).is_empty(), "{events:?}");
+        let events = run(&mut analytics, &mut at, 6, true);
+        let second = opened(&events);
+        assert_eq!(second.len(), 1, "{events:?}");
+        assert_ne!(second[0].incident_id, incident);
+    }
+
+    #[test]
+    fn a_removed_zone_closes_what_it_had_open() {
+        let (config, manifest) = setup(&[SKY, LANE]);
+        let mut analytics = CameraAnalytics::new(&config, &config.cameras[0], &manifest).unwrap();
+        let mut at = T0;
+        run(&mut analytics, &mut at, 14, true);
+        assert_eq!(analytics.open_incidents(), 1);
+        let (config, _) = setup(&[SKY]);
+        let closed = analytics
+            .reconfigure(&config, &config.cameras[0], &manifest, at)
+            .unwrap();
+        assert_eq!(closed.len(), 1);
+        assert_eq!(closed[0].zone.as_ref().unwrap().id, "lane");
+        assert_eq!(analytics.open_incidents(), 0);
+        assert!(opened(&run(&mut analytics, &mut at, 10, true)).is_empty());
     }
 }

@@ -14,12 +14,12 @@ use crossbeam_channel::Select;
 use crate::analytics::CameraAnalytics;
 use crate::config::{CameraConfig, Config, DetectorConfig};
 use crate::evidence::{EvidenceContext, EvidenceRequest, EvidenceWorker, PacketRing, Rings};
-use crate::incidents::EventState;
+use crate::incidents::{EventState, IncidentEvent};
 use crate::metrics::{CameraMetrics, Metrics};
 use crate::model::InputSpec;
 use crate::pipeline::{
-    Backpressure, Clock, DecodeOptions, FrameConsumer, FrameProducer, decode_into_queue,
-    frame_queue, record_into_ring,
+    Backpressure, Clock, DecodeOptions, FrameConsumer, FrameProducer, LiveZones, ZoneLayout,
+    decode_into_queue, frame_queue, record_into_ring,
 };
 use crate::publish::Delivery;
 use crate::rules::CloseReason;
@@ -33,9 +33,11 @@ const QUEUE_DEPTH: usize = 3;
 /// Runs the daemon; with `cameras_on` false only the store, the publisher and the web page
 /// run (reviewing recorded incidents, or a box whose cameras are down for maintenance).
 ///
-/// SIGTERM/SIGINT stop it; SIGHUP re-reads the config file and applies camera changes:
-/// added cameras start, removed ones stop, changed ones restart, untouched ones keep running
-/// with their tracks and open incidents. Other sections take effect on restart.
+/// SIGTERM/SIGINT stop it; SIGHUP (and a zone save in the console) re-reads the config file
+/// and applies camera changes: added cameras start, removed ones stop, cameras whose zones
+/// alone changed take the new zones without reopening their stream (unchanged zones keep
+/// their tracks, dwell clocks and open incidents), otherwise changed ones restart, and
+/// untouched ones keep running as they are. Other sections take effect on restart.
 pub fn run(config_path: &std::path::Path, cameras_on: bool) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -205,6 +207,8 @@ struct CameraRunner {
     reported_drops: u64,
     /// Zone polygons by id, for annotating snapshots.
     zones: Vec<(String, Polygon)>,
+    /// The zones the decode thread plans its regions and motion gate for.
+    live_zones: Arc<LiveZones>,
     stop: Arc<AtomicBool>,
     /// The detection decode thread, and the main-stream recorder when there is a sub-stream.
     threads: Vec<std::thread::JoinHandle<()>>,
@@ -252,6 +256,7 @@ impl CameraRunner {
             );
         }
         let detection_ring = (!separate_main).then_some(ring);
+        let live_zones = Arc::new(LiveZones::new(ZoneLayout::of(&camera)));
         let spawned = std::thread::Builder::new()
             .name(format!("cam-{}", camera.id))
             .spawn({
@@ -259,7 +264,18 @@ impl CameraRunner {
                 let spec = shared.spec.clone();
                 let stop = Arc::clone(&stop);
                 let metrics = Arc::clone(&metrics);
-                move || camera_loop(&camera, &spec, &producer, &stop, &metrics, detection_ring)
+                let live_zones = Arc::clone(&live_zones);
+                move || {
+                    camera_loop(
+                        &camera,
+                        &spec,
+                        &producer,
+                        &stop,
+                        &metrics,
+                        detection_ring,
+                        live_zones,
+                    )
+                }
             });
         match spawned {
             Ok(thread) => threads.push(thread),
@@ -279,9 +295,32 @@ impl CameraRunner {
             metrics,
             reported_drops: 0,
             zones,
+            live_zones,
             stop,
             threads,
         })
+    }
+
+    /// Takes `camera`, which differs from the running config in its zones alone, without
+    /// stopping anything: the analytics carry over what stayed (see
+    /// [`CameraAnalytics::reconfigure`]) and the decode thread re-plans its regions from its
+    /// next frame. Returns the closes of incidents whose zone changed or went away.
+    fn apply_zones(
+        &mut self,
+        config: &Config,
+        camera: CameraConfig,
+        shared: &Shared,
+    ) -> Result<Vec<IncidentEvent>, crate::config::ConfigError> {
+        let now = chrono::Utc::now().timestamp_micros();
+        let closed = self
+            .analytics
+            .reconfigure(config, &camera, &shared.manifest, now)?
+            .to_vec();
+        self.zones = crate::zones::camera_polygons(&camera);
+        self.live_zones.replace(ZoneLayout::of(&camera));
+        self.metrics.live.set_config(&camera);
+        self.config = camera;
+        Ok(closed)
     }
 
     fn stop(self) {
@@ -292,8 +331,18 @@ impl CameraRunner {
     }
 }
 
+/// Does `new` differ from `old` in its zones alone (what a save in the zone editor does)?
+fn only_zones_differ(old: &CameraConfig, new: &CameraConfig) -> bool {
+    let without_zones = |c: &CameraConfig| CameraConfig {
+        zones: Vec::new(),
+        ..c.clone()
+    };
+    old.zones != new.zones && without_zones(old) == without_zones(new)
+}
+
 /// Applies a reloaded camera list: stops removed and changed cameras, starts added and
-/// changed ones, leaves the rest untouched.
+/// changed ones, gives cameras whose zones alone changed their new zones in place, leaves
+/// the rest untouched.
 fn apply_reload(
     config: &Config,
     wanted: Vec<CameraConfig>,
@@ -301,33 +350,53 @@ fn apply_reload(
     shared: &Shared,
 ) {
     let (mut kept, mut stopped, mut started) = (Vec::new(), Vec::new(), Vec::new());
+    let mut rezoned = Vec::new();
     let mut i = 0;
     while i < cameras.len() {
-        let still = wanted.iter().any(|w| *w == cameras[i].config);
-        if still {
-            kept.push(cameras[i].config.id.clone());
+        let runner = &mut cameras[i];
+        let same_id = wanted.iter().find(|w| w.id == runner.config.id);
+        if same_id.is_some_and(|w| *w == runner.config) {
+            kept.push(runner.config.id.clone());
             i += 1;
-        } else {
-            let runner = cameras.swap_remove(i);
-            let id = runner.config.id.clone();
-            runner.stop();
-            // Its analytics (tracks, dwell clocks) go with the runner: what it had open is
-            // closed, so the restarted camera does not open a second incident for one stay.
-            if let Err(e) = shared.delivery.close_open_incidents(
-                &id,
-                CloseReason::Reconfigured,
-                config.site.timezone,
-            ) {
-                tracing::error!(camera = %id, "cannot close the camera's open incidents: {e}");
-            }
-            if let Ok(mut rings) = shared.rings.write() {
-                rings.remove(&id);
-            }
-            if !wanted.iter().any(|w| w.id == id) {
-                shared.metrics.forget(&id);
-            }
-            stopped.push(id);
+            continue;
         }
+        if let Some(new) = same_id.filter(|w| only_zones_differ(&runner.config, w)) {
+            let id = runner.config.id.clone();
+            match runner.apply_zones(config, new.clone(), shared) {
+                Ok(closed) => {
+                    deliver(&shared.delivery, None, &runner.zones, closed);
+                    rezoned.push(id);
+                }
+                // A zone the model cannot serve (a label it lacks): the camera keeps
+                // watching with the zones it has.
+                Err(e) => {
+                    tracing::error!(camera = %id, "cannot apply the new zones, keeping the old: {e}");
+                    kept.push(id);
+                }
+            }
+            i += 1;
+            continue;
+        }
+        // Removed, or changed beyond its zones: restarted below if still wanted.
+        let runner = cameras.swap_remove(i);
+        let id = runner.config.id.clone();
+        runner.stop();
+        // Its analytics (tracks, dwell clocks) go with the runner: what it had open is
+        // closed, so the restarted camera does not open a second incident for one stay.
+        if let Err(e) = shared.delivery.close_open_incidents(
+            &id,
+            CloseReason::Reconfigured,
+            config.site.timezone,
+        ) {
+            tracing::error!(camera = %id, "cannot close the camera's open incidents: {e}");
+        }
+        if let Ok(mut rings) = shared.rings.write() {
+            rings.remove(&id);
+        }
+        if !wanted.iter().any(|w| w.id == id) {
+            shared.metrics.forget(&id);
+        }
+        stopped.push(id);
     }
     for camera in wanted {
         if cameras.iter().any(|c| c.config.id == camera.id) {
@@ -344,6 +413,7 @@ fn apply_reload(
     }
     tracing::info!(
         kept = %kept.join(","),
+        zones_applied = %rezoned.join(","),
         stopped = %stopped.join(","),
         started = %started.join(","),
         "config reloaded"
@@ -479,7 +549,7 @@ fn deliver(
     delivery: &Delivery,
     evidence: Option<&EvidenceWorker>,
     zones: &[(String, Polygon)],
-    events: Vec<crate::incidents::IncidentEvent>,
+    events: Vec<IncidentEvent>,
 ) {
     for mut event in events {
         tracing::info!(
@@ -514,10 +584,12 @@ fn camera_loop(
     stop: &Arc<AtomicBool>,
     metrics: &Arc<CameraMetrics>,
     ring: Option<PacketRing>,
+    live_zones: Arc<LiveZones>,
 ) {
     let url = camera.detection_url();
     let is_file = !url.contains("://");
     let mut options = DecodeOptions::for_camera(camera, url, Clock::Arrival);
+    options.zones = live_zones;
     options.pace = is_file;
     options.metrics = Some(Arc::clone(metrics));
     options.ring = ring;
@@ -670,5 +742,37 @@ fn keep_open(
         while Instant::now() < deadline && !stopped() {
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn camera(extra: &str) -> CameraConfig {
+        let text = format!(
+            "[site]\nid = \"unit\"\ngrid_code = \"440305001001\"\n\n[[cameras]]\nid = \"lot\"\nurl = \"rtsp://10.0.0.2/stream1\"\n{extra}"
+        );
+        let config = Config::parse(&text, Path::new("/etc/gridwatch/config.toml")).unwrap();
+        config.cameras[0].clone()
+    }
+
+    const ZONE: &str = "\n[[cameras.zones]]\nid = \"lane\"\npolygon = [[0, 0], [1, 0], [1, 1]]\n";
+
+    #[test]
+    fn a_zone_save_is_applied_in_place_and_other_changes_restart_the_camera() {
+        let old = camera(ZONE);
+        assert!(!only_zones_differ(&old, &old), "nothing changed");
+        assert!(only_zones_differ(&old, &camera("")));
+        assert!(only_zones_differ(
+            &old,
+            &camera(&ZONE.replace("lane", "aisle"))
+        ));
+        assert!(!only_zones_differ(
+            &old,
+            &camera(&format!("detect_fps = 3\n{ZONE}"))
+        ));
+        assert!(!only_zones_differ(&old, &camera("detect_fps = 3\n")));
     }
 }

@@ -95,6 +95,14 @@ impl MotionGate {
         }
     }
 
+    /// Watches these zones from the next frame on (the installer saved new ones).
+    pub fn set_zones(&mut self, zones: &[Vec<(f32, f32)>]) {
+        if self.zones != zones {
+            self.zones = zones.to_vec();
+            self.key = None;
+        }
+    }
+
     /// Spreads re-checks over the interval by camera: cameras started together (a daemon
     /// start, a switch that comes back) would otherwise all ask for an inference in the
     /// same instant every interval, and the burst overflows the queues. Derived from the

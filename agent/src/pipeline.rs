@@ -194,16 +194,71 @@ pub struct DecodeOptions {
     pub metrics: Option<Arc<CameraMetrics>>,
     /// Keeps the stream's compressed packets for evidence clips and snapshots.
     pub ring: Option<crate::evidence::PacketRing>,
-    /// Motion gating: the settings and the zones (normalised polygons) it watches.
-    pub motion: Option<(crate::config::MotionConfig, Vec<crate::zones::Polygon>)>,
-    /// The camera's `regions` setting and what its zones need, planned at each open.
+    /// Motion gating's settings; it watches the zones of `zones`.
+    pub motion: Option<crate::config::MotionConfig>,
+    /// The camera's `regions` setting, planned at each open with what `zones` needs.
     pub regions: crate::config::RegionsSetting,
-    pub zone_needs: Vec<crate::regions::ZoneNeed>,
+    /// The camera's zones as the decode thread plans for them; replaced while it runs when
+    /// the installer saves zones.
+    pub zones: Arc<LiveZones>,
     /// Which stream this is, for logs and metrics: "main" or "sub".
     pub stream: &'static str,
     /// A sub-stream: end at once (`short_of_pixels`) when its plan says the zones' objects
     /// need more pixels than it has, so the caller can detect on the main stream instead.
     pub stop_when_short: bool,
+}
+
+/// What the decode side needs of a camera's zones: where they are, for the motion gate, and
+/// what they need, for the detection regions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ZoneLayout {
+    pub needs: Vec<crate::regions::ZoneNeed>,
+    pub polygons: Vec<crate::zones::Polygon>,
+}
+
+impl ZoneLayout {
+    pub fn of(camera: &CameraConfig) -> ZoneLayout {
+        ZoneLayout {
+            needs: crate::regions::zone_needs(camera),
+            polygons: camera.zones.iter().map(crate::zones::polygon).collect(),
+        }
+    }
+}
+
+/// A camera's current [`ZoneLayout`], shared between the daemon (which replaces it when the
+/// installer saves zones) and the decode thread (which re-plans its regions and motion gate
+/// at the next frame, without reopening the stream). The version is read per frame: one
+/// atomic load; the lock is taken only when it moved.
+#[derive(Debug)]
+pub struct LiveZones {
+    version: AtomicU64,
+    current: std::sync::Mutex<Arc<ZoneLayout>>,
+}
+
+impl LiveZones {
+    pub fn new(layout: ZoneLayout) -> LiveZones {
+        LiveZones {
+            version: AtomicU64::new(0),
+            current: std::sync::Mutex::new(Arc::new(layout)),
+        }
+    }
+
+    /// Replaces the layout; decode threads pick it up at their next frame.
+    pub fn replace(&self, layout: ZoneLayout) {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        *current = Arc::new(layout);
+        self.version.fetch_add(1, Ordering::Release);
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    /// The layout and its version.
+    pub fn current(&self) -> (u64, Arc<ZoneLayout>) {
+        let current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        (self.version(), Arc::clone(&current))
+    }
 }
 
 /// Where a frame's wall-clock time comes from.
@@ -227,12 +282,9 @@ impl DecodeOptions {
             pace: false,
             metrics: None,
             ring: None,
-            motion: camera.motion.enabled.then(|| {
-                let zones = camera.zones.iter().map(crate::zones::polygon).collect();
-                (camera.motion.clone(), zones)
-            }),
+            motion: camera.motion.enabled.then(|| camera.motion.clone()),
             regions: camera.regions.clone(),
-            zone_needs: crate::regions::zone_needs(camera),
+            zones: Arc::new(LiveZones::new(ZoneLayout::of(camera))),
             stream: if camera.detect_url.as_deref() == Some(url) {
                 "sub"
             } else {
@@ -287,10 +339,16 @@ struct PlannedRegions {
 }
 
 impl PlannedRegions {
-    fn new(options: &DecodeOptions, spec: &InputSpec, width: u32, height: u32) -> Self {
+    fn new(
+        options: &DecodeOptions,
+        zones: &ZoneLayout,
+        spec: &InputSpec,
+        width: u32,
+        height: u32,
+    ) -> Self {
         let plan = crate::regions::plan(
             &options.regions,
-            &options.zone_needs,
+            &zones.needs,
             width,
             height,
             spec.width(),
@@ -345,7 +403,8 @@ pub fn decode_into_queue(
     let mut source = VideoSource::open(&options.url, &options.open, stop)?;
     let info = source.info().clone();
     let url = source.display_url().to_string();
-    let mut regions = PlannedRegions::new(options, spec, info.width, info.height);
+    let (mut zones_version, mut zones) = options.zones.current();
+    let mut regions = PlannedRegions::new(options, &zones, spec, info.width, info.height);
     if options.stop_when_short && !regions.plan.short_of_pixels.is_empty() {
         return Ok(DecodeReport {
             info,
@@ -364,8 +423,8 @@ pub fn decode_into_queue(
     let mut sampler = FrameSampler::new(options.detect_fps);
     let mut size = (info.width, info.height);
     let setup = options.ring.as_ref().map(|_| source.stream_setup());
-    let mut gate = options.motion.as_ref().map(|(config, zones)| {
-        let mut gate = crate::motion::MotionGate::new(config.clone(), zones.clone())
+    let mut gate = options.motion.as_ref().map(|config| {
+        let mut gate = crate::motion::MotionGate::new(config.clone(), zones.polygons.clone())
             .staggered(&options.camera);
         gate.set_regions(&regions.rects);
         gate
@@ -373,6 +432,7 @@ pub fn decode_into_queue(
     let mut sampled = 0u64;
     let mut gated = 0u64;
     let mut scaler_error = None;
+    let mut short_of_pixels = false;
     // Frames decoded in GPU memory come down only once sampled (see `cpu_frame`).
     let mut downloaded = ffmpeg_next::frame::Video::empty();
     let mut download_errors: (u64, Option<(f64, String)>) = (0, None);
@@ -401,12 +461,27 @@ pub fn decode_into_queue(
                 "stream changed resolution"
             );
             size = (frame.width(), frame.height());
-            regions = PlannedRegions::new(options, spec, size.0, size.1);
+            regions = PlannedRegions::new(options, &zones, spec, size.0, size.1);
             if let Some(gate) = gate.as_mut() {
                 gate.set_regions(&regions.rects);
             }
             if let (Some(ring), Some(setup)) = (&options.ring, &setup) {
                 ring.restart_from_last_keyframe(setup.resized(size.0, size.1));
+            }
+        }
+        if options.zones.version() != zones_version {
+            // The installer saved this camera's zones: plan for them from this frame on.
+            (zones_version, zones) = options.zones.current();
+            tracing::info!(camera = %options.camera, stream = options.stream, "zones changed; detection regions planned again");
+            regions = PlannedRegions::new(options, &zones, spec, size.0, size.1);
+            if let Some(gate) = gate.as_mut() {
+                gate.set_zones(&zones.polygons);
+                gate.set_regions(&regions.rects);
+            }
+            if options.stop_when_short && !regions.plan.short_of_pixels.is_empty() {
+                // The new zones need the main stream's pixels (the caller switches).
+                short_of_pixels = true;
+                return ControlFlow::Break(());
             }
         }
         if options.pace {
@@ -519,7 +594,7 @@ pub fn decode_into_queue(
         gated,
         url,
         plan: Some(regions.plan),
-        short_of_pixels: false,
+        short_of_pixels,
     })
 }
 
@@ -556,4 +631,30 @@ pub fn infer_from_queue(
         result?;
     }
     Ok(frames)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout(x: f32) -> ZoneLayout {
+        ZoneLayout {
+            needs: Vec::new(),
+            polygons: vec![vec![(0.0, 0.0), (x, 0.0), (x, 1.0)]],
+        }
+    }
+
+    #[test]
+    fn live_zones_hand_a_saved_layout_to_the_decode_thread_once() {
+        let live = LiveZones::new(layout(0.5));
+        let (seen, current) = live.current();
+        assert_eq!(*current, layout(0.5));
+        // Nothing saved: the per-frame check sees the same version.
+        assert_eq!(live.version(), seen);
+        live.replace(layout(0.9));
+        assert_ne!(live.version(), seen, "the decode thread notices the save");
+        let (now, current) = live.current();
+        assert_eq!(*current, layout(0.9));
+        assert_eq!(live.version(), now, "and re-plans once");
+    }
 }

@@ -177,6 +177,16 @@ impl ZoneMembership {
     pub fn is_inside(&self, zone: usize, track_id: u64) -> bool {
         self.entered_at(zone, track_id).is_some()
     }
+
+    /// The camera's zones were saved again: memberships of zones that stayed move to their
+    /// new index (`old → new`); those of changed or removed zones are forgotten, so a
+    /// changed zone starts counting afresh.
+    pub fn renumber(&mut self, zones: &HashMap<usize, usize>) {
+        self.state = std::mem::take(&mut self.state)
+            .into_iter()
+            .filter_map(|((zone, track), m)| zones.get(&zone).map(|&new| ((new, track), m)))
+            .collect();
+    }
 }
 
 #[cfg(test)]

@@ -1484,6 +1484,42 @@ fn zones_saved_through_the_api_keep_the_file_s_comments_and_raise_incidents_with
     assert!(logged.contains("config reloaded"), "{logged}");
     assert_eq!(logged.matches("gridwatch running").count(), 1, "{logged}");
 
+    // A second zone over the same stretch, saved ahead of the first: the first is unchanged,
+    // so its incident stays open (same id, no `reconfigured` close) while the new zone
+    // counts its own dwell and raises its own incident; the stream is not reopened.
+    let parking_in = |zone: &str| -> Vec<Value> {
+        let url = format!("{}/api/incidents?kind=illegal_parking", server.base);
+        get(&url, Some(TOKEN), &[]).json()["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["zone"]["id"] == zone)
+            .cloned()
+            .collect()
+    };
+    let before = parking_in("aisle");
+    assert_eq!(before.len(), 1, "{before:?}");
+    let first = before[0]["incident_id"].as_str().unwrap().to_string();
+    let opens_before = logged.matches("stream open").count();
+    let aisle = &zone[r#"{"zones": ["#.len()..zone.len() - 2];
+    let both = format!(
+        r#"{{"zones": [{{"id": "aisle2", "polygon": [[0.0, 0.2], [0.4, 0.2], [0.4, 0.55], [0.0, 0.55]], "objects": ["vehicle"], "illegal_parking": {{"dwell": "3s"}}}}, {aisle}]}}"#
+    );
+    let r = put(&zones_url, Some(TOKEN), &both);
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    wait_for_parking_incident(&server, "aisle2");
+    let after = parking_in("aisle");
+    assert_eq!(after.len(), 1, "one incident for one stay: {after:?}");
+    assert_eq!(after[0]["incident_id"], first.as_str());
+    assert_ne!(after[0]["state"], "closed", "{after:?}");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("zones_applied=lot"), "{logged}");
+    assert_eq!(
+        logged.matches("stream open").count(),
+        opens_before,
+        "{logged}"
+    );
+
     // Concurrent saves: each is whole, the file stays valid.
     let threads: Vec<_> = (0..4)
         .map(|k| {

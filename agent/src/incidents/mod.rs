@@ -139,6 +139,23 @@ impl IncidentLog {
         self.open.len()
     }
 
+    /// Takes over the incidents `old` still has open (the camera's zones were saved again):
+    /// each keeps its id and sequence under its rule's new index (`rules`: old → new). The
+    /// camera-offline incident keeps its key. Incidents of rules that went away should have
+    /// been closed through `old` first; any left are dropped.
+    pub fn carry_open(&mut self, old: IncidentLog, rules: &HashMap<usize, usize>) {
+        for ((rule, key), open) in old.open {
+            let rule = if rule == crate::rules::OFFLINE_RULE {
+                Some(rule)
+            } else {
+                rules.get(&rule).copied()
+            };
+            if let Some(rule) = rule {
+                self.open.insert((rule, key), open);
+            }
+        }
+    }
+
     /// Turns one rule state change into its event.
     pub fn record(&mut self, change: &RuleEvent) -> IncidentEvent {
         let zone_id = change

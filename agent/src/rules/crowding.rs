@@ -85,6 +85,23 @@ impl CrowdingRule {
         }
     }
 
+    /// See [`super::StationaryRule::renumber`].
+    pub fn renumber(&mut self, index: usize, zone: usize) {
+        self.index = index;
+        self.zone = zone;
+    }
+
+    pub fn zone(&self) -> usize {
+        self.zone
+    }
+
+    /// Closes an open crowd with `reason` and forgets a pending one.
+    pub fn close_all(&mut self, at_us: i64, reason: CloseReason, out: &mut Vec<RuleEvent>) {
+        if let State::Open(crowd) = std::mem::replace(&mut self.state, State::Idle) {
+            out.push(self.event(&crowd, Transition::Close(reason), at_us));
+        }
+    }
+
     fn event(&self, crowd: &Crowd, transition: Transition, at_us: i64) -> RuleEvent {
         RuleEvent {
             kind: Kind::Crowding,

@@ -178,11 +178,49 @@ enum Rule {
     Crowding(CrowdingRule),
 }
 
+impl Rule {
+    fn zone(&self) -> usize {
+        match self {
+            Rule::Stationary(r) => r.zone(),
+            Rule::Crowding(r) => r.zone(),
+        }
+    }
+
+    fn renumber(&mut self, index: usize, zone: usize) {
+        match self {
+            Rule::Stationary(r) => r.renumber(index, zone),
+            Rule::Crowding(r) => r.renumber(index, zone),
+        }
+    }
+
+    fn close_all(&mut self, at_us: i64, offset: FixedOffset, out: &mut Vec<RuleEvent>) {
+        let reason = CloseReason::Reconfigured;
+        match self {
+            Rule::Stationary(r) => r.close_all(at_us, offset, reason, out),
+            Rule::Crowding(r) => r.close_all(at_us, reason, out),
+        }
+    }
+}
+
+/// The rule index in the key of `camera_offline` incidents (the first half of
+/// [`RuleEvent::key`]): not a zone rule, so no zone rule's index can be it.
+pub const OFFLINE_RULE: usize = usize::MAX;
+
 /// Every rule of one camera, with the zones they watch.
 pub struct RuleSet {
     pub zones: Vec<Zone>,
+    /// Each zone's settings as configured, to tell an unchanged zone on a reload.
+    zone_configs: Vec<crate::config::ZoneConfig>,
     rules: Vec<Rule>,
     pub offline: OfflineRule,
+}
+
+/// Where the zones and rules of an old [`RuleSet`] went in the new one (see
+/// [`RuleSet::carry_over`]): old index to new index, for those carried over.
+#[derive(Debug, Default, PartialEq)]
+pub struct Renumbering {
+    pub zones: std::collections::HashMap<usize, usize>,
+    pub rules: std::collections::HashMap<usize, usize>,
 }
 
 impl RuleSet {
@@ -279,9 +317,58 @@ impl RuleSet {
         }
         Ok(RuleSet {
             zones,
+            zone_configs: camera.zones.clone(),
             rules,
             offline: OfflineRule::new(micros(camera.offline_after)),
         })
+    }
+
+    /// Takes over from `old` (the same camera before the installer saved its zones) the
+    /// state of every zone whose settings are unchanged (same id, polygon, objects and
+    /// rules): its rules keep their stays, crowds, dwell clocks and cooldowns, whatever its
+    /// place in the list now. Rules of zones that changed or went away close what they have
+    /// open (`reconfigured`), appended to `out` under their old keys. The offline watch
+    /// carries over: the camera itself did not change.
+    pub fn carry_over(
+        &mut self,
+        old: RuleSet,
+        at_us: i64,
+        offset: FixedOffset,
+        out: &mut Vec<RuleEvent>,
+    ) -> Renumbering {
+        let mut renumbering = Renumbering::default();
+        for (old_zone, config) in old.zone_configs.iter().enumerate() {
+            if let Some(new_zone) = self.zone_configs.iter().position(|c| c == config) {
+                renumbering.zones.insert(old_zone, new_zone);
+            }
+        }
+        // The same settings build the same rules in the same order: the k-th rule of an
+        // unchanged zone takes over from the k-th rule it had.
+        let mut taken: std::collections::HashMap<usize, usize> = Default::default();
+        for (old_index, mut rule) in old.rules.into_iter().enumerate() {
+            let target = renumbering.zones.get(&rule.zone()).and_then(|&new_zone| {
+                let k = taken.entry(new_zone).or_default();
+                let position = self
+                    .rules
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| r.zone() == new_zone)
+                    .nth(*k)
+                    .map(|(i, _)| i);
+                *k += 1;
+                position.map(|i| (i, new_zone))
+            });
+            match target {
+                Some((new_index, new_zone)) => {
+                    rule.renumber(new_index, new_zone);
+                    self.rules[new_index] = rule;
+                    renumbering.rules.insert(old_index, new_index);
+                }
+                None => rule.close_all(at_us, offset, out),
+            }
+        }
+        self.offline = old.offline;
+        renumbering
     }
 
     /// Runs every rule on one frame, appending state changes to `out`.

@@ -29,7 +29,7 @@ impl OfflineRule {
         RuleEvent {
             kind: Kind::CameraOffline,
             zone: None,
-            key: (usize::MAX, key),
+            key: (super::OFFLINE_RULE, key),
             transition,
             at_us,
             started_at_us: since_us,

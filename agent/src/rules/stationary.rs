@@ -87,6 +87,31 @@ impl StationaryRule {
         }
     }
 
+    /// The rule keeps its stays under a new rule and zone index (its zone moved in the
+    /// camera's list when another zone was added or removed).
+    pub fn renumber(&mut self, index: usize, zone: usize) {
+        self.index = index;
+        self.zone = zone;
+    }
+
+    pub fn zone(&self) -> usize {
+        self.zone
+    }
+
+    /// Closes every open stay with `reason` (its zone or rule was changed or removed).
+    pub fn close_all(
+        &mut self,
+        at_us: i64,
+        offset: chrono::FixedOffset,
+        reason: CloseReason,
+        out: &mut Vec<RuleEvent>,
+    ) {
+        let in_schedule = self.schedule.contains(at_us, offset);
+        for stay in std::mem::take(&mut self.stays) {
+            out.push(self.event(&stay, Transition::Close(reason), at_us, in_schedule));
+        }
+    }
+
     fn qualifies(&self, track: &Track, ctx: &FrameContext<'_>) -> bool {
         track.confirmed
             && self.classes.contains(&track.class_id)
