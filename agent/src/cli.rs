@@ -100,7 +100,7 @@ pub struct SnapshotArgs {
     /// Where to write the JPEG.
     #[arg(long, short, default_value = "snapshot.jpg")]
     pub out: PathBuf,
-    /// Draw the camera's zones (outline and id) on the picture.
+    /// Draw the camera's zones (outline and id) and detection regions on the picture.
     #[arg(long)]
     pub zones: bool,
     /// Read the sub-stream (detect_url) instead of the main stream.
@@ -477,7 +477,23 @@ fn cmd_snapshot(args: SnapshotArgs) -> anyhow::Result<()> {
         }
     };
     if args.zones {
-        crate::annotate::draw_layout(&mut image, &crate::zones::camera_polygons(camera), &[]);
+        // The regions detection would plan on a picture of this size for these zones, as
+        // the console draws them.
+        let manifest = ModelManifest::resolve(&config.detector.model, &config.base_dir())?;
+        let plan = crate::regions::plan(
+            &camera.regions,
+            &crate::regions::zone_needs(camera),
+            image.width(),
+            image.height(),
+            manifest.input.width(),
+            manifest.input.height(),
+        );
+        let regions: Vec<(String, [f32; 4])> = plan
+            .regions
+            .iter()
+            .map(|r| (r.id.clone(), [r.rect.x1, r.rect.y1, r.rect.x2, r.rect.y2]))
+            .collect();
+        crate::annotate::draw_layout(&mut image, &crate::zones::camera_polygons(camera), &regions);
     }
     image
         .save_with_format(&args.out, image::ImageFormat::Jpeg)

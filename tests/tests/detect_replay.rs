@@ -638,6 +638,15 @@ fn snapshot_writes_the_camera_picture_with_its_zones_and_names_what_is_wrong() {
         p[0] > 200 && p[1] > 180 && p[2] < 90
     };
     assert!(yellow(&drawn, 320, 240) && !yellow(&plain, 320, 240));
+    // The detection region detection plans for it (the whole 640x480 picture) is outlined
+    // in cyan along the picture's edge, as the console draws it.
+    let cyan = |img: &image::RgbImage, y: u32| {
+        (300..340).any(|x| {
+            let p = img.get_pixel(x, y).0;
+            p[0] < 120 && p[2] > 150 && p[2] as i32 - p[0] as i32 > 80
+        })
+    };
+    assert!(cyan(&drawn, 0) && !cyan(&plain, 0));
 
     let unknown = run(gridwatch()
         .arg("snapshot")
