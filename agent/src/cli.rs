@@ -823,14 +823,7 @@ fn cmd_check(args: CheckArgs) -> anyhow::Result<()> {
         // would build them.
         CameraAnalytics::new(&config, cam, m)?;
         for zone in &cam.zones {
-            let rules: Vec<&str> = [
-                zone.illegal_parking.as_ref().map(|_| "illegal_parking"),
-                zone.fly_wire_charging.as_ref().map(|_| "fly_wire_charging"),
-                zone.crowding.as_ref().map(|_| "crowding"),
-            ]
-            .into_iter()
-            .flatten()
-            .collect();
+            let rules = zone.rule_names();
             println!(
                 "  zone      {} \"{}\": {} points, rules: {}",
                 zone.id,

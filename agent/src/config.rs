@@ -425,6 +425,8 @@ pub struct CategoriesConfig {
     pub fly_wire_charging: Option<Category>,
     pub crowding: Option<Category>,
     pub camera_offline: Option<Category>,
+    pub two_wheeler_in_elevator: Option<Category>,
+    pub intrusion: Option<Category>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq)]
@@ -462,9 +464,68 @@ pub struct ZoneConfig {
     /// height (the far end of the zone). Sets how much detail `regions = "auto"` gives the
     /// zone; the default is [`crate::regions::DEFAULT_MIN_OBJECT_HEIGHT`].
     pub min_object_height: Option<f32>,
+    /// How an object counts as in the zone: by the bottom-centre of its box (where it
+    /// touches the ground; the default) or, for cameras looking down such as an elevator's,
+    /// by how much of its box lies inside (`min_overlap`).
+    #[serde(default)]
+    pub membership: MembershipMode,
+    /// With `membership = "overlap"`: the fraction of the object's box inside the zone.
+    #[serde(default = "default_min_overlap")]
+    pub min_overlap: f32,
     pub illegal_parking: Option<StationaryRuleConfig>,
     pub fly_wire_charging: Option<ChargingRuleConfig>,
     pub crowding: Option<CrowdingRuleConfig>,
+    pub presence: Option<PresenceRuleConfig>,
+}
+
+impl ZoneConfig {
+    /// The rules the zone has, by their config names.
+    pub fn rule_names(&self) -> Vec<&'static str> {
+        [
+            self.illegal_parking.as_ref().map(|_| "illegal_parking"),
+            self.fly_wire_charging.as_ref().map(|_| "fly_wire_charging"),
+            self.crowding.as_ref().map(|_| "crowding"),
+            self.presence.as_ref().map(|_| "presence"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum MembershipMode {
+    #[default]
+    BottomCentre,
+    Overlap,
+}
+
+/// An object of the zone's objects in the zone at all: an elevator car with an e-bike in it,
+/// a person in a closed area.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PresenceRuleConfig {
+    /// What the incident is: `intrusion` (default) or `two_wheeler_in_elevator`.
+    #[serde(default)]
+    pub kind: PresenceKind,
+    /// How long the object must have been in the zone. Default 1 s; 0 = at once.
+    #[serde(default = "default_presence_min_time", with = "humantime_serde")]
+    pub min_time: Duration,
+    /// How long the zone must have been empty of such objects before the incident closes.
+    /// Default 5 s.
+    #[serde(default = "default_presence_grace", with = "humantime_serde")]
+    pub grace: Duration,
+    #[serde(default)]
+    pub schedule: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PresenceKind {
+    #[default]
+    Intrusion,
+    TwoWheelerInElevator,
 }
 
 /// A vehicle (or other object) staying put in a zone.
@@ -544,6 +605,15 @@ fn default_crowd_duration() -> Duration {
 }
 fn default_clear_duration() -> Duration {
     Duration::from_secs(30)
+}
+fn default_min_overlap() -> f32 {
+    0.5
+}
+fn default_presence_min_time() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_presence_grace() -> Duration {
+    Duration::from_secs(5)
 }
 fn default_offline_after() -> Duration {
     Duration::from_secs(60)
@@ -1332,6 +1402,13 @@ impl Config {
                         "must be in (0.001, 1]: a fraction of the picture's height".into(),
                     );
                 }
+                if !(zone.min_overlap > 0.0 && zone.min_overlap <= 1.0) {
+                    return fail_at(
+                        "min_overlap",
+                        "must be in (0, 1]: the fraction of the object's box inside the zone"
+                            .into(),
+                    );
+                }
                 let schedules = [
                     (
                         "illegal_parking",
@@ -1342,6 +1419,7 @@ impl Config {
                         zone.fly_wire_charging.as_ref().map(|r| &r.schedule),
                     ),
                     ("crowding", zone.crowding.as_ref().map(|r| &r.schedule)),
+                    ("presence", zone.presence.as_ref().map(|r| &r.schedule)),
                 ];
                 for (rule, schedule) in schedules {
                     if let Some(entries) = schedule

@@ -4,12 +4,14 @@
 //! both a main stream and its sub-stream. An object is in a zone when the bottom-centre of
 //! its box (where it touches the ground) is inside the polygon, the Frigate/DeepStream
 //! convention: a car whose roof overlaps a fire lane drawn on the ground is not in it.
-//! `inertia` consecutive detected frames are needed to enter (and to leave), so one jittery
-//! box does not flip membership.
+//! A camera that looks down (an elevator's, from a top corner) sees no ground under its
+//! objects: there a zone may count an object by the fraction of its box inside
+//! (`membership = "overlap"`). `inertia` consecutive detected frames are needed to enter
+//! (and to leave), so one jittery box does not flip membership.
 
 use std::collections::HashMap;
 
-use crate::config::{CameraConfig, ZoneConfig};
+use crate::config::{CameraConfig, MembershipMode, ZoneConfig};
 use crate::frame::BBox;
 use crate::model::ModelManifest;
 use crate::track::Track;
@@ -42,6 +44,8 @@ pub struct Zone {
     pub min_area: f32,
     pub inertia: u32,
     pub area_m2: Option<f32>,
+    pub membership: MembershipMode,
+    pub min_overlap: f32,
 }
 
 impl Zone {
@@ -82,6 +86,8 @@ impl Zone {
             min_area: config.min_area,
             inertia: config.inertia.max(1),
             area_m2: config.area_m2,
+            membership: config.membership,
+            min_overlap: config.min_overlap,
         })
     }
 
@@ -104,6 +110,59 @@ impl Zone {
             }
         }
         inside
+    }
+
+    /// Is an object with this box in the zone, by the zone's membership mode?
+    pub fn holds(&self, bbox: &BBox) -> bool {
+        match self.membership {
+            MembershipMode::BottomCentre => self.contains(((bbox.x1 + bbox.x2) / 2.0, bbox.y2)),
+            MembershipMode::Overlap => {
+                let area = bbox.area();
+                area > 0.0 && self.area_within(bbox) / area >= self.min_overlap
+            }
+        }
+    }
+
+    /// The area of the zone's polygon inside `bbox`: the polygon clipped to the rectangle
+    /// (Sutherland-Hodgman, which is exact for a convex clip window whatever the polygon),
+    /// then the shoelace formula.
+    fn area_within(&self, bbox: &BBox) -> f32 {
+        let mut points = self.polygon.clone();
+        // Each edge of the box as "keep what is on this side": (axis, bound, keep ≥ bound).
+        for (axis, bound, keep_above) in [
+            (0, bbox.x1, true),
+            (0, bbox.x2, false),
+            (1, bbox.y1, true),
+            (1, bbox.y2, false),
+        ] {
+            let inside = |p: (f32, f32)| {
+                let v = if axis == 0 { p.0 } else { p.1 };
+                if keep_above { v >= bound } else { v <= bound }
+            };
+            let mut clipped = Vec::with_capacity(points.len() + 4);
+            for i in 0..points.len() {
+                let (a, b) = (points[i], points[(i + 1) % points.len()]);
+                if inside(a) {
+                    clipped.push(a);
+                }
+                if inside(a) != inside(b) {
+                    let (va, vb) = if axis == 0 { (a.0, b.0) } else { (a.1, b.1) };
+                    let t = (bound - va) / (vb - va);
+                    clipped.push((a.0 + t * (b.0 - a.0), a.1 + t * (b.1 - a.1)));
+                }
+            }
+            points = clipped;
+            if points.is_empty() {
+                return 0.0;
+            }
+        }
+        let twice: f32 = (0..points.len())
+            .map(|i| {
+                let (a, b) = (points[i], points[(i + 1) % points.len()]);
+                a.0 * b.1 - b.0 * a.1
+            })
+            .sum();
+        twice.abs() / 2.0
     }
 
     /// Does the zone consider objects of this class and size at all?
@@ -145,7 +204,7 @@ impl ZoneMembership {
         for track in tracks.iter().filter(|t| t.seen_now) {
             for (zi, zone) in zones.iter().enumerate() {
                 let observed =
-                    zone.accepts(track.class_id, &track.bbox) && zone.contains(track.foot());
+                    zone.accepts(track.class_id, &track.bbox) && zone.holds(&track.bbox);
                 let entry = self.state.entry((zi, track.id)).or_default();
                 if observed == entry.inside {
                     entry.streak = 0;
@@ -202,6 +261,8 @@ mod tests {
             min_area: 0.0,
             inertia: 1,
             area_m2: None,
+            membership: MembershipMode::BottomCentre,
+            min_overlap: 0.5,
         }
     }
 

@@ -70,6 +70,26 @@ pub fn describe(
                 )
             }
         }
+        Kind::TwoWheelerInElevator => {
+            if closed {
+                format!("{place}：电动自行车已离开电梯，停留 {duration}")
+            } else {
+                format!("{place}：电动自行车进入电梯，已停留 {duration}，请劝离")
+            }
+        }
+        Kind::Intrusion => {
+            let what = match change.objects.first().map(|o| &*o.label) {
+                Some("person") => "人员",
+                Some("bicycle" | "motorcycle") => "两轮车",
+                Some("car" | "bus" | "truck") => "车辆",
+                _ => "目标",
+            };
+            if closed {
+                format!("{place}：闯入的{what}已离开，停留 {duration}")
+            } else {
+                format!("{place}：{what}闯入，已停留 {duration}")
+            }
+        }
         Kind::CameraOffline => {
             if closed {
                 format!("{camera}：摄像头已恢复在线，离线 {duration}")

@@ -34,6 +34,8 @@ pub fn category(config: &Config, kind: Kind) -> Category {
         Kind::FlyWireCharging => &config.categories.fly_wire_charging,
         Kind::Crowding => &config.categories.crowding,
         Kind::CameraOffline => &config.categories.camera_offline,
+        Kind::TwoWheelerInElevator => &config.categories.two_wheeler_in_elevator,
+        Kind::Intrusion => &config.categories.intrusion,
     };
     if let Some(c) = configured {
         return c.clone();
@@ -47,6 +49,8 @@ pub fn category(config: &Config, kind: Kind) -> Category {
         Kind::FlyWireCharging => ("安全隐患", "消防安全隐患", Some("电动自行车违规充电")),
         Kind::Crowding => ("社会治安", "人员聚集", None),
         Kind::CameraOffline => ("设施设备", "视频监控设备故障", None),
+        Kind::TwoWheelerInElevator => ("安全隐患", "消防安全隐患", Some("电动自行车进电梯")),
+        Kind::Intrusion => ("社会治安", "重点区域闯入", None),
     };
     Category {
         major: level(major),
@@ -101,6 +105,8 @@ impl IncidentLog {
             Kind::FlyWireCharging,
             Kind::Crowding,
             Kind::CameraOffline,
+            Kind::TwoWheelerInElevator,
+            Kind::Intrusion,
         ]
         .into_iter()
         .map(|k| (k, category(config, k)))

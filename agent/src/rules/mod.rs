@@ -6,7 +6,7 @@
 //! [`RuleEvent`]s (open, update, close); the `incidents` stage turns those into events with
 //! ids, categories and descriptions. Rules take time only from frames.
 
-mod crowding;
+mod count;
 mod offline;
 pub mod schedule;
 mod stationary;
@@ -16,13 +16,13 @@ use std::sync::Arc;
 use chrono::FixedOffset;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{CameraConfig, Config};
+use crate::config::{CameraConfig, Config, PresenceKind};
 use crate::frame::{BBox, Detection};
 use crate::model::ModelManifest;
 use crate::track::Track;
 use crate::zones::{Zone, ZoneMembership};
 
-pub use crowding::CrowdingRule;
+pub use count::CountRule;
 pub use offline::OfflineRule;
 pub use schedule::Schedule;
 pub use stationary::{CableSpec, StationaryRule};
@@ -34,6 +34,8 @@ pub enum Kind {
     FlyWireCharging,
     Crowding,
     CameraOffline,
+    TwoWheelerInElevator,
+    Intrusion,
 }
 
 impl Kind {
@@ -43,6 +45,8 @@ impl Kind {
             Kind::FlyWireCharging => "fly_wire_charging",
             Kind::Crowding => "crowding",
             Kind::CameraOffline => "camera_offline",
+            Kind::TwoWheelerInElevator => "two_wheeler_in_elevator",
+            Kind::Intrusion => "intrusion",
         }
     }
 }
@@ -57,6 +61,8 @@ pub enum Signal {
     InSchedule,
     PersonCount,
     NoFrames,
+    /// An object of the zone's objects is in the zone (`presence`).
+    ObjectPresent,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,21 +181,21 @@ fn group(manifest: &ModelManifest, name: &str) -> Result<Vec<u16>, String> {
 
 enum Rule {
     Stationary(StationaryRule),
-    Crowding(CrowdingRule),
+    Count(CountRule),
 }
 
 impl Rule {
     fn zone(&self) -> usize {
         match self {
             Rule::Stationary(r) => r.zone(),
-            Rule::Crowding(r) => r.zone(),
+            Rule::Count(r) => r.zone(),
         }
     }
 
     fn renumber(&mut self, index: usize, zone: usize) {
         match self {
             Rule::Stationary(r) => r.renumber(index, zone),
-            Rule::Crowding(r) => r.renumber(index, zone),
+            Rule::Count(r) => r.renumber(index, zone),
         }
     }
 
@@ -197,7 +203,7 @@ impl Rule {
         let reason = CloseReason::Reconfigured;
         match self {
             Rule::Stationary(r) => r.close_all(at_us, offset, reason, out),
-            Rule::Crowding(r) => r.close_all(at_us, reason, out),
+            Rule::Count(r) => r.close_all(at_us, reason, out),
         }
     }
 }
@@ -302,7 +308,7 @@ impl RuleSet {
             }
             if let Some(r) = &zc.crowding {
                 let schedule = Schedule::parse(&r.schedule).map_err(|e| at("crowding", e))?;
-                rules.push(Rule::Crowding(CrowdingRule::new(
+                rules.push(Rule::Count(CountRule::new(
                     rules.len(),
                     zi,
                     group(manifest, "person").map_err(|e| at("crowding", e))?,
@@ -310,6 +316,28 @@ impl RuleSet {
                     micros(r.duration),
                     r.clear_count.unwrap_or(r.min_count),
                     micros(r.clear_duration),
+                    schedule,
+                    timing,
+                )));
+            }
+            if let Some(r) = &zc.presence {
+                let schedule = Schedule::parse(&r.schedule).map_err(|e| at("presence", e))?;
+                let kind = match r.kind {
+                    PresenceKind::Intrusion => Kind::Intrusion,
+                    PresenceKind::TwoWheelerInElevator => Kind::TwoWheelerInElevator,
+                };
+                // The zone's objects (its membership filters by them); all classes if none.
+                let classes = zones[zi]
+                    .classes
+                    .clone()
+                    .unwrap_or_else(|| (0..manifest.classes.len() as u16).collect());
+                rules.push(Rule::Count(CountRule::presence(
+                    rules.len(),
+                    kind,
+                    zi,
+                    classes,
+                    micros(r.min_time),
+                    micros(r.grace),
                     schedule,
                     timing,
                 )));
@@ -377,7 +405,7 @@ impl RuleSet {
         for rule in &mut self.rules {
             match rule {
                 Rule::Stationary(r) => r.evaluate(ctx, out),
-                Rule::Crowding(r) => r.evaluate(ctx, out),
+                Rule::Count(r) => r.evaluate(ctx, out),
             }
         }
     }

@@ -292,7 +292,7 @@ impl StationaryRule {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::TrackerConfig;
+    use crate::config::{MembershipMode, TrackerConfig};
     use crate::frame::Detection;
     use crate::track::Tracker;
     use crate::zones::{Zone, ZoneMembership};
@@ -310,6 +310,8 @@ mod tests {
             min_area: 0.0,
             inertia: 2,
             area_m2: None,
+            membership: MembershipMode::BottomCentre,
+            min_overlap: 0.5,
         }
     }
 

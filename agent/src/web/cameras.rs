@@ -170,14 +170,7 @@ fn view(state: &WebState, id: &str, m: &CameraMetrics) -> Option<CameraView> {
             polygon: z.polygon.clone(),
             objects: z.objects.clone(),
             min_object_height: z.min_object_height,
-            rules: [
-                z.illegal_parking.as_ref().map(|_| "illegal_parking"),
-                z.fly_wire_charging.as_ref().map(|_| "fly_wire_charging"),
-                z.crowding.as_ref().map(|_| "crowding"),
-            ]
-            .into_iter()
-            .flatten()
-            .collect(),
+            rules: z.rule_names(),
         })
         .collect();
     Some(CameraView {

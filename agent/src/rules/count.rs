@@ -1,8 +1,15 @@
+//! Rules on how many objects a zone holds, one incident per zone at a time.
+//!
 //! `crowding`: persons in a zone at or above `min_count` for `duration`. On the way up a dip
 //! below `min_count` shorter than [`PENDING_DIP_US`] does not restart the clock: one person
 //! walks out as the next walks in, or a small far person is missed for a second. It clears
 //! with hysteresis: only once the count stays below `clear_count` for `clear_duration`, so a
 //! crowd that thins for a moment is still one incident.
+//!
+//! `presence` is the same clock with a count of one: any of the zone's objects in it for
+//! `min_time` (`two_wheeler_in_elevator`, `intrusion`), closed once the zone has held none
+//! for `grace`. No cooldown: an e-bike wheeled back into the elevator a minute later is a
+//! new incident the doors must wait for.
 
 use super::{
     CloseReason, FrameContext, Kind, ObjectRef, RuleEvent, Schedule, Signal, Timing, Transition,
@@ -41,8 +48,11 @@ struct Crowd {
     objects: Vec<ObjectRef>,
 }
 
-pub struct CrowdingRule {
+pub struct CountRule {
     index: usize,
+    kind: Kind,
+    signal: Signal,
+    close_reason: CloseReason,
     zone: usize,
     classes: Vec<u16>,
     min_count: u32,
@@ -56,7 +66,7 @@ pub struct CrowdingRule {
     next_key: u64,
 }
 
-impl CrowdingRule {
+impl CountRule {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         index: usize,
@@ -68,9 +78,12 @@ impl CrowdingRule {
         clear_duration_us: i64,
         schedule: Schedule,
         timing: Timing,
-    ) -> CrowdingRule {
-        CrowdingRule {
+    ) -> CountRule {
+        CountRule {
             index,
+            kind: Kind::Crowding,
+            signal: Signal::PersonCount,
+            close_reason: CloseReason::Cleared,
             zone,
             classes,
             min_count,
@@ -82,6 +95,39 @@ impl CrowdingRule {
             state: State::Idle,
             last_closed_us: None,
             next_key: 0,
+        }
+    }
+
+    /// `presence` of `kind`: one of `classes` in the zone for `min_time_us`, closed once
+    /// none has been there for `grace_us`.
+    pub fn presence(
+        index: usize,
+        kind: Kind,
+        zone: usize,
+        classes: Vec<u16>,
+        min_time_us: i64,
+        grace_us: i64,
+        schedule: Schedule,
+        timing: Timing,
+    ) -> CountRule {
+        CountRule {
+            kind,
+            signal: Signal::ObjectPresent,
+            close_reason: CloseReason::Left,
+            ..CountRule::new(
+                index,
+                zone,
+                classes,
+                1,
+                min_time_us,
+                1,
+                grace_us,
+                schedule,
+                Timing {
+                    cooldown_us: 0,
+                    ..timing
+                },
+            )
         }
     }
 
@@ -104,7 +150,7 @@ impl CrowdingRule {
 
     fn event(&self, crowd: &Crowd, transition: Transition, at_us: i64) -> RuleEvent {
         RuleEvent {
-            kind: Kind::Crowding,
+            kind: self.kind,
             zone: Some(self.zone),
             key: (self.index, crowd.key),
             transition,
@@ -120,7 +166,7 @@ impl CrowdingRule {
                 crowd.objects.iter().map(|o| o.score).sum::<f32>() / crowd.objects.len() as f32
             },
             confirmed: true,
-            signals: vec![Signal::PersonCount],
+            signals: vec![self.signal],
             best_at_us: crowd.peak_at_us,
         }
     }
@@ -139,15 +185,19 @@ impl CrowdingRule {
         let cooling = self
             .last_closed_us
             .is_some_and(|closed| at - closed < self.timing.cooldown_us);
+        if matches!(self.state, State::Idle)
+            && count >= self.min_count
+            && !cooling
+            && self.schedule.contains(at, ctx.offset)
+        {
+            // Checked as pending in this same frame: a zero `min_time` opens at once.
+            self.state = State::Pending {
+                since_us: at,
+                below_since_us: None,
+            };
+        }
         match &mut self.state {
-            State::Idle => {
-                if count >= self.min_count && !cooling && self.schedule.contains(at, ctx.offset) {
-                    self.state = State::Pending {
-                        since_us: at,
-                        below_since_us: None,
-                    };
-                }
-            }
+            State::Idle => {}
             State::Pending {
                 since_us,
                 below_since_us,
@@ -193,7 +243,7 @@ impl CrowdingRule {
                     let since = *crowd.clearing_since_us.get_or_insert(at);
                     if at - since >= self.clear_duration_us {
                         let crowd = crowd.clone();
-                        out.push(self.event(&crowd, Transition::Close(CloseReason::Cleared), at));
+                        out.push(self.event(&crowd, Transition::Close(self.close_reason), at));
                         self.last_closed_us = Some(at);
                         self.state = State::Idle;
                         return;
@@ -212,7 +262,7 @@ impl CrowdingRule {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::TrackerConfig;
+    use crate::config::{MembershipMode, TrackerConfig};
     use crate::frame::{BBox, Detection};
     use crate::track::Tracker;
     use crate::zones::{Zone, ZoneMembership};
@@ -252,12 +302,14 @@ mod tests {
             min_area: 0.0,
             inertia: 1,
             area_m2: Some(100.0),
+            membership: MembershipMode::BottomCentre,
+            min_overlap: 0.5,
         }];
         let timing = Timing {
             update_every_us: 60 * S,
             cooldown_us: 120 * S,
         };
-        let mut rule = CrowdingRule::new(
+        let mut rule = CountRule::new(
             0,
             0,
             vec![0],
