@@ -1723,6 +1723,34 @@ url = "rtsp://10.0.0.2/stream1"
     }
 
     #[test]
+    fn presence_and_overlap_membership_have_defaults_and_are_checked() {
+        let zone = "\n[[cameras.zones]]\nid = \"lift\"\npolygon = [[0, 0], [1, 0], [1, 1]]\n";
+        let text = format!("{MINIMAL}{zone}[cameras.zones.presence]\n");
+        let cfg = parse(&text).unwrap();
+        let z = &cfg.cameras[0].zones[0];
+        assert_eq!(z.membership, MembershipMode::BottomCentre);
+        let p = z.presence.as_ref().unwrap();
+        assert_eq!(p.kind, PresenceKind::Intrusion);
+        assert_eq!(p.min_time, Duration::from_secs(1));
+        assert_eq!(z.rule_names(), vec!["presence"]);
+
+        let text = format!(
+            "{MINIMAL}{zone}membership = \"overlap\"\nmin_overlap = 1.5\n[cameras.zones.presence]\nkind = \"two_wheeler_in_elevator\"\n"
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("min_overlap") && err.contains("(0, 1]"),
+            "{err}"
+        );
+        let text = format!("{MINIMAL}{zone}[cameras.zones.presence]\nkind = \"dragons\"\n");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("two_wheeler_in_elevator"), "{err}");
+        let text = format!("{MINIMAL}{zone}membership = \"middle\"\n");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("overlap"), "{err}");
+    }
+
+    #[test]
     fn regions_are_auto_by_default_and_checked_with_their_place() {
         assert_eq!(
             parse(MINIMAL).unwrap().cameras[0].regions,

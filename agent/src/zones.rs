@@ -203,8 +203,7 @@ impl ZoneMembership {
     pub fn update(&mut self, zones: &[Zone], tracks: &[Track], time_us: i64) {
         for track in tracks.iter().filter(|t| t.seen_now) {
             for (zi, zone) in zones.iter().enumerate() {
-                let observed =
-                    zone.accepts(track.class_id, &track.bbox) && zone.holds(&track.bbox);
+                let observed = zone.accepts(track.class_id, &track.bbox) && zone.holds(&track.bbox);
                 let entry = self.state.entry((zi, track.id)).or_default();
                 if observed == entry.inside {
                     entry.streak = 0;
@@ -303,6 +302,50 @@ mod tests {
         let all = zone(&[(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)]);
         assert!(all.contains((0.5, 1.0)), "a box touching the bottom");
         assert!(all.contains((0.0, 0.0)));
+    }
+
+    #[test]
+    fn overlap_membership_counts_the_box_fraction_inside() {
+        // The floor of an elevator seen from above: the upper three quarters of the picture.
+        let mut floor = zone(&[(0.0, 0.0), (1.0, 0.0), (1.0, 0.75), (0.0, 0.75)]);
+        let bike = BBox {
+            x1: 0.1,
+            y1: 0.1,
+            x2: 0.9,
+            y2: 0.85,
+        };
+        // Its foot point is on the sill below the floor: out by bottom-centre...
+        assert!(!floor.holds(&bike));
+        floor.membership = MembershipMode::Overlap;
+        floor.min_overlap = 0.8;
+        // ... but 0.65 / 0.75 of its box is on the floor.
+        assert!((floor.area_within(&bike) - 0.8 * 0.65).abs() < 1e-5);
+        assert!(floor.holds(&bike));
+        floor.min_overlap = 0.9;
+        assert!(!floor.holds(&bike));
+        // A concave zone (an L): the part of the box in the notch does not count.
+        let l = zone(&[
+            (0.0, 0.0),
+            (0.5, 0.0),
+            (0.5, 0.5),
+            (1.0, 0.5),
+            (1.0, 1.0),
+            (0.0, 1.0),
+        ]);
+        let whole = BBox {
+            x1: 0.0,
+            y1: 0.0,
+            x2: 1.0,
+            y2: 1.0,
+        };
+        assert!((l.area_within(&whole) - 0.75).abs() < 1e-5);
+        let outside = BBox {
+            x1: 0.6,
+            y1: 0.1,
+            x2: 0.9,
+            y2: 0.4,
+        };
+        assert_eq!(l.area_within(&outside), 0.0);
     }
 
     #[test]

@@ -100,6 +100,7 @@ impl CountRule {
 
     /// `presence` of `kind`: one of `classes` in the zone for `min_time_us`, closed once
     /// none has been there for `grace_us`.
+    #[allow(clippy::too_many_arguments)]
     pub fn presence(
         index: usize,
         kind: Kind,
@@ -305,11 +306,7 @@ mod tests {
             membership: MembershipMode::BottomCentre,
             min_overlap: 0.5,
         }];
-        let timing = Timing {
-            update_every_us: 60 * S,
-            cooldown_us: 120 * S,
-        };
-        let mut rule = CountRule::new(
+        let rule = CountRule::new(
             0,
             0,
             vec![0],
@@ -318,8 +315,21 @@ mod tests {
             4,
             5 * S,
             Schedule::default(),
-            timing,
+            TIMING,
         );
+        run_rule(rule, &zones, segments)
+    }
+
+    const TIMING: Timing = Timing {
+        update_every_us: 60 * S,
+        cooldown_us: 120 * S,
+    };
+
+    fn run_rule(
+        mut rule: CountRule,
+        zones: &[Zone],
+        segments: &[(f64, usize)],
+    ) -> Vec<(f64, Transition, u32, u32)> {
         let mut tracker = Tracker::new(TrackerConfig::default());
         let mut membership = ZoneMembership::default();
         let mut events = Vec::new();
@@ -328,7 +338,7 @@ mod tests {
             for _ in 0..(seconds * 5.0) as i64 {
                 let dets = persons(n);
                 tracker.update(time, &dets);
-                membership.update(&zones, tracker.tracks(), time);
+                membership.update(zones, tracker.tracks(), time);
                 let ctx = FrameContext {
                     at_us: time,
                     tracks: tracker.tracks(),
@@ -403,5 +413,82 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    fn presence(min_time_s: i64) -> (CountRule, Vec<Zone>) {
+        let zone = Zone {
+            id: "lift".into(),
+            name: "电梯".into(),
+            polygon: vec![(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)],
+            classes: Some(vec![0]),
+            min_area: 0.0,
+            inertia: 1,
+            area_m2: None,
+            membership: MembershipMode::Overlap,
+            min_overlap: 0.5,
+        };
+        let rule = CountRule::presence(
+            0,
+            Kind::TwoWheelerInElevator,
+            0,
+            vec![0],
+            min_time_s * S,
+            3 * S,
+            Schedule::default(),
+            TIMING,
+        );
+        (rule, vec![zone])
+    }
+
+    #[test]
+    fn presence_opens_after_min_time_and_closes_when_gone_for_grace() {
+        let (rule, zones) = presence(1);
+        let events = run_rule(rule, &zones, &[(2.0, 0), (5.0, 1), (10.0, 0)]);
+        let opens: Vec<_> = events.iter().filter(|e| e.1 == Transition::Open).collect();
+        assert_eq!(opens.len(), 1, "{events:?}");
+        // In from 2 s, confirmed after 3 hits (0.4 s), 1 s in the zone.
+        assert!((opens[0].0 - 3.4).abs() < 0.3, "opened at {}", opens[0].0);
+        let close = events
+            .iter()
+            .find(|e| matches!(e.1, Transition::Close(_)))
+            .expect("closed");
+        assert_eq!(close.1, Transition::Close(CloseReason::Left));
+        // Gone at 7 s, uncounted 1 s later, then grace 3 s.
+        assert!((close.0 - 11.0).abs() < 0.5, "closed at {}", close.0);
+    }
+
+    #[test]
+    fn presence_with_zero_min_time_opens_at_once_and_has_no_cooldown() {
+        let (rule, zones) = presence(0);
+        let events = run_rule(rule, &zones, &[(3.0, 1), (6.0, 0), (3.0, 1)]);
+        let opens: Vec<f64> = events
+            .iter()
+            .filter(|e| e.1 == Transition::Open)
+            .map(|e| e.0)
+            .collect();
+        // The first frame the track is confirmed in; again when it comes back after the
+        // close, with no cooldown.
+        assert_eq!(opens.len(), 2, "{events:?}");
+        assert!(opens[0] < 0.5, "{opens:?}");
+        assert!((opens[1] - 9.0).abs() < 0.6, "{opens:?}");
+    }
+
+    #[test]
+    fn presence_events_carry_their_kind_and_signal() {
+        let (rule, _) = presence(0);
+        let crowd = Crowd {
+            key: 0,
+            started_at_us: 0,
+            peak: 1,
+            peak_at_us: 0,
+            count: 1,
+            last_update_us: 0,
+            clearing_since_us: None,
+            last_above_us: 0,
+            objects: Vec::new(),
+        };
+        let event = rule.event(&crowd, Transition::Open, 0);
+        assert_eq!(event.kind, Kind::TwoWheelerInElevator);
+        assert_eq!(event.signals, vec![Signal::ObjectPresent]);
     }
 }
