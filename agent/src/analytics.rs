@@ -187,6 +187,11 @@ impl CameraAnalytics {
         }
     }
 
+    /// The line crossings of the last frame (every direction, for counting).
+    pub fn crossings(&self) -> &[crate::rules::line::Crossing] {
+        self.rules.crossings()
+    }
+
     pub fn tracks(&self) -> &[Track] {
         self.tracker.tracks()
     }

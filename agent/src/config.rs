@@ -427,6 +427,7 @@ pub struct CategoriesConfig {
     pub camera_offline: Option<Category>,
     pub two_wheeler_in_elevator: Option<Category>,
     pub intrusion: Option<Category>,
+    pub wrong_way_entry: Option<Category>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq)]
@@ -491,6 +492,45 @@ impl ZoneConfig {
         .flatten()
         .collect()
     }
+}
+
+/// A directed line (or polyline) across a gate, a door or a ramp.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LineConfig {
+    /// Letters, digits, `-` and `_`; not the id of one of the camera's zones.
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    /// Two to 16 [x, y] points in [0, 1] of the picture. Walking along the line from its
+    /// first point to its last, a crossing from your left to your right is "in", from your
+    /// right to your left "out".
+    pub points: Vec<[f32; 2]>,
+    /// Labels or label groups counted; empty = every class.
+    #[serde(default)]
+    pub objects: Vec<String>,
+    /// Crossings in this direction raise `wrong_way_entry`: "in", "out" or "both". Unset:
+    /// crossings are only counted.
+    pub alert: Option<CrossingDirection>,
+    /// An object's bottom-centre must be this far (a fraction of the picture) on the other
+    /// side before a crossing counts, so a box jittering on the line counts nothing.
+    /// Default 0.02.
+    #[serde(default = "default_line_margin")]
+    pub margin: f32,
+    /// How long after the crossing a `wrong_way_entry` incident closes. Default 10 s.
+    #[serde(default = "default_close_after", with = "humantime_serde")]
+    pub close_after: Duration,
+    /// When crossings raise incidents (site time); empty = always. Counted at all times.
+    #[serde(default)]
+    pub schedule: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum CrossingDirection {
+    In,
+    Out,
+    Both,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -605,6 +645,12 @@ fn default_crowd_duration() -> Duration {
 }
 fn default_clear_duration() -> Duration {
     Duration::from_secs(30)
+}
+fn default_line_margin() -> f32 {
+    0.02
+}
+fn default_close_after() -> Duration {
+    Duration::from_secs(10)
 }
 fn default_min_overlap() -> f32 {
     0.5
@@ -782,6 +828,10 @@ pub struct CameraConfig {
     pub location: Option<Location>,
     #[serde(default)]
     pub zones: Vec<ZoneConfig>,
+    /// Directed lines whose crossings are counted, and raise `wrong_way_entry` in a
+    /// forbidden direction.
+    #[serde(default)]
+    pub lines: Vec<LineConfig>,
     /// "all" (default) decodes every frame; "keyframes" decodes only keyframes, for cameras
     /// with slow rules only (parking, charging): detection then follows the GOP.
     #[serde(default)]
@@ -1328,6 +1378,46 @@ impl Config {
                     &at("location"),
                     format!("{loc:?} is not a latitude/longitude"),
                 );
+            }
+            for (j, line) in cam.lines.iter().enumerate() {
+                let line_index = j.to_string();
+                let fail_at = |field: &str, message: String| {
+                    let path = ["cameras", index.as_str(), "lines", &line_index, field];
+                    Err((path.iter().map(|s| s.to_string()).collect(), message))
+                };
+                if !is_identifier(&line.id) {
+                    return fail_at(
+                        "id",
+                        format!("`{}` must be letters, digits, `-` or `_`", line.id),
+                    );
+                }
+                if cam.zones.iter().any(|z| z.id == line.id)
+                    || cam.lines[..j].iter().any(|l| l.id == line.id)
+                {
+                    return fail_at(
+                        "id",
+                        format!("`{}` is already used by a zone or line", line.id),
+                    );
+                }
+                if !(2..=16).contains(&line.points.len()) {
+                    return fail_at("points", "needs 2 to 16 points".into());
+                }
+                if line
+                    .points
+                    .iter()
+                    .any(|p| !p.iter().all(|v| (0.0..=1.0).contains(v)))
+                {
+                    return fail_at("points", "x and y must be in [0, 1]".into());
+                }
+                if line.points.windows(2).any(|w| w[0] == w[1]) {
+                    return fail_at("points", "two consecutive points are the same".into());
+                }
+                if !(line.margin > 0.0 && line.margin <= 0.2) {
+                    return fail_at("margin", "must be in (0, 0.2]".into());
+                }
+                if let Err(message) = crate::rules::schedule::Schedule::parse(&line.schedule) {
+                    return fail_at("schedule", message);
+                }
             }
             for (j, zone) in cam.zones.iter().enumerate() {
                 let zone_index = j.to_string();

@@ -528,6 +528,9 @@ fn inference_loop(
                     camera.metrics.count_region_inferences(meta.inferred);
                 }
                 let events: Vec<_> = camera.analytics.on_frame(meta, detections).to_vec();
+                for crossing in camera.analytics.crossings() {
+                    shared.delivery.record_crossing(&camera.config.id, crossing);
+                }
                 camera.metrics.live.set_tracks(camera.analytics.tracks());
                 deliver(&shared.delivery, evidence, &camera.zones, events);
             }

@@ -79,7 +79,7 @@ proptest! {
 
     #[test]
     fn events_survive_a_serialisation_round_trip(
-        kind in prop::sample::select(vec![Kind::IllegalParking, Kind::FlyWireCharging, Kind::Crowding, Kind::CameraOffline, Kind::TwoWheelerInElevator, Kind::Intrusion]),
+        kind in prop::sample::select(vec![Kind::IllegalParking, Kind::FlyWireCharging, Kind::Crowding, Kind::CameraOffline, Kind::TwoWheelerInElevator, Kind::Intrusion, Kind::WrongWayEntry]),
         transition in prop::sample::select(vec![Transition::Open, Transition::Update, Transition::Close(CloseReason::Left), Transition::Close(CloseReason::Cleared)]),
         started in 0i64..4_000_000_000_000_000,
         duration in 0i64..100_000_000_000,

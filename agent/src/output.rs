@@ -117,6 +117,42 @@ impl<W: Write> JsonlWriter<W> {
         self.out.write_all(b"\n")
     }
 
+    /// A line crossing, `{"type": "crossing", "camera", "line", "direction", "label",
+    /// "track_id", "at"}`.
+    pub fn write_crossing(
+        &mut self,
+        camera: &str,
+        crossing: &crate::rules::line::Crossing,
+    ) -> std::io::Result<()> {
+        #[derive(Serialize)]
+        struct CrossingRecord<'a> {
+            #[serde(rename = "type")]
+            kind: &'static str,
+            camera: &'a str,
+            line: &'a str,
+            direction: crate::rules::line::Crossed,
+            label: &'a str,
+            track_id: u64,
+            at: TimeField,
+        }
+        serde_json::to_writer(
+            &mut self.out,
+            &CrossingRecord {
+                kind: "crossing",
+                camera,
+                line: &crossing.line,
+                direction: crossing.direction,
+                label: &crossing.label,
+                track_id: crossing.track_id,
+                at: TimeField {
+                    at_us: crossing.at_us,
+                    offset: self.offset,
+                },
+            },
+        )?;
+        self.out.write_all(b"\n")
+    }
+
     pub fn flush(&mut self) -> std::io::Result<()> {
         self.out.flush()
     }

@@ -199,6 +199,14 @@ impl<W: Write> FrameSink for ReplaySink<'_, W> {
                 .context("writing the detections output")?;
             note_incident(&mut self.incidents, &event);
         }
+        for crossing in self.analytics.crossings() {
+            if let Some(delivery) = &self.delivery {
+                delivery.record_crossing(&meta.camera, crossing);
+            }
+            self.writer
+                .write_crossing(&meta.camera, crossing)
+                .context("writing the detections output")?;
+        }
         if meta.unchanged {
             return Ok(());
         }

@@ -33,6 +33,35 @@ pub fn camera_polygons(camera: &CameraConfig) -> Vec<(String, Polygon)> {
         .collect()
 }
 
+/// The class ids of `objects` (labels or label groups of the model); `None` for an empty
+/// list, which means every class.
+pub fn resolve_objects(
+    objects: &[String],
+    manifest: &ModelManifest,
+) -> Result<Option<Vec<u16>>, String> {
+    if objects.is_empty() {
+        return Ok(None);
+    }
+    let mut ids = Vec::new();
+    for name in objects {
+        if let Some(group) = manifest.label_groups.get(name) {
+            ids.extend_from_slice(group);
+        } else if let Some(id) = manifest.class_id(name) {
+            ids.push(id);
+        } else {
+            let groups: Vec<&str> = manifest.label_groups.keys().map(|k| k.as_str()).collect();
+            return Err(format!(
+                "`{name}` is neither a label nor a label group of model {} (groups: {})",
+                manifest.name,
+                groups.join(", ")
+            ));
+        }
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(Some(ids))
+}
+
 /// A zone ready for use: the polygon and the resolved object filter.
 #[derive(Debug, Clone)]
 pub struct Zone {
@@ -51,29 +80,7 @@ pub struct Zone {
 impl Zone {
     /// Builds a zone, resolving `objects` (labels or label groups) against the model.
     pub fn from_config(config: &ZoneConfig, manifest: &ModelManifest) -> Result<Zone, String> {
-        let classes = if config.objects.is_empty() {
-            None
-        } else {
-            let mut ids = Vec::new();
-            for name in &config.objects {
-                if let Some(group) = manifest.label_groups.get(name) {
-                    ids.extend_from_slice(group);
-                } else if let Some(id) = manifest.class_id(name) {
-                    ids.push(id);
-                } else {
-                    let groups: Vec<&str> =
-                        manifest.label_groups.keys().map(|k| k.as_str()).collect();
-                    return Err(format!(
-                        "`{name}` is neither a label nor a label group of model {} (groups: {})",
-                        manifest.name,
-                        groups.join(", ")
-                    ));
-                }
-            }
-            ids.sort_unstable();
-            ids.dedup();
-            Some(ids)
-        };
+        let classes = resolve_objects(&config.objects, manifest)?;
         Ok(Zone {
             id: config.id.clone(),
             name: if config.name.is_empty() {

@@ -23,6 +23,18 @@ pub struct Scenario {
     pub clip: ClipRecipe,
     #[serde(default)]
     pub expect: Vec<Expected>,
+    /// Line crossings by hand, per line and direction (all classes); a scenario with a line
+    /// and no entry for a direction expects none that way.
+    #[serde(default)]
+    pub crossings: Vec<ExpectedCrossings>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedCrossings {
+    pub line: String,
+    pub direction: String,
+    pub count: usize,
 }
 
 /// `ffmpeg [input_args] -i INPUT ... -filter_complex FILTER -map [v] [output_args] OUT.mp4`.
@@ -76,6 +88,8 @@ pub struct Outcome {
     pub events: Vec<Value>,
     /// Every `detections` record of the replay, in frame order.
     pub detections: Vec<Value>,
+    /// Every `crossing` record (line crossings), in time order.
+    pub crossings: Vec<Value>,
     pub problems: Vec<String>,
     /// The replay's summary (frames decoded, detected, gated, ...).
     pub summary: Value,
@@ -234,7 +248,13 @@ pub fn run_on(scenario: &Scenario, out_dir: &Path, config: &Path, program: &Path
         .rev()
         .find_map(|l| serde_json::from_str(l).ok())
         .unwrap_or(Value::Null);
-    let (events, detections): (Vec<Value>, Vec<Value>) = read_jsonl(&out)
+    let records = read_jsonl(&out);
+    let crossings: Vec<Value> = records
+        .iter()
+        .filter(|r| r["type"] == "crossing")
+        .cloned()
+        .collect();
+    let (events, detections): (Vec<Value>, Vec<Value>) = records
         .into_iter()
         .filter(|r| r["type"] == "incident" || r["type"] == "detections")
         .partition(|r| r["type"] == "incident");
@@ -310,6 +330,29 @@ pub fn run_on(scenario: &Scenario, out_dir: &Path, config: &Path, program: &Path
             problems.push(format!("unexpected: {o:?}"));
         }
     }
+    let mut seen: Vec<(String, String)> = crossings
+        .iter()
+        .map(|c| {
+            let field = |k: &str| c[k].as_str().unwrap_or_default().to_string();
+            (field("line"), field("direction"))
+        })
+        .collect();
+    for exp in &scenario.crossings {
+        let count = seen
+            .iter()
+            .filter(|(line, dir)| *line == exp.line && *dir == exp.direction)
+            .count();
+        if count != exp.count {
+            problems.push(format!(
+                "crossings of {} {}: {count} (expected {})",
+                exp.line, exp.direction, exp.count
+            ));
+        }
+        seen.retain(|(line, dir)| !(*line == exp.line && *dir == exp.direction));
+    }
+    if !seen.is_empty() {
+        problems.push(format!("unexpected crossings: {seen:?}"));
+    }
     Outcome {
         scenario: scenario.name.clone(),
         expected: scenario.expect.len(),
@@ -317,6 +360,7 @@ pub fn run_on(scenario: &Scenario, out_dir: &Path, config: &Path, program: &Path
         matched,
         events,
         detections,
+        crossings,
         problems,
         summary,
         log: replay.stderr(),

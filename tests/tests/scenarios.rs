@@ -101,6 +101,26 @@ fn elevator_two_wheeler_needs_overlap_membership() {
 }
 
 #[test]
+fn line_cyclist() {
+    let o = check("line_cyclist");
+    let labels: Vec<&str> = o
+        .crossings
+        .iter()
+        .map(|c| c["label"].as_str().unwrap())
+        .collect();
+    assert!(
+        labels.iter().all(|l| ["bicycle", "motorcycle"].contains(l)),
+        "{labels:?}"
+    );
+    assert!(
+        o.events[0]["description"]
+            .as_str()
+            .unwrap()
+            .contains("违规通行")
+    );
+}
+
+#[test]
 fn parking_drive_through() {
     check("parking_drive_through");
 }

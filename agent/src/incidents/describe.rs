@@ -90,6 +90,15 @@ pub fn describe(
                 format!("{place}：{what}闯入，已停留 {duration}")
             }
         }
+        Kind::WrongWayEntry => {
+            let what = match change.objects.first().map(|o| &*o.label) {
+                Some("person") => "行人",
+                Some("bicycle" | "motorcycle") => "两轮车",
+                Some("car" | "bus" | "truck") => "机动车",
+                _ => "目标",
+            };
+            format!("{place}：{what}违规通行（禁止方向）")
+        }
         Kind::CameraOffline => {
             if closed {
                 format!("{camera}：摄像头已恢复在线，离线 {duration}")

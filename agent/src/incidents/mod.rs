@@ -36,6 +36,7 @@ pub fn category(config: &Config, kind: Kind) -> Category {
         Kind::CameraOffline => &config.categories.camera_offline,
         Kind::TwoWheelerInElevator => &config.categories.two_wheeler_in_elevator,
         Kind::Intrusion => &config.categories.intrusion,
+        Kind::WrongWayEntry => &config.categories.wrong_way_entry,
     };
     if let Some(c) = configured {
         return c.clone();
@@ -51,6 +52,7 @@ pub fn category(config: &Config, kind: Kind) -> Category {
         Kind::CameraOffline => ("设施设备", "视频监控设备故障", None),
         Kind::TwoWheelerInElevator => ("安全隐患", "消防安全隐患", Some("电动自行车进电梯")),
         Kind::Intrusion => ("社会治安", "重点区域闯入", None),
+        Kind::WrongWayEntry => ("街面秩序", "违规通行", None),
     };
     Category {
         major: level(major),
@@ -107,6 +109,7 @@ impl IncidentLog {
             Kind::CameraOffline,
             Kind::TwoWheelerInElevator,
             Kind::Intrusion,
+            Kind::WrongWayEntry,
         ]
         .into_iter()
         .map(|k| (k, category(config, k)))
@@ -126,6 +129,7 @@ impl IncidentLog {
                 },
                 location: camera.location,
             },
+            // The camera's lines follow its zones: a line's incidents name it as their zone.
             zones: zones
                 .iter()
                 .map(|z| ZoneRef {
@@ -133,6 +137,15 @@ impl IncidentLog {
                     name: z.name.clone(),
                     area_m2: z.area_m2,
                 })
+                .chain(camera.lines.iter().map(|l| ZoneRef {
+                    id: l.id.clone(),
+                    name: if l.name.is_empty() {
+                        l.id.clone()
+                    } else {
+                        l.name.clone()
+                    },
+                    area_m2: None,
+                }))
                 .collect(),
             categories,
             offset: config.site.timezone,
@@ -147,15 +160,16 @@ impl IncidentLog {
 
     /// Takes over the incidents `old` still has open (the camera's zones were saved again):
     /// each keeps its id and sequence under its rule's new index (`rules`: old → new). The
-    /// camera-offline incident keeps its key. Incidents of rules that went away should have
+    /// camera-offline incident and those of lines (which did not change) keep their keys. Incidents of rules that went away should have
     /// been closed through `old` first; any left are dropped.
     pub fn carry_open(&mut self, old: IncidentLog, rules: &HashMap<usize, usize>) {
         for ((rule, key), open) in old.open {
-            let rule = if rule == crate::rules::OFFLINE_RULE {
-                Some(rule)
-            } else {
-                rules.get(&rule).copied()
-            };
+            let rule =
+                if rule == crate::rules::OFFLINE_RULE || rule >= crate::rules::line::LINE_RULES {
+                    Some(rule)
+                } else {
+                    rules.get(&rule).copied()
+                };
             if let Some(rule) = rule {
                 self.open.insert((rule, key), open);
             }

@@ -748,6 +748,21 @@ impl Delivery {
     }
 
     /// Writes what is held, if the store takes writes again (called every second).
+    /// Counts a line crossing in the store, for the statistics. A crossing the store cannot
+    /// take (a full disk) is logged and not counted: it is a tally, not an incident (a
+    /// crossing in a forbidden direction is also an incident, which is held like any).
+    pub fn record_crossing(&self, camera_id: &str, crossing: &crate::rules::line::Crossing) {
+        let result = match self.store.lock() {
+            Ok(mut store) => store
+                .record_crossing(camera_id, crossing)
+                .map_err(|e| e.to_string()),
+            Err(_) => Err("store lock poisoned".to_string()),
+        };
+        if let Err(e) = result {
+            tracing::warn!(camera = %camera_id, line = %crossing.line, "cannot count the line crossing: {e}");
+        }
+    }
+
     pub fn retry_held(&self) {
         if let Ok(mut held) = self.held.lock()
             && !held.is_empty()

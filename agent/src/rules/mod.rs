@@ -7,6 +7,7 @@
 //! ids, categories and descriptions. Rules take time only from frames.
 
 mod count;
+pub mod line;
 mod offline;
 pub mod schedule;
 mod stationary;
@@ -36,6 +37,7 @@ pub enum Kind {
     CameraOffline,
     TwoWheelerInElevator,
     Intrusion,
+    WrongWayEntry,
 }
 
 impl Kind {
@@ -47,6 +49,7 @@ impl Kind {
             Kind::CameraOffline => "camera_offline",
             Kind::TwoWheelerInElevator => "two_wheeler_in_elevator",
             Kind::Intrusion => "intrusion",
+            Kind::WrongWayEntry => "wrong_way_entry",
         }
     }
 }
@@ -63,6 +66,8 @@ pub enum Signal {
     NoFrames,
     /// An object of the zone's objects is in the zone (`presence`).
     ObjectPresent,
+    /// An object crossed a line in its forbidden direction (`line_crossing`).
+    LineCrossed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -218,6 +223,9 @@ pub struct RuleSet {
     /// Each zone's settings as configured, to tell an unchanged zone on a reload.
     zone_configs: Vec<crate::config::ZoneConfig>,
     rules: Vec<Rule>,
+    lines: Vec<line::LineRule>,
+    /// This frame's line crossings (see [`RuleSet::crossings`]).
+    crossings: Vec<line::Crossing>,
     pub offline: OfflineRule,
 }
 
@@ -343,10 +351,39 @@ impl RuleSet {
                 )));
             }
         }
+        let mut lines = Vec::new();
+        for (li, lc) in camera.lines.iter().enumerate() {
+            let at = |field: &str, e: String| {
+                let path = [
+                    "cameras",
+                    camera_index.as_str(),
+                    "lines",
+                    &li.to_string(),
+                    field,
+                ];
+                (path.iter().map(|s| s.to_string()).collect::<Vec<_>>(), e)
+            };
+            let classes = crate::zones::resolve_objects(&lc.objects, manifest)
+                .map_err(|e| at("objects", e))?;
+            let schedule = Schedule::parse(&lc.schedule).map_err(|e| at("schedule", e))?;
+            lines.push(line::LineRule::new(
+                &lc.id,
+                li,
+                zones.len() + li,
+                lc.points.iter().map(|p| (p[0], p[1])).collect(),
+                classes,
+                lc.alert,
+                lc.margin,
+                micros(lc.close_after),
+                schedule,
+            ));
+        }
         Ok(RuleSet {
             zones,
             zone_configs: camera.zones.clone(),
             rules,
+            lines,
+            crossings: Vec::new(),
             offline: OfflineRule::new(micros(camera.offline_after)),
         })
     }
@@ -396,7 +433,18 @@ impl RuleSet {
             }
         }
         self.offline = old.offline;
+        // Lines are the same (only zones changed); their incidents follow the zone list.
+        let zones = self.zones.len();
+        self.lines = old.lines;
+        for (li, line) in self.lines.iter_mut().enumerate() {
+            line.set_zone(zones + li);
+        }
         renumbering
+    }
+
+    /// The line crossings of the last evaluated frame, for counting.
+    pub fn crossings(&self) -> &[line::Crossing] {
+        &self.crossings
     }
 
     /// Runs every rule on one frame, appending state changes to `out`.
@@ -407,6 +455,10 @@ impl RuleSet {
                 Rule::Stationary(r) => r.evaluate(ctx, out),
                 Rule::Count(r) => r.evaluate(ctx, out),
             }
+        }
+        self.crossings.clear();
+        for line in &mut self.lines {
+            line.evaluate(ctx, out, &mut self.crossings);
         }
     }
 }

@@ -23,7 +23,18 @@ use crate::output::format_time;
 const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("migrations/001_initial.sql")),
     (2, include_str!("migrations/002_evidence.sql")),
+    (3, include_str!("migrations/003_crossings.sql")),
 ];
+
+/// How many objects of one class crossed one line in one direction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrossingCount {
+    pub camera_id: String,
+    pub line_id: String,
+    pub direction: String,
+    pub label: String,
+    pub count: u64,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -918,6 +929,58 @@ impl Store {
             .collect::<Result<Vec<_>, _>>()
             .map_err(self.sql())?;
         Ok(rows)
+    }
+
+    /// Counts one line crossing.
+    pub fn record_crossing(
+        &mut self,
+        camera_id: &str,
+        crossing: &crate::rules::line::Crossing,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO crossings (camera_id, line_id, direction, label, track_id, at_us)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    camera_id,
+                    &*crossing.line,
+                    crossing.direction.as_str(),
+                    &*crossing.label,
+                    crossing.track_id as i64,
+                    crossing.at_us
+                ],
+            )
+            .map_err(self.sql())?;
+        Ok(())
+    }
+
+    /// Crossings in `[from_us, to_us)` per camera, line, direction and class, in that order.
+    pub fn crossing_counts(
+        &self,
+        from_us: i64,
+        to_us: i64,
+    ) -> Result<Vec<CrossingCount>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT camera_id, line_id, direction, label, COUNT(*) FROM crossings
+                 WHERE at_us >= ?1 AND at_us < ?2
+                 GROUP BY camera_id, line_id, direction, label
+                 ORDER BY camera_id, line_id, direction, label",
+            )
+            .map_err(self.sql())?;
+        let rows = statement
+            .query_map(params![from_us, to_us], |r| {
+                Ok(CrossingCount {
+                    camera_id: r.get(0)?,
+                    line_id: r.get(1)?,
+                    direction: r.get(2)?,
+                    label: r.get(3)?,
+                    count: r.get::<_, i64>(4)? as u64,
+                })
+            })
+            .map_err(self.sql())?;
+        rows.collect::<Result<_, _>>().map_err(self.sql())
     }
 
     pub fn insert_suppression(

@@ -54,10 +54,10 @@ fn open_store(dir: &Path, limits: OutboxLimits) -> Store {
 fn migrations_apply_once_and_are_versioned() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(dir.path(), OutboxLimits::default());
-    assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(store.schema_version().unwrap(), 3);
     drop(store);
     let store = open_store(dir.path(), OutboxLimits::default());
-    assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(store.schema_version().unwrap(), 3);
     let journal: String = store
         .conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
@@ -349,4 +349,41 @@ fn an_evidence_error_carries_over_to_later_events_like_files_do() {
     );
     let last = store.incident(&opened.incident_id).unwrap().unwrap();
     assert_eq!(last["evidence"]["error"], "not enough free space");
+}
+
+#[test]
+fn crossings_are_counted_per_line_direction_and_class() {
+    use crate::rules::line::{Crossed, Crossing};
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open_store(dir.path(), OutboxLimits::default());
+    let crossing = |direction, label: &str, at_us| Crossing {
+        line: std::sync::Arc::from("gate"),
+        direction,
+        track_id: 7,
+        label: std::sync::Arc::from(label),
+        at_us,
+    };
+    for c in [
+        crossing(Crossed::In, "person", 10),
+        crossing(Crossed::In, "person", 20),
+        crossing(Crossed::Out, "person", 30),
+        crossing(Crossed::In, "car", 40),
+        crossing(Crossed::In, "car", 100),
+    ] {
+        store.record_crossing("door", &c).unwrap();
+    }
+    let counts: Vec<(String, String, u64)> = store
+        .crossing_counts(0, 100)
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.direction, c.label, c.count))
+        .collect();
+    assert_eq!(
+        counts,
+        vec![
+            ("in".into(), "car".into(), 1),
+            ("in".into(), "person".into(), 2),
+            ("out".into(), "person".into(), 1),
+        ]
+    );
 }
