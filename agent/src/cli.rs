@@ -836,6 +836,20 @@ fn cmd_check(args: CheckArgs) -> anyhow::Result<()> {
                 }
             );
         }
+        for line in &cam.lines {
+            println!(
+                "  line      {} \"{}\": {} points, counted; wrong_way_entry: {}",
+                line.id,
+                line.name,
+                line.points.len(),
+                match line.alert {
+                    Some(crate::config::CrossingDirection::In) => "in",
+                    Some(crate::config::CrossingDirection::Out) => "out",
+                    Some(crate::config::CrossingDirection::Both) => "both ways",
+                    None => "none",
+                }
+            );
+        }
         if args.probe_cameras && cam.enabled {
             if let Err(err) = probe_camera_regions(cam, m) {
                 failed += 1;
