@@ -63,7 +63,18 @@ pub fn run(config_path: &std::path::Path, cameras_on: bool) -> anyhow::Result<()
     }
     let (delivery, background) =
         crate::cli::start_delivery_with(&config, true, SHUTDOWN_DRAIN, Arc::clone(&metrics))?;
-    let delivery = delivery.context("the daemon always has a store")?;
+    let mut delivery = delivery.context("the daemon always has a store")?;
+    let actions = Arc::new(crate::actions::Actions::from_config(&config)?);
+    let action_sender = if actions.is_empty() {
+        None
+    } else {
+        let wake = crossbeam_channel::bounded(1);
+        delivery = delivery.with_actions(Arc::clone(&actions), wake.0.clone());
+        Some(
+            crate::actions::ActionSender::start(Arc::clone(&delivery.store), actions, wake)
+                .context("starting the action sender")?,
+        )
+    };
     let wanted = |config: &Config| -> Vec<CameraConfig> {
         config
             .cameras
@@ -173,6 +184,9 @@ pub fn run(config_path: &std::path::Path, cameras_on: bool) -> anyhow::Result<()
         web.stop();
     }
     shared.delivery.flush_held_at_exit();
+    if let Some(sender) = action_sender {
+        sender.stop();
+    }
     if let Some(background) = background {
         let waiting = background.stop();
         if waiting > 0 {

@@ -9,6 +9,7 @@
 //! Stages exchange the plain types of [`frame`]; [`pipeline`] wires them into threads and
 //! bounded queues. ARCHITECTURE.md at the repository root draws the whole picture.
 
+pub mod actions;
 pub mod analytics;
 pub mod annotate;
 pub mod assets;

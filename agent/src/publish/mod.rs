@@ -691,6 +691,8 @@ pub struct Delivery {
     /// Events the store could not take yet, oldest first.
     held: Arc<Mutex<VecDeque<crate::incidents::IncidentEvent>>>,
     health: Arc<crate::metrics::StoreHealth>,
+    /// Wakes the HTTP actions' sender after a write (the store queues the actions).
+    action_wake: Option<crossbeam_channel::Sender<()>>,
 }
 
 /// Events held in memory at most while the store cannot write (a few KiB each).
@@ -711,6 +713,27 @@ impl Delivery {
             suppressions,
             held: Arc::default(),
             health,
+            action_wake: None,
+        }
+    }
+
+    /// Has the store queue the actions each stored event triggers (in the event's
+    /// transaction), and wakes their sender after each write.
+    pub fn with_actions(
+        mut self,
+        actions: Arc<crate::actions::Actions>,
+        wake: crossbeam_channel::Sender<()>,
+    ) -> Delivery {
+        if let Ok(mut store) = self.store.lock() {
+            store.set_action_bodies(Arc::new(move |event| actions.bodies_for(event)));
+        }
+        self.action_wake = Some(wake);
+        self
+    }
+
+    fn wake_actions(&self) {
+        if let Some(wake) = &self.action_wake {
+            let _ = wake.try_send(());
         }
     }
 
@@ -793,6 +816,7 @@ impl Delivery {
         let topic = self.topics.as_ref().map(|t| t.incident(&event.camera.id));
         self.with_store(|store| store.record(event, topic.as_deref()))?;
         self.wake.notify_one();
+        self.wake_actions();
         Ok(())
     }
 
@@ -898,6 +922,7 @@ impl Delivery {
         }
         if !closed.is_empty() {
             self.wake.notify_one();
+            self.wake_actions();
         }
         Ok(closed.len())
     }

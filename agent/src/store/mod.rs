@@ -24,7 +24,44 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("migrations/001_initial.sql")),
     (2, include_str!("migrations/002_evidence.sql")),
     (3, include_str!("migrations/003_crossings.sql")),
+    (4, include_str!("migrations/004_actions.sql")),
 ];
+
+/// The bodies of the actions an event triggers, built from the event as stored: (action id,
+/// body). See [`Store::set_action_bodies`].
+pub type ActionBodies =
+    std::sync::Arc<dyn Fn(&IncidentEvent) -> Vec<(String, String)> + Send + Sync>;
+
+/// Queues the actions `event` triggers in the action outbox, in the event's transaction: a
+/// crash leaves the event and its actions, or neither.
+fn queue_actions(
+    tx: &rusqlite::Transaction<'_>,
+    bodies: Option<&ActionBodies>,
+    event: &IncidentEvent,
+) -> rusqlite::Result<()> {
+    let Some(bodies) = bodies else {
+        return Ok(());
+    };
+    let now_us = chrono::Utc::now().timestamp_micros();
+    for (action_id, body) in bodies(event) {
+        tx.execute(
+            "INSERT OR IGNORE INTO action_outbox (action_id, event_id, body, next_at_us, created_at_us)
+             VALUES (?1, ?2, ?3, ?4, ?4)",
+            params![action_id, event.event_id, body, now_us],
+        )?;
+    }
+    Ok(())
+}
+
+/// An action POST waiting to be made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DueAction {
+    pub id: i64,
+    pub action_id: String,
+    pub event_id: String,
+    pub body: String,
+    pub attempts: u32,
+}
 
 /// How many objects of one class crossed one line in one direction.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +152,8 @@ pub struct Store {
     /// Cached outbox size, kept in step with every insert and delete.
     outbox_events: u64,
     outbox_bytes: u64,
+    /// The configured actions' bodies for an event (`[[actions]]`); none without actions.
+    action_bodies: Option<ActionBodies>,
 }
 
 const DROPPED: &str = "outbox_dropped";
@@ -163,7 +202,14 @@ impl Store {
             limits,
             outbox_events: events as u64,
             outbox_bytes: bytes as u64,
+            action_bodies: None,
         })
+    }
+
+    /// From now on, every event stored (by the rules, a review, evidence, a close at start)
+    /// queues the actions `bodies` gives for it, in its own transaction.
+    pub fn set_action_bodies(&mut self, bodies: ActionBodies) {
+        self.action_bodies = Some(bodies);
     }
 
     pub fn path(&self) -> &Path {
@@ -304,6 +350,7 @@ impl Store {
                 )
                 .map_err(sql)?;
         }
+        queue_actions(&tx, self.action_bodies.as_ref(), event).map_err(sql)?;
         tx.commit().map_err(sql)?;
         if added > 0 {
             self.outbox_events += 1;
@@ -718,6 +765,11 @@ impl Store {
                 )
                 .map_err(self.sql())?;
         }
+        if let Some(bodies) = &self.action_bodies
+            && let Ok(typed) = serde_json::from_value::<IncidentEvent>(event.clone())
+        {
+            queue_actions(&tx, Some(bodies), &typed).map_err(self.sql())?;
+        }
         also(&tx).map_err(self.sql())?;
         tx.commit().map_err(self.sql())?;
         if added > 0 {
@@ -929,6 +981,75 @@ impl Store {
             .collect::<Result<Vec<_>, _>>()
             .map_err(self.sql())?;
         Ok(rows)
+    }
+
+    /// Action POSTs due at `now_us`, oldest first.
+    pub fn due_actions(&self, now_us: i64, limit: usize) -> Result<Vec<DueAction>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT id, action_id, event_id, body, attempts FROM action_outbox
+                 WHERE given_up_at_us IS NULL AND next_at_us <= ?1 ORDER BY id LIMIT ?2",
+            )
+            .map_err(self.sql())?;
+        let rows = statement
+            .query_map(params![now_us, limit as i64], |r| {
+                Ok(DueAction {
+                    id: r.get(0)?,
+                    action_id: r.get(1)?,
+                    event_id: r.get(2)?,
+                    body: r.get(3)?,
+                    attempts: r.get(4)?,
+                })
+            })
+            .map_err(self.sql())?;
+        rows.collect::<Result<_, _>>().map_err(self.sql())
+    }
+
+    /// Actions waiting (not given up) and given up.
+    pub fn action_backlog(&self) -> Result<(u64, u64), StoreError> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FILTER (WHERE given_up_at_us IS NULL),
+                        COUNT(*) FILTER (WHERE given_up_at_us IS NOT NULL) FROM action_outbox",
+                [],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+            )
+            .map_err(self.sql())
+    }
+
+    pub fn action_delivered(&mut self, id: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM action_outbox WHERE id = ?1", [id])
+            .map_err(self.sql())?;
+        Ok(())
+    }
+
+    pub fn action_retry(
+        &mut self,
+        id: i64,
+        attempts: u32,
+        next_at_us: i64,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE action_outbox SET attempts = ?2, next_at_us = ?3, last_error = ?4 WHERE id = ?1",
+                params![id, attempts, next_at_us, error],
+            )
+            .map_err(self.sql())?;
+        Ok(())
+    }
+
+    pub fn action_given_up(&mut self, id: i64, error: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE action_outbox SET attempts = attempts + 1, last_error = ?2, given_up_at_us = ?3
+                 WHERE id = ?1",
+                params![id, error, chrono::Utc::now().timestamp_micros()],
+            )
+            .map_err(self.sql())?;
+        Ok(())
     }
 
     /// Counts one line crossing.

@@ -54,10 +54,10 @@ fn open_store(dir: &Path, limits: OutboxLimits) -> Store {
 fn migrations_apply_once_and_are_versioned() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(dir.path(), OutboxLimits::default());
-    assert_eq!(store.schema_version().unwrap(), 3);
+    assert_eq!(store.schema_version().unwrap(), 4);
     drop(store);
     let store = open_store(dir.path(), OutboxLimits::default());
-    assert_eq!(store.schema_version().unwrap(), 3);
+    assert_eq!(store.schema_version().unwrap(), 4);
     let journal: String = store
         .conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
