@@ -778,6 +778,22 @@ fn cmd_check(args: CheckArgs) -> anyhow::Result<()> {
         }
         None => println!("mqtt        not configured: incidents are stored only"),
     }
+    // Reads each action's key, as the daemon does at start.
+    crate::actions::Actions::from_config(&config)?;
+    for action in &config.actions {
+        println!(
+            "action      {}: POST {} ({:?}) on {} of {}",
+            action.id,
+            action.url,
+            action.format,
+            action.on.join(", "),
+            if action.kinds.is_empty() {
+                "every kind".to_string()
+            } else {
+                action.kinds.join(", ")
+            }
+        );
+    }
     let loaded = detect::prepare(&config.detector, &config.base_dir())?;
     let detector = Detector::new(
         &loaded.backend,

@@ -1925,6 +1925,40 @@ url = "rtsp://10.0.0.2/stream1"
     }
 
     #[test]
+    fn actions_are_checked_with_their_place() {
+        let action = |body: &str| format!("{MINIMAL}\n[[actions]]\nid = \"relay\"\n{body}");
+        let ok = parse(&action("url = \"http://10.0.0.9/hold\"\n")).unwrap();
+        assert_eq!(ok.actions[0].on, vec!["opened".to_string()]);
+        assert_eq!(ok.actions[0].format, ActionFormat::Json);
+        for (body, message) in [
+            ("url = \"ftp://10.0.0.9/\"\n", "http:// or https://"),
+            (
+                "url = \"https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=abc\"\nkey_env = \"K\"\n",
+                "{key}",
+            ),
+            (
+                "url = \"https://x/send?key={key}\"\n",
+                "exactly when key_file or key_env",
+            ),
+            (
+                "url = \"http://x/\"\non = [\"opened\", \"exploded\"]\n",
+                "`exploded` is not opened, updated or closed",
+            ),
+            (
+                "url = \"http://x/\"\nkinds = [\"dragons\"]\n",
+                "`dragons` is not an incident kind",
+            ),
+            ("url = \"http://x/\"\nformat = \"telegram\"\n", "wecom"),
+        ] {
+            let err = parse(&action(body)).unwrap_err().to_string();
+            assert!(
+                err.contains("actions[0]") && err.contains(message),
+                "{body}: {err}"
+            );
+        }
+    }
+
+    #[test]
     fn presence_and_overlap_membership_have_defaults_and_are_checked() {
         let zone = "\n[[cameras.zones]]\nid = \"lift\"\npolygon = [[0, 0], [1, 0], [1, 1]]\n";
         let text = format!("{MINIMAL}{zone}[cameras.zones.presence]\n");
