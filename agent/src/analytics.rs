@@ -114,9 +114,17 @@ impl CameraAnalytics {
         let new_log = IncidentLog::new(config, camera, &self.rules.zones);
         let old_log = std::mem::replace(&mut self.log, new_log);
         self.log.carry_open(old_log, &renumbering.rules);
+        // Held-back incidents follow their rule; those of the camera (offline) and of its
+        // lines, which did not change, keep their keys.
         self.suppressed = std::mem::take(&mut self.suppressed)
             .into_iter()
-            .filter_map(|(rule, key)| renumbering.rules.get(&rule).map(|&r| (r, key)))
+            .filter_map(|(rule, key)| {
+                if rule >= crate::rules::line::LINE_RULES {
+                    Some((rule, key))
+                } else {
+                    renumbering.rules.get(&rule).map(|&r| (r, key))
+                }
+            })
             .collect();
         self.membership.renumber(&renumbering.zones);
         Ok(&self.events)
@@ -232,13 +240,7 @@ mod tests {
             x2: 0.5,
             y2: 0.8,
         };
-        Detection {
-            label: Arc::from("car"),
-            class_id: 2,
-            score: 0.8,
-            bbox: norm,
-            norm,
-        }
+        Detection::at("car", 2, 0.8, norm)
     }
 
     /// Feeds `seconds` of frames at 5 fps from `*at`; returns the events. A car standing

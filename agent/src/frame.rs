@@ -187,6 +187,21 @@ impl Crop {
 }
 
 #[cfg(test)]
+impl Detection {
+    /// A detection of `label` with the same box in picture and normalised coordinates, for
+    /// rule and tracker tests that work in fractions of the picture.
+    pub fn at(label: &str, class_id: u16, score: f32, norm: BBox) -> Detection {
+        Detection {
+            label: std::sync::Arc::from(label),
+            class_id,
+            score,
+            bbox: norm,
+            norm,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -151,17 +151,18 @@ fn the_relay_gets_each_incident_at_once_and_nothing_is_lost_while_it_is_down() {
         "POSTed {latency:.2} s after the incident opened"
     );
 
-    // Down: the relay box is off; the clip loops, the bike comes and goes again.
+    // Down for a minute: the relay box is off; the clip loops, the bike comes and goes.
     drop(server);
+    let down_at = Instant::now();
     let before = stored_events(dir.path()).len();
     eventually(Duration::from_secs(90), "two more events stored", || {
         stored_events(dir.path()).len() >= before + 2
     });
-    // The agent is killed (a power cut) and started again, still without the relay.
+    // Meanwhile the agent is killed (a power cut) and started again.
     let _ = agent.0.kill();
     let _ = agent.0.wait();
     agent = daemon(&config, &log);
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(Duration::from_secs(60).saturating_sub(down_at.elapsed()));
 
     // Back: every stored event's action arrives, exactly as stored, none twice.
     let _server = receiver(port, &out);

@@ -21,6 +21,17 @@ pub fn duration_zh(seconds: f64) -> String {
     }
 }
 
+/// What the incident's first object is, for staff: `person` and `vehicle` in the words
+/// that fit the kind of incident (人员 or 行人, 车辆 or 机动车).
+fn object_zh(change: &RuleEvent, person: &'static str, vehicle: &'static str) -> &'static str {
+    match change.objects.first().map(|o| &*o.label) {
+        Some("person") => person,
+        Some("bicycle" | "motorcycle") => "两轮车",
+        Some("car" | "bus" | "truck") => vehicle,
+        _ => "目标",
+    }
+}
+
 pub fn describe(
     change: &RuleEvent,
     state: EventState,
@@ -78,12 +89,7 @@ pub fn describe(
             }
         }
         Kind::Intrusion => {
-            let what = match change.objects.first().map(|o| &*o.label) {
-                Some("person") => "人员",
-                Some("bicycle" | "motorcycle") => "两轮车",
-                Some("car" | "bus" | "truck") => "车辆",
-                _ => "目标",
-            };
+            let what = object_zh(change, "人员", "车辆");
             if closed {
                 format!("{place}：闯入的{what}已离开，停留 {duration}")
             } else {
@@ -91,12 +97,7 @@ pub fn describe(
             }
         }
         Kind::WrongWayEntry => {
-            let what = match change.objects.first().map(|o| &*o.label) {
-                Some("person") => "行人",
-                Some("bicycle" | "motorcycle") => "两轮车",
-                Some("car" | "bus" | "truck") => "机动车",
-                _ => "目标",
-            };
+            let what = object_zh(change, "行人", "机动车");
             format!("{place}：{what}违规通行（禁止方向）")
         }
         Kind::CameraOffline => {

@@ -272,13 +272,7 @@ mod tests {
             x2: x + 0.05,
             y2: 0.6,
         };
-        Detection {
-            label: Arc::from("car"),
-            class_id: 2,
-            score: 0.8,
-            bbox: norm,
-            norm,
-        }
+        Detection::at("car", 2, 0.8, norm)
     }
 
     /// Runs the rule over the foot x of one car, one position per frame at 5 fps.
