@@ -112,11 +112,15 @@ fn stored_events(dir: &Path) -> Vec<(String, Value)> {
 fn the_relay_gets_each_incident_at_once_and_nothing_is_lost_while_it_is_down() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
+    let web_port = free_port();
+    let token = dir.path().join("web.token");
+    std::fs::write(&token, "test-token-0123456789\n").unwrap();
     let out = dir.path().join("received.jsonl");
     let config = config(
         dir.path(),
         &format!(
-            "[[actions]]\nid = \"lift-relay\"\nurl = \"http://127.0.0.1:{port}/hold-doors\"\nkinds = [\"two_wheeler_in_elevator\"]\non = [\"opened\", \"closed\"]\ntimeout = \"1s\"\nretry_max = \"2s\"\n"
+            "[web]\nlisten = \"127.0.0.1:{web_port}\"\ntoken_file = \"{}\"\n\n[[actions]]\nid = \"lift-relay\"\nurl = \"http://127.0.0.1:{port}/hold-doors\"\nkinds = [\"two_wheeler_in_elevator\"]\non = [\"opened\", \"closed\"]\ntimeout = \"1s\"\nretry_max = \"2s\"\nmax_attempts = 200\n",
+            token.display()
         ),
     );
     let log = dir.path().join("daemon.log");
@@ -178,6 +182,22 @@ fn the_relay_gets_each_incident_at_once_and_nothing_is_lost_while_it_is_down() {
             .iter()
             .all(|(id, _)| posted.contains(id))
     });
+    // Nothing left waiting, as /metrics says too.
+    let metrics = ureq::get(&format!("http://127.0.0.1:{web_port}/metrics"))
+        .header("Authorization", "Bearer test-token-0123456789")
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        metrics.contains("gridwatch_actions_waiting 0\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("gridwatch_actions_given_up 0\n"),
+        "{metrics}"
+    );
     drop(agent);
     let stored = stored_events(dir.path());
     let posted: Vec<Value> = received(&out)
@@ -198,4 +218,45 @@ fn the_relay_gets_each_incident_at_once_and_nothing_is_lost_while_it_is_down() {
         logged.contains("action not delivered, retrying with backoff"),
         "{logged}"
     );
+}
+
+#[test]
+fn an_action_nobody_answers_is_given_up_after_its_attempts_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on this port.
+    let port = free_port();
+    let config = config(
+        dir.path(),
+        &format!(
+            "[[actions]]\nid = \"gone\"\nurl = \"http://127.0.0.1:{port}/x\"\nmax_attempts = 2\nretry_max = \"1s\"\ntimeout = \"1s\"\n"
+        ),
+    );
+    let log = dir.path().join("daemon.log");
+    let _agent = daemon(&config, &log);
+    eventually(Duration::from_secs(60), "the action given up", || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("action given up")
+    });
+    let db = rusqlite::Connection::open(dir.path().join("data/gridwatch.db")).unwrap();
+    let (attempts, given_up, error): (u32, Option<i64>, String) = db
+        .query_row(
+            "SELECT attempts, given_up_at_us, last_error FROM action_outbox ORDER BY id LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(attempts, 2, "not retried beyond max_attempts");
+    assert!(given_up.is_some());
+    assert!(!error.is_empty());
+    // And not tried again afterwards.
+    std::thread::sleep(Duration::from_secs(3));
+    let later: u32 = db
+        .query_row(
+            "SELECT attempts FROM action_outbox ORDER BY id LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(later, 2);
 }

@@ -767,6 +767,23 @@ async fn metrics(State(state): State<Arc<WebState>>) -> Response {
             "# HELP gridwatch_outbox_dropped_total Events dropped by the outbox bound.\n# TYPE gridwatch_outbox_dropped_total counter\ngridwatch_outbox_dropped_total {}",
             outbox.dropped_total
         );
+        let (waiting, given_up) = store.action_backlog().unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "# HELP gridwatch_actions_waiting Action POSTs queued, not delivered yet.\n# TYPE gridwatch_actions_waiting gauge\ngridwatch_actions_waiting {waiting}\n# HELP gridwatch_actions_given_up Action POSTs given up after max_attempts (kept in the store).\n# TYPE gridwatch_actions_given_up gauge\ngridwatch_actions_given_up {given_up}"
+        );
+        let crossings = store.crossing_counts(0, i64::MAX).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "# HELP gridwatch_line_crossings_total Objects that crossed a counting line, by line, direction and class.\n# TYPE gridwatch_line_crossings_total counter"
+        );
+        for c in crossings {
+            let _ = writeln!(
+                out,
+                "gridwatch_line_crossings_total{{camera=\"{}\",line=\"{}\",direction=\"{}\",class=\"{}\"}} {}",
+                c.camera_id, c.line_id, c.direction, c.label, c.count
+            );
+        }
         let evidence: u64 = store
             .live_evidence()
             .map(|f| f.iter().map(|f| f.bytes).sum())
