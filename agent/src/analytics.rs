@@ -113,18 +113,11 @@ impl CameraAnalytics {
         self.record();
         let new_log = IncidentLog::new(config, camera, &self.rules.zones);
         let old_log = std::mem::replace(&mut self.log, new_log);
-        self.log.carry_open(old_log, &renumbering.rules);
-        // Held-back incidents follow their rule; those of the camera (offline) and of its
-        // lines, which did not change, keep their keys.
+        self.log.carry_open(old_log, &renumbering);
+        // Held-back incidents follow their rule.
         self.suppressed = std::mem::take(&mut self.suppressed)
             .into_iter()
-            .filter_map(|(rule, key)| {
-                if rule >= crate::rules::line::LINE_RULES {
-                    Some((rule, key))
-                } else {
-                    renumbering.rules.get(&rule).map(|&r| (r, key))
-                }
-            })
+            .filter_map(|(rule, key)| renumbering.rule(rule).map(|r| (r, key)))
             .collect();
         self.membership.renumber(&renumbering.zones);
         Ok(&self.events)

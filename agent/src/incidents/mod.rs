@@ -159,18 +159,12 @@ impl IncidentLog {
     }
 
     /// Takes over the incidents `old` still has open (the camera's zones were saved again):
-    /// each keeps its id and sequence under its rule's new index (`rules`: old → new). The
-    /// camera-offline incident and those of lines (which did not change) keep their keys. Incidents of rules that went away should have
+    /// each keeps its id and sequence under its rule's new index (see
+    /// [`crate::rules::Renumbering::rule`]). Incidents of rules that went away should have
     /// been closed through `old` first; any left are dropped.
-    pub fn carry_open(&mut self, old: IncidentLog, rules: &HashMap<usize, usize>) {
+    pub fn carry_open(&mut self, old: IncidentLog, renumbering: &crate::rules::Renumbering) {
         for ((rule, key), open) in old.open {
-            let rule =
-                if rule == crate::rules::OFFLINE_RULE || rule >= crate::rules::line::LINE_RULES {
-                    Some(rule)
-                } else {
-                    rules.get(&rule).copied()
-                };
-            if let Some(rule) = rule {
+            if let Some(rule) = renumbering.rule(rule) {
                 self.open.insert((rule, key), open);
             }
         }

@@ -237,6 +237,19 @@ pub struct Renumbering {
     pub rules: std::collections::HashMap<usize, usize>,
 }
 
+impl Renumbering {
+    /// The new index of an incident key's rule (the first half of [`RuleEvent::key`]): the
+    /// camera's offline watch and its lines (unchanged by a zone save) keep theirs; a zone
+    /// rule that did not carry over has none.
+    pub fn rule(&self, old: usize) -> Option<usize> {
+        if old >= line::LINE_RULES {
+            Some(old)
+        } else {
+            self.rules.get(&old).copied()
+        }
+    }
+}
+
 impl RuleSet {
     /// Builds the camera's zones and rules, resolving label groups against the model.
     /// Errors carry the config path of the zone setting at fault (as `Config::error_at`
