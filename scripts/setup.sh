@@ -128,6 +128,12 @@ if [ ! -d tests/browser/node_modules/playwright-core ]; then
   (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi
 preflight_commands node=nodejs npm=npm
+# The review page's chart library, embedded in the binary by agent/build.rs.
+if [ ! -f agent/web/node_modules/uplot/dist/uPlot.iife.min.js ]; then
+  say "installing the review page's chart library (npm ci in agent/web)"
+  (cd agent/web && npm ci --no-audit --no-fund --loglevel=error)
+fi
+preflight_files "$root/agent/web/node_modules/uplot/dist/uPlot.iife.min.js=uplot (npm, agent/web: run npm ci there)"
 (cd tests/browser && node -e 'require("playwright-core")' 2>/dev/null) ||
   preflight_fail "node cannot load playwright-core from tests/browser/node_modules: run (cd tests/browser && npm ci)"
 

@@ -117,6 +117,24 @@ pub fn run(config_path: &std::path::Path, cameras_on: bool) -> anyhow::Result<()
         )?),
         None => None,
     };
+    // After each local midnight, the day's statistics go out retained (missed days at start).
+    let summaries = match (&config.mqtt, &delivery.topics) {
+        (Some(mqtt), Some(topics)) => Some(
+            crate::stats::DailySummaries::start(
+                delivery.clone(),
+                crate::stats::SummarySettings {
+                    site: config.site.id.clone(),
+                    box_id: mqtt.box_id.clone(),
+                    offset: config.site.timezone,
+                    topic: topics.daily_summary(),
+                    check_every: std::time::Duration::from_secs(60),
+                },
+                Arc::new(crate::stats::SystemClock),
+            )
+            .context("starting the daily summary")?,
+        ),
+        _ => None,
+    };
     let rings: Rings = Arc::default();
     let evidence = if config.evidence.enabled {
         Some(EvidenceWorker::start(EvidenceContext::from_config(
@@ -182,6 +200,9 @@ pub fn run(config_path: &std::path::Path, cameras_on: bool) -> anyhow::Result<()
     }
     if let Some(web) = web {
         web.stop();
+    }
+    if let Some(summaries) = summaries {
+        summaries.stop();
     }
     shared.delivery.flush_held_at_exit();
     if let Some(sender) = action_sender {

@@ -34,6 +34,7 @@ pub mod regions;
 pub mod replay;
 pub mod rules;
 pub mod source;
+pub mod stats;
 pub mod store;
 pub mod track;
 pub mod watchdog;

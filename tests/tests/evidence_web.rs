@@ -1634,3 +1634,322 @@ fn an_installer_draws_a_zone_on_the_picture_in_chromium_and_it_raises_an_inciden
     );
     assert_eq!(reviewer["editor"], false);
 }
+
+/// Yesterday in site time (+08:00, the default), as YYYY-MM-DD.
+fn site_yesterday() -> String {
+    let china = chrono::FixedOffset::east_opt(8 * 3600).unwrap();
+    (chrono::Utc::now().with_timezone(&china).date_naive() - chrono::Days::new(1))
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+/// The statistics are the scenarios' own events counted: three scenarios (a crowd, a parked
+/// car, a cyclist through a one-way gate each way) replayed into one store as if yesterday;
+/// then the API, its CSV, the daily summary published retained at the daemon's start, and
+/// the review page's chart and table in real Chromium all say what the events say.
+#[test]
+fn statistics_count_what_the_scenarios_raised_in_api_csv_mqtt_and_page() {
+    let broker = Broker::start(BrokerOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let day = site_yesterday();
+    let mqtt = format!(
+        "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nbox_id = \"box-7\"\n",
+        broker.port
+    );
+    let web = web_table(dir.path());
+    let mut events = Vec::new();
+    let mut crossings = Vec::new();
+    let mut server_config = None;
+    for (name, hour) in [
+        ("crowding", "09"),
+        ("parking_positive", "13"),
+        ("line_cyclist", "17"),
+    ] {
+        let sub = dir.path().join(name);
+        std::fs::create_dir_all(&sub).unwrap();
+        let config = scenario::config_in(&sub, name, &format!("{mqtt}\n{web}"));
+        let text = std::fs::read_to_string(&config).unwrap().replace(
+            "data_dir = \"data\"",
+            &format!("data_dir = \"{}\"", data.display()),
+        );
+        std::fs::write(&config, text).unwrap();
+        let start = format!("{day}T{hour}:00:00+08:00");
+        replay_store(&config, name, &sub, Some(&start));
+        for record in read_jsonl(&sub.join("out.jsonl")) {
+            match record["type"].as_str() {
+                Some("incident") => events.push(record),
+                Some("crossing") => crossings.push(record),
+                _ => {}
+            }
+        }
+        server_config.get_or_insert(config);
+    }
+    // What the events say: incidents opened per kind, the crowd's peak, crossings each way.
+    let mut opened: std::collections::BTreeMap<String, u64> = Default::default();
+    for e in events.iter().filter(|e| e["state"] == "opened") {
+        *opened
+            .entry(e["kind"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    let total: u64 = opened.values().sum();
+    assert!(
+        opened.contains_key("crowding")
+            && opened.contains_key("illegal_parking")
+            && opened.contains_key("wrong_way_entry"),
+        "{opened:?}"
+    );
+    let peak = events
+        .iter()
+        .filter(|e| e["kind"] == "crowding")
+        .map(|e| e["peak_count"].as_u64().unwrap())
+        .max()
+        .unwrap();
+    assert!(peak >= 3, "the crowd counted at least min_count persons");
+    let crossed = |direction: &str| {
+        crossings
+            .iter()
+            .filter(|c| c["direction"] == direction)
+            .count() as u64
+    };
+    assert_eq!((crossed("in"), crossed("out")), (1, 1));
+
+    let summaries = Subscriber::start(broker.port, "gridwatch/v1/scenario/stats/daily", None);
+    let server = Server::start(server_config.as_ref().unwrap());
+    let api = |query: &str| {
+        get(
+            &format!("{}/api/stats?{query}", server.base),
+            Some(TOKEN),
+            &[],
+        )
+    };
+
+    // The daily summary: yesterday, queued at start (the box was not running at midnight).
+    summaries.wait_for(Duration::from_secs(30), "the daily summary", |m| {
+        !m.is_empty()
+    });
+    let summary = summaries.on_topic("stats/daily")[0].json();
+    assert_eq!(summary["schema"], "gridwatch.daily-summary/v1");
+    assert_eq!(summary["day"], day.as_str());
+    assert_eq!(summary["site"], "scenario");
+    assert_eq!(summary["box_id"], "box-7");
+    assert_eq!(summary["totals"]["opened"], total);
+    assert_eq!(summary["totals"]["pending"], total);
+    assert_eq!(summary["totals"]["peak_persons"], peak);
+    assert_eq!(summary["totals"]["crossings_in"], 1);
+    assert_eq!(summary["totals"]["crossings_out"], 1);
+    let gate: Vec<&Value> = summary["crossings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["camera"] == "gate" && c["line"] == "side-gate")
+        .collect();
+    assert_eq!(gate.len(), 2, "{summary}");
+    // Retained: a subscriber that comes later gets it from the broker.
+    let later = Subscriber::start(broker.port, "gridwatch/v1/scenario/stats/daily", None);
+    later.wait_for(Duration::from_secs(10), "the retained summary", |m| {
+        !m.is_empty()
+    });
+    let retained = &later.on_topic("stats/daily")[0];
+    assert!(retained.retained);
+    assert_eq!(retained.json()["day"], day.as_str());
+
+    // Reviews: the parked car confirmed, the crowd dismissed.
+    let list = get(
+        &format!("{}/api/incidents?limit=100", server.base),
+        Some(TOKEN),
+        &[],
+    )
+    .json();
+    let id_of = |kind: &str| {
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["kind"] == kind)
+            .map(|i| i["incident_id"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    for (kind, verdict) in [("illegal_parking", "confirmed"), ("crowding", "dismissed")] {
+        let url = format!("{}/api/incidents/{}/review", server.base, id_of(kind));
+        let body = serde_json::json!({ "verdict": verdict, "reviewer": "统计员" });
+        assert_eq!(post(&url, Some(TOKEN), &body).status, 200);
+    }
+
+    let by_kind = api(&format!("from={day}&to={day}&group=kind"));
+    assert_eq!(by_kind.status, 200);
+    let by_kind = by_kind.json();
+    assert_eq!(by_kind["group"], serde_json::json!(["kind"]));
+    let rows = by_kind["incidents"].as_array().unwrap();
+    let counted: std::collections::BTreeMap<String, u64> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["kind"].as_str().unwrap().to_string(),
+                r["opened"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(counted, opened, "opened per kind, as the events say");
+    let row = |kind: &str| rows.iter().find(|r| r["kind"] == kind).unwrap();
+    assert_eq!(row("illegal_parking")["confirmed"], 1);
+    assert_eq!(row("crowding")["dismissed"], 1);
+    assert_eq!(row("crowding")["peak_persons"], peak);
+    assert!(row("illegal_parking")["peak_persons"].is_null());
+    // Reviewed now, opened yesterday: the time to review is at least the hours between.
+    assert!(row("illegal_parking")["median_review_s"].as_f64().unwrap() > 3600.0);
+    assert!(row("wrong_way_entry")["median_review_s"].is_null());
+    assert_eq!(by_kind["totals"]["opened"], total);
+    assert_eq!(by_kind["totals"]["pending"], total - 2);
+
+    // By day: everything on yesterday; today has nothing.
+    let by_day = api(&format!("from={day}&group=day")).json();
+    assert_eq!(by_day["incidents"].as_array().unwrap().len(), 1, "{by_day}");
+    assert_eq!(by_day["incidents"][0]["day"], day.as_str());
+    assert_eq!(by_day["days"].as_array().unwrap().len(), 2);
+    let by_line = api(&format!("from={day}&to={day}&group=camera,zone")).json();
+    let lines: Vec<(String, String, String, u64)> = by_line["crossings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["line"].as_str().unwrap().into(),
+                c["direction"].as_str().unwrap().into(),
+                c["class"].as_str().unwrap().into(),
+                c["count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let classes: Vec<String> = crossings
+        .iter()
+        .map(|c| c["label"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .all(|(line, _, class, count)| line == "side-gate"
+                && classes.contains(class)
+                && *count == 1)
+    );
+
+    // CSV: parses, one row per camera, zone and kind, the same sums.
+    let csv_reply = get(
+        &format!(
+            "{}/api/stats.csv?from={day}&to={day}&group=camera,zone,kind",
+            server.base
+        ),
+        Some(TOKEN),
+        &[],
+    );
+    assert_eq!(csv_reply.status, 200);
+    assert!(
+        csv_reply.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    assert!(
+        csv_reply.headers["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains("attachment")
+    );
+    let text = String::from_utf8(csv_reply.body).unwrap();
+    let mut reader = csv::Reader::from_reader(text.trim_start_matches('\u{feff}').as_bytes());
+    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(&header[..5], ["site", "camera", "zone", "kind", "opened"]);
+    let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let csv_total: u64 = records.iter().map(|r| r[4].parse::<u64>().unwrap()).sum();
+    assert_eq!(csv_total, total);
+    let crossings_csv = get(
+        &format!(
+            "{}/api/stats.csv?from={day}&to={day}&group=day,zone&table=crossings",
+            server.base
+        ),
+        Some(TOKEN),
+        &[],
+    );
+    let text = String::from_utf8(crossings_csv.body).unwrap();
+    let mut reader = csv::Reader::from_reader(text.trim_start_matches('\u{feff}').as_bytes());
+    assert_eq!(
+        reader.headers().unwrap().iter().collect::<Vec<_>>(),
+        ["site", "day", "line", "direction", "class", "count"]
+    );
+    assert_eq!(reader.records().count(), 2);
+
+    // Bad requests: one clear line each, nothing computed.
+    for (query, says) in [
+        ("group=site", "unknown group `site`"),
+        ("from=2026-13-01", "bad date"),
+        ("from=2026-12-07&to=2026-12-01", "after"),
+        ("from=2020-01-01&to=2026-01-01", "at most 366 days"),
+        ("colour=red", "unknown field"),
+    ] {
+        let reply = api(query);
+        assert_eq!(reply.status, 400, "{query}");
+        let text = String::from_utf8_lossy(&reply.body).to_string();
+        assert!(text.contains(says), "{query}: {text}");
+    }
+    assert_eq!(
+        get(&format!("{}/api/stats", server.base), None, &[]).status,
+        401
+    );
+    assert_eq!(
+        get(
+            &format!("{}/api/stats.csv?table=people", server.base),
+            Some(TOKEN),
+            &[]
+        )
+        .status,
+        400
+    );
+    // The chart library is the box's own, served without a login like the page.
+    let library = get(&format!("{}/assets/uplot.min.js", server.base), None, &[]);
+    assert_eq!(library.status, 200);
+    assert!(String::from_utf8_lossy(&library.body).contains("uPlot"));
+
+    // The page: chart and table in real Chromium.
+    let artifacts = repo_root().join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let screenshot = artifacts.join("stats-page.png");
+    let shown = browser_script(
+        "stats.mjs",
+        &[
+            &format!("{}/", server.base),
+            "station-pass",
+            &day,
+            &day,
+            &screenshot.to_string_lossy(),
+        ],
+    );
+    assert_eq!(shown["errors"], serde_json::json!([]), "{shown}");
+    assert!(shown["canvas"]["width"].as_u64().unwrap() > 300, "{shown}");
+    let legend: Vec<&str> = shown["legend"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert!(
+        legend.contains(&"合计") && legend.contains(&"人员聚集"),
+        "{legend:?}"
+    );
+    assert_eq!(shown["cards"]["上报事件"], total.to_string());
+    assert_eq!(shown["cards"]["聚集人数峰值"], peak.to_string());
+    let table_rows = shown["rows"].as_array().unwrap();
+    assert_eq!(
+        table_rows.len(),
+        records.len(),
+        "a row per camera, zone and kind: {shown}"
+    );
+    assert!(
+        table_rows
+            .iter()
+            .any(|r| r.as_array().unwrap().iter().any(|c| c == "违章停车")),
+        "{shown}"
+    );
+    assert_eq!(shown["crossings"].as_array().unwrap().len(), 2, "{shown}");
+    assert!(image::open(&screenshot).unwrap().width() >= 1000);
+}

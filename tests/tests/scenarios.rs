@@ -120,6 +120,26 @@ fn line_cyclist() {
     );
 }
 
+/// People counted in and out of a lobby: three in from the entrance under the camera, three
+/// out through the doorway at the right, each once, at a low bitrate.
+#[test]
+fn line_lobby_door() {
+    let o = check("line_lobby_door");
+    assert!(o.events.is_empty(), "counting only: no incident");
+    assert!(
+        o.crossings.iter().all(|c| c["label"] == "person"),
+        "{:?}",
+        o.crossings
+    );
+    // One person at a time: each goes in before going out.
+    let directions: Vec<&str> = o
+        .crossings
+        .iter()
+        .map(|c| c["direction"].as_str().unwrap())
+        .collect();
+    assert_eq!(directions, ["in", "out", "in", "out", "in", "out"]);
+}
+
 #[test]
 fn parking_drive_through() {
     check("parking_drive_through");

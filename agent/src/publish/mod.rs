@@ -3,7 +3,8 @@
 //!
 //! Topics under the prefix (default `gridwatch/v1/<site>`): `<camera>/incident` (events,
 //! QoS 1), `status` (retained online/offline, the offline one also as Last Will),
-//! `heartbeat` (QoS 0), `cmd/<name>` (commands in), `cmd/result` (answers). docs/mqtt.md
+//! `heartbeat` (QoS 0), `cmd/<name>` (commands in), `cmd/result` (answers), `stats/daily`
+//! (the daily statistics summary, retained, through the outbox). docs/mqtt.md
 //! documents them.
 //!
 //! The outbox (SQLite) is the source of truth: rows go out in id order with a bounded
@@ -74,6 +75,10 @@ impl Topics {
     }
     pub fn command_result(&self) -> String {
         format!("{}/cmd/result", self.prefix)
+    }
+    /// The daily statistics summary (retained, QoS 1).
+    pub fn daily_summary(&self) -> String {
+        format!("{}/stats/daily", self.prefix)
     }
 }
 
@@ -436,7 +441,7 @@ impl<'a> Session<'a> {
                 for row in rows {
                     self.cursor = row.id;
                     if self
-                        .send(&row.topic, row.payload, true, false, Some(row.id))
+                        .send(&row.topic, row.payload, true, row.retain, Some(row.id))
                         .is_err()
                     {
                         // The request channel is closed: the session is ending anyway and

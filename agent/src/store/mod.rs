@@ -25,6 +25,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (2, include_str!("migrations/002_evidence.sql")),
     (3, include_str!("migrations/003_crossings.sql")),
     (4, include_str!("migrations/004_actions.sql")),
+    (5, include_str!("migrations/005_stats.sql")),
 ];
 
 /// The bodies of the actions an event triggers, built from the event as stored: (action id,
@@ -124,6 +125,8 @@ pub struct OutboxRow {
     pub topic: String,
     pub payload: Vec<u8>,
     pub created_at_us: i64,
+    /// Published with the retain flag (the daily statistics summary; never an incident).
+    pub retain: bool,
 }
 
 /// A station's verdict on an incident, as the API and the MQTT command give it.
@@ -403,7 +406,7 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT id, event_id, camera_id, topic, payload, created_at_us FROM outbox
+                "SELECT id, event_id, camera_id, topic, payload, created_at_us, retain FROM outbox
                  WHERE id > ?1 ORDER BY id LIMIT ?2",
             )
             .map_err(self.sql())?;
@@ -416,6 +419,7 @@ impl Store {
                     topic: r.get(3)?,
                     payload: r.get(4)?,
                     created_at_us: r.get(5)?,
+                    retain: r.get::<_, i64>(6)? != 0,
                 })
             })
             .map_err(self.sql())?
@@ -1246,5 +1250,8 @@ fn serde_state(state: &crate::incidents::EventState) -> String {
     serde_plain(state)
 }
 
+mod stats;
 #[cfg(test)]
 mod tests;
+
+pub use stats::{CrossingDayCount, IncidentFact};

@@ -54,10 +54,10 @@ fn open_store(dir: &Path, limits: OutboxLimits) -> Store {
 fn migrations_apply_once_and_are_versioned() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(dir.path(), OutboxLimits::default());
-    assert_eq!(store.schema_version().unwrap(), 4);
+    assert_eq!(store.schema_version().unwrap(), 5);
     drop(store);
     let store = open_store(dir.path(), OutboxLimits::default());
-    assert_eq!(store.schema_version().unwrap(), 4);
+    assert_eq!(store.schema_version().unwrap(), 5);
     let journal: String = store
         .conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
@@ -386,4 +386,86 @@ fn crossings_are_counted_per_line_direction_and_class() {
             ("out".into(), "person".into(), 1),
         ]
     );
+}
+
+#[test]
+fn a_daily_summary_is_queued_retained_once_per_day_with_its_day() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open_store(dir.path(), OutboxLimits::default());
+    assert_eq!(store.last_summarised_day().unwrap(), None);
+    let topic = "gridwatch/v1/site/stats/daily";
+    assert!(
+        store
+            .queue_daily_summary(20_000, topic, "{\"day\":1}", 5)
+            .unwrap()
+    );
+    // The same day again, or an earlier one, queues nothing (a restart, a clock set back).
+    assert!(
+        !store
+            .queue_daily_summary(20_000, topic, "{\"day\":1}", 6)
+            .unwrap()
+    );
+    assert!(
+        !store
+            .queue_daily_summary(19_999, topic, "{\"day\":0}", 6)
+            .unwrap()
+    );
+    assert!(
+        store
+            .queue_daily_summary(20_001, topic, "{\"day\":2}", 7)
+            .unwrap()
+    );
+    assert_eq!(store.last_summarised_day().unwrap(), Some(20_001));
+    let rows = store.outbox_after(0, 10).unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|r| r.retain && r.topic == topic));
+    assert_eq!(rows[1].payload, b"{\"day\":2}");
+    assert_eq!(store.outbox_stats().unwrap().events, 2);
+    // Survives a restart, and incident events stay unretained.
+    drop(store);
+    let store = open_store(dir.path(), OutboxLimits::default());
+    assert_eq!(store.last_summarised_day().unwrap(), Some(20_001));
+    assert_eq!(store.outbox_stats().unwrap().events, 2);
+}
+
+#[test]
+fn crossings_count_per_local_day() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open_store(dir.path(), OutboxLimits::default());
+    let crossing = |at_us: i64, direction| crate::rules::line::Crossing {
+        line: Arc::from("door"),
+        direction,
+        track_id: 1,
+        label: Arc::from("person"),
+        at_us,
+    };
+    // 2026-12-06T15:59:59Z is the 6th at 23:59:59 in +08:00; one second later, the 7th.
+    let before_midnight = 1_796_572_799_000_000;
+    use crate::rules::line::Crossed;
+    store
+        .record_crossing("cam", &crossing(before_midnight, Crossed::In))
+        .unwrap();
+    store
+        .record_crossing("cam", &crossing(before_midnight + 1_000_000, Crossed::In))
+        .unwrap();
+    store
+        .record_crossing("cam", &crossing(before_midnight + 2_000_000, Crossed::Out))
+        .unwrap();
+    let counts = store.crossing_day_counts(0, i64::MAX, 8 * 3600).unwrap();
+    let days: Vec<(i64, &str, u64)> = counts
+        .iter()
+        .map(|c| (c.day, c.direction.as_str(), c.count))
+        .collect();
+    let sixth = before_midnight.div_euclid(86_400_000_000);
+    assert_eq!(
+        days,
+        [
+            (sixth, "in", 1),
+            (sixth + 1, "in", 1),
+            (sixth + 1, "out", 1)
+        ]
+    );
+    // In UTC all three are on the 6th.
+    let utc = store.crossing_day_counts(0, i64::MAX, 0).unwrap();
+    assert!(utc.iter().all(|c| c.day == sixth));
 }

@@ -10,6 +10,7 @@
 
 mod cameras;
 mod sessions;
+mod stats;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -75,6 +76,8 @@ pub struct WebState {
     reviewers: Vec<ReviewerCredentials>,
     data_dir: PathBuf,
     evidence_dir: PathBuf,
+    /// The site's id, for the statistics.
+    site: String,
     offset: FixedOffset,
     sessions: sessions::Sessions,
     limiter: sessions::LoginLimiter,
@@ -168,6 +171,7 @@ pub fn start(
         reviewers,
         data_dir: config.storage.data_dir.clone(),
         evidence_dir: config.evidence_dir(),
+        site: config.site.id.clone(),
         offset: config.site.timezone,
         sessions: sessions::Sessions::default(),
         limiter: sessions::LoginLimiter::default(),
@@ -231,6 +235,8 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/api/incidents/{id}/review", post(post_review))
         .route("/api/incidents/{id}/{file}", get(get_file))
         .route("/api/suppressions", get(list_suppressions))
+        .route("/api/stats", get(stats::get_stats))
+        .route("/api/stats.csv", get(stats::get_stats_csv))
         .route("/api/account", get(get_account))
         .route("/metrics", get(metrics))
         .merge(installer_only)
@@ -242,6 +248,9 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/", get(|| async { Html(PAGE) }))
         .route("/cameras", get(|| async { Html(CAMERAS_PAGE) }))
         .route("/healthz", get(healthz))
+        .route("/assets/uplot.min.js", get(stats::uplot_js))
+        .route("/assets/uplot.min.css", get(stats::uplot_css))
+        .route("/assets/uplot.LICENSE.txt", get(stats::uplot_license))
         .route("/api/login", post(login))
         .route("/api/logout", post(logout))
         .merge(api)
