@@ -503,7 +503,8 @@ pub fn to_csv(stats: &Stats, table: Table) -> Result<String, StatsError> {
 
 /// The local days whose summaries are due on local day `today`: every day after `last` up
 /// to yesterday, oldest first, at most [`MAX_CATCH_UP_DAYS`] of them (a box that was off for
-/// a month does not flood the broker); with no summary yet, yesterday alone.
+/// a month does not flood the broker); with no summary yet, yesterday alone (the caller
+/// skips it on a new box, see [`queue_due_summaries`]).
 pub fn days_due(last: Option<i64>, today: i64) -> Vec<i64> {
     let yesterday = today - 1;
     let first = match last {
@@ -589,7 +590,15 @@ pub fn queue_due_summaries(
     let Ok(mut store) = delivery.store.lock() else {
         return Ok(queued);
     };
-    for day in days_due(store.last_summarised_day()?, today) {
+    let last = store.last_summarised_day()?;
+    // A new box (nothing summarised, nothing recorded before today) has no past day to
+    // report: its first summary is that of its first day. A box upgraded to this version
+    // reports yesterday at once.
+    if last.is_none() && !store.has_records_before(day_start_us(today, settings.offset))? {
+        store.skip_summaries_until(today - 1)?;
+        return Ok(queued);
+    }
+    for day in days_due(last, today) {
         let summary = daily_summary(
             &store,
             &settings.site,

@@ -368,8 +368,8 @@ fn summaries_in_outbox(delivery: &Delivery) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// On simulated time: at start yesterday's summary is queued once; nothing more until the
-/// site's midnight; just after it, the day that ended.
+/// On simulated time, a new box: nothing at start (it has no past day), nothing more until
+/// the site's midnight, and just after it the day that ended, once.
 #[test]
 fn the_summary_thread_queues_each_day_once_just_after_local_midnight() {
     let dir = tempfile::tempdir().unwrap();
@@ -395,24 +395,31 @@ fn the_summary_thread_queues_each_day_once_just_after_local_midnight() {
             std::thread::sleep(Duration::from_millis(5));
         }
     };
-    let first = wait_for(1);
-    assert_eq!(first.len(), 1);
-    assert_eq!(first[0]["day"], "2026-12-05");
-    assert_eq!(first[0]["schema"], "gridwatch.daily-summary/v1");
-    assert_eq!(first[0]["box_id"], "box-1");
-    assert_eq!(first[0]["totals"]["opened"], 0);
     // Many looks at the clock before midnight add nothing.
     std::thread::sleep(Duration::from_millis(100));
-    assert_eq!(summaries_in_outbox(&delivery).len(), 1);
+    assert!(summaries_in_outbox(&delivery).is_empty());
+    let fifth = number_of(date("2026-12-05"));
+    assert_eq!(
+        delivery
+            .store
+            .lock()
+            .unwrap()
+            .last_summarised_day()
+            .unwrap(),
+        Some(fifth)
+    );
     clock
         .0
         .store(local_us("2026-12-07T00:00:01"), Ordering::SeqCst);
-    let both = wait_for(2);
-    assert_eq!(both.len(), 2);
-    assert_eq!(both[1]["day"], "2026-12-06");
+    let first = wait_for(1);
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0]["day"], "2026-12-06");
+    assert_eq!(first[0]["schema"], "gridwatch.daily-summary/v1");
+    assert_eq!(first[0]["box_id"], "box-1");
+    assert_eq!(first[0]["totals"]["opened"], 0);
     std::thread::sleep(Duration::from_millis(100));
     thread.stop();
-    assert_eq!(summaries_in_outbox(&delivery).len(), 2);
+    assert_eq!(summaries_in_outbox(&delivery).len(), 1);
 
     // A restart the same day queues nothing again: the day is recorded with its summary.
     assert!(
@@ -420,4 +427,54 @@ fn the_summary_thread_queues_each_day_once_just_after_local_midnight() {
             .unwrap()
             .is_empty()
     );
+}
+
+/// A box with history (upgraded, or off at midnight) reports the days it missed at start,
+/// with what they held.
+#[test]
+fn a_box_with_history_reports_the_days_it_missed_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let delivery = delivery(dir.path());
+    let crossing = crate::rules::line::Crossing {
+        line: Arc::from("door"),
+        direction: crate::rules::line::Crossed::In,
+        track_id: 3,
+        label: Arc::from("person"),
+        at_us: local_us("2026-12-04T10:00:00"),
+    };
+    delivery
+        .store
+        .lock()
+        .unwrap()
+        .record_crossing("lobby", &crossing)
+        .unwrap();
+    let settings = SummarySettings {
+        site: "site".into(),
+        box_id: "box-1".into(),
+        offset: china(),
+        topic: "gridwatch/v1/site/stats/daily".into(),
+        check_every: Duration::from_secs(60),
+    };
+    let queued =
+        queue_due_summaries(&delivery, &settings, local_us("2026-12-05T08:00:00")).unwrap();
+    assert_eq!(queued, [number_of(date("2026-12-04"))]);
+    // Off for two days: both reported, in order, when it comes back.
+    let queued =
+        queue_due_summaries(&delivery, &settings, local_us("2026-12-08T00:30:00")).unwrap();
+    assert_eq!(
+        queued,
+        [
+            number_of(date("2026-12-05")),
+            number_of(date("2026-12-06")),
+            number_of(date("2026-12-07"))
+        ]
+    );
+    let summaries = summaries_in_outbox(&delivery);
+    assert_eq!(summaries.len(), 4);
+    assert_eq!(summaries[0]["day"], "2026-12-04");
+    assert_eq!(summaries[0]["totals"]["crossings_in"], 1);
+    assert_eq!(summaries[0]["crossings"][0]["camera"], "lobby");
+    assert_eq!(summaries[0]["crossings"][0]["line"], "door");
+    assert_eq!(summaries[1]["totals"]["crossings_in"], 0);
+    assert_eq!(summaries[3]["day"], "2026-12-07");
 }

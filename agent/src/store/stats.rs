@@ -116,6 +116,32 @@ impl Store {
             .map_err(self.sql())
     }
 
+    /// Whether anything the statistics count (an incident, a crossing) happened before
+    /// `at_us`.
+    pub fn has_records_before(&self, at_us: i64) -> Result<bool, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM incidents WHERE opened_at_us < ?1)
+                     OR EXISTS (SELECT 1 FROM crossings WHERE at_us < ?1)",
+                [at_us],
+                |r| r.get(0),
+            )
+            .map_err(self.sql())
+    }
+
+    /// Records local day `day` as summarised without queueing anything (a new box has no
+    /// past days to report).
+    pub fn skip_summaries_until(&mut self, day: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO counters (name, value) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET value = MAX(value, excluded.value)",
+                params![SUMMARY_DAY, day],
+            )
+            .map_err(self.sql())?;
+        Ok(())
+    }
+
     /// Queues the summary of local day `day` as a retained message on `topic`, and records
     /// the day as summarised, in one transaction: a crash leaves both or neither, so a day
     /// is summarised once. A day not after the last one summarised queues nothing (false).
