@@ -425,74 +425,96 @@ impl Table {
 /// One table of `stats` as CSV (UTF-8 with a byte-order mark, so that spreadsheet programs
 /// open the Chinese ids and names right): the site, the grouped columns, then the figures.
 pub fn to_csv(stats: &Stats, table: Table) -> Result<String, StatsError> {
-    let csv_error = |e: csv::Error| StatsError::Csv(e.to_string());
-    let mut writer = csv::Writer::from_writer(Vec::new());
     let text = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
-    let grouped = |name: &str| stats.group.contains(&name);
     match table {
-        Table::Incidents => {
-            let mut header = vec!["site"];
-            header.extend(stats.group.iter().copied());
-            header.extend([
+        Table::Incidents => csv_table(
+            stats,
+            &[
+                ("day", "day"),
+                ("camera", "camera"),
+                ("zone", "zone"),
+                ("kind", "kind"),
+            ],
+            &[
                 "opened",
                 "confirmed",
                 "dismissed",
                 "pending",
                 "median_review_s",
                 "peak_persons",
-            ]);
-            writer.write_record(&header).map_err(csv_error)?;
-            for row in &stats.incidents {
-                let mut record = vec![stats.site.clone()];
-                for (name, value) in [
-                    ("day", &row.day),
-                    ("camera", &row.camera),
-                    ("zone", &row.zone),
-                    ("kind", &row.kind),
-                ] {
-                    if grouped(name) {
-                        record.push(value.clone().unwrap_or_default());
-                    }
-                }
-                record.extend([
-                    row.opened.to_string(),
-                    row.confirmed.to_string(),
-                    row.dismissed.to_string(),
-                    row.pending.to_string(),
-                    text(row.median_review_s),
-                    row.peak_persons.map(|p| p.to_string()).unwrap_or_default(),
-                ]);
-                writer.write_record(&record).map_err(csv_error)?;
-            }
-        }
-        Table::Crossings => {
-            let mut header = vec!["site"];
-            for (name, column) in [("day", "day"), ("camera", "camera"), ("zone", "line")] {
-                if grouped(name) {
-                    header.push(column);
-                }
-            }
-            header.extend(["direction", "class", "count"]);
-            writer.write_record(&header).map_err(csv_error)?;
-            for row in &stats.crossings {
-                let mut record = vec![stats.site.clone()];
-                for (name, value) in [
-                    ("day", &row.day),
-                    ("camera", &row.camera),
-                    ("zone", &row.line),
-                ] {
-                    if grouped(name) {
-                        record.push(value.clone().unwrap_or_default());
-                    }
-                }
-                record.extend([
-                    row.direction.clone(),
-                    row.class.clone(),
-                    row.count.to_string(),
-                ]);
-                writer.write_record(&record).map_err(csv_error)?;
-            }
-        }
+            ],
+            stats.incidents.iter().map(|row| {
+                (
+                    [&row.day, &row.camera, &row.zone, &row.kind],
+                    vec![
+                        row.opened.to_string(),
+                        row.confirmed.to_string(),
+                        row.dismissed.to_string(),
+                        row.pending.to_string(),
+                        text(row.median_review_s),
+                        row.peak_persons.map(|p| p.to_string()).unwrap_or_default(),
+                    ],
+                )
+            }),
+        ),
+        Table::Crossings => csv_table(
+            stats,
+            &[
+                ("day", "day"),
+                ("camera", "camera"),
+                ("zone", "line"),
+                ("kind", ""),
+            ],
+            &["direction", "class", "count"],
+            stats.crossings.iter().map(|row| {
+                (
+                    [&row.day, &row.camera, &row.line, &None],
+                    vec![
+                        row.direction.clone(),
+                        row.class.clone(),
+                        row.count.to_string(),
+                    ],
+                )
+            }),
+        ),
+    }
+}
+
+/// Writes a CSV table: `site`, then of `keys` (group name, column) the grouped ones, then
+/// `figures`; each row gives its key values (in the order of `keys`) and its figures.
+fn csv_table<'a>(
+    stats: &Stats,
+    keys: &[(&str, &str); 4],
+    figures: &[&str],
+    rows: impl Iterator<Item = ([&'a Option<String>; 4], Vec<String>)>,
+) -> Result<String, StatsError> {
+    let csv_error = |e: csv::Error| StatsError::Csv(e.to_string());
+    // A key is a column when rows are grouped by it (crossings have no kind).
+    let shown: Vec<bool> = keys
+        .iter()
+        .map(|(group, column)| !column.is_empty() && stats.group.contains(group))
+        .collect();
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let mut header = vec!["site"];
+    header.extend(
+        keys.iter()
+            .zip(&shown)
+            .filter(|(_, s)| **s)
+            .map(|((_, c), _)| *c),
+    );
+    header.extend(figures);
+    writer.write_record(&header).map_err(csv_error)?;
+    for (values, row_figures) in rows {
+        let mut record = vec![stats.site.clone()];
+        record.extend(
+            values
+                .iter()
+                .zip(&shown)
+                .filter(|(_, s)| **s)
+                .map(|(v, _)| v.clone().unwrap_or_default()),
+        );
+        record.extend(row_figures);
+        writer.write_record(&record).map_err(csv_error)?;
     }
     let bytes = writer
         .into_inner()

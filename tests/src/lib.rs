@@ -234,19 +234,33 @@ pub fn json_box(value: &serde_json::Value) -> Vec<f64> {
 /// docs/schema/incident-v1.json. Returns the validation errors, empty when valid.
 pub fn schema_errors(event: &serde_json::Value) -> Vec<String> {
     static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
-    let validator = VALIDATOR.get_or_init(|| {
-        let path = repo_root().join("docs/schema/incident-v1.json");
+    let mut event = event.clone();
+    if let Some(map) = event.as_object_mut() {
+        map.remove("type");
+    }
+    errors_against(&VALIDATOR, "docs/schema/incident-v1.json", &event)
+}
+
+/// Validates a daily summary (`stats/daily`) against docs/schema/daily-summary-v1.json.
+pub fn summary_schema_errors(summary: &serde_json::Value) -> Vec<String> {
+    static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
+    errors_against(&VALIDATOR, "docs/schema/daily-summary-v1.json", summary)
+}
+
+fn errors_against(
+    validator: &OnceLock<jsonschema::Validator>,
+    schema: &str,
+    value: &serde_json::Value,
+) -> Vec<String> {
+    let validator = validator.get_or_init(|| {
+        let path = repo_root().join(schema);
         let schema: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&path).expect("read the schema"))
                 .expect("the schema is JSON");
         jsonschema::validator_for(&schema).expect("the schema compiles")
     });
-    let mut event = event.clone();
-    if let Some(map) = event.as_object_mut() {
-        map.remove("type");
-    }
     validator
-        .iter_errors(&event)
+        .iter_errors(value)
         .map(|e| format!("{} at {}", e, e.instance_path()))
         .collect()
 }

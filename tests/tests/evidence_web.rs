@@ -1735,6 +1735,23 @@ fn statistics_count_what_the_scenarios_raised_in_api_csv_mqtt_and_page() {
     });
     let summary = summaries.on_topic("stats/daily")[0].json();
     assert_eq!(summary["schema"], "gridwatch.daily-summary/v1");
+    let errors = summary_schema_errors(&summary);
+    assert!(errors.is_empty(), "{errors:?}\n{summary}");
+    // The example in docs/mqtt.md is valid too.
+    let doc = std::fs::read_to_string(repo_root().join("docs/mqtt.md")).unwrap();
+    let example = doc
+        .split("```json")
+        .filter_map(|b| b.split("```").next())
+        .find(|b| b.contains("gridwatch.daily-summary/v1"))
+        .expect("docs/mqtt.md shows a daily summary");
+    let example: Value = serde_json::from_str(example).unwrap();
+    assert_eq!(summary_schema_errors(&example), Vec::<String>::new());
+    let mut broken = summary.clone();
+    broken["totals"]["opened"] = (-1).into();
+    assert!(
+        !summary_schema_errors(&broken).is_empty(),
+        "the schema can fail"
+    );
     assert_eq!(summary["day"], day.as_str());
     assert_eq!(summary["site"], "scenario");
     assert_eq!(summary["box_id"], "box-7");
