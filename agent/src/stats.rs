@@ -511,7 +511,7 @@ fn csv_table<'a>(
                 .iter()
                 .zip(&shown)
                 .filter(|(_, s)| **s)
-                .map(|(v, _)| v.clone().unwrap_or_default()),
+                .map(|(v, _)| v.as_deref().unwrap_or_default().to_string()),
         );
         record.extend(row_figures);
         writer.write_record(&record).map_err(csv_error)?;
