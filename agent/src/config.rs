@@ -578,6 +578,10 @@ pub struct LineConfig {
     /// Default 0.02.
     #[serde(default = "default_line_margin")]
     pub margin: f32,
+    /// Height of the smallest object that crosses, as a fraction of the picture's height:
+    /// how much detail `regions = "auto"` gives the line (as a zone's); the default is
+    /// [`crate::regions::DEFAULT_MIN_OBJECT_HEIGHT`].
+    pub min_object_height: Option<f32>,
     /// How long after the crossing a `wrong_way_entry` incident closes. Default 10 s.
     #[serde(default = "default_close_after", with = "humantime_serde")]
     pub close_after: Duration,
@@ -1476,6 +1480,15 @@ impl Config {
                 if !(line.margin > 0.0 && line.margin <= 0.2) {
                     return fail_at("margin", "must be in (0, 0.2]".into());
                 }
+                if line
+                    .min_object_height
+                    .is_some_and(|h| !(h > 0.001 && h <= 1.0))
+                {
+                    return fail_at(
+                        "min_object_height",
+                        "must be in (0.001, 1]: a fraction of the picture's height".into(),
+                    );
+                }
                 if let Err(message) = crate::rules::schedule::Schedule::parse(&line.schedule) {
                     return fail_at("schedule", message);
                 }
@@ -2208,6 +2221,23 @@ dwell = "3m"
             "mqtt.tls.server_name",
             13,
             "not a DNS name",
+        );
+    }
+
+    #[test]
+    fn a_line_s_object_height_is_checked_as_a_zone_s() {
+        let line = "\n[[cameras.lines]]\nid = \"door\"\npoints = [[0.5, 0.0], [0.5, 1.0]]\n";
+        let config = parse(&format!("{MINIMAL}{line}min_object_height = 0.3\n")).unwrap();
+        assert_eq!(config.cameras[0].lines[0].min_object_height, Some(0.3));
+        assert_eq!(
+            parse(&format!("{MINIMAL}{line}")).unwrap().cameras[0].lines[0].min_object_height,
+            None
+        );
+        error_of(
+            &format!("{MINIMAL}{line}min_object_height = 0.0\n"),
+            "cameras[0].lines[0].min_object_height",
+            13,
+            "must be in (0.001, 1]",
         );
     }
 

@@ -77,26 +77,33 @@ pub struct ZoneNeed {
     pub min_object_height: f32,
 }
 
-/// The needs of a camera's zones.
+/// The needs of a camera's zones and counting lines. A line is watched like a zone around
+/// it (the planner grows every box by its margins), so that a camera with zones elsewhere
+/// still sees the objects that cross it.
 pub fn zone_needs(camera: &CameraConfig) -> Vec<ZoneNeed> {
-    camera
+    let need = |id: &str, points: &[[f32; 2]], min_object_height: Option<f32>| {
+        let xs = points.iter().map(|p| p[0]);
+        let ys = points.iter().map(|p| p[1]);
+        ZoneNeed {
+            id: id.to_string(),
+            bbox: BBox {
+                x1: xs.clone().fold(1.0, f32::min),
+                y1: ys.clone().fold(1.0, f32::min),
+                x2: xs.fold(0.0, f32::max),
+                y2: ys.fold(0.0, f32::max),
+            },
+            min_object_height: min_object_height.unwrap_or(DEFAULT_MIN_OBJECT_HEIGHT),
+        }
+    };
+    let zones = camera
         .zones
         .iter()
-        .map(|z| {
-            let xs = z.polygon.iter().map(|p| p[0]);
-            let ys = z.polygon.iter().map(|p| p[1]);
-            ZoneNeed {
-                id: z.id.clone(),
-                bbox: BBox {
-                    x1: xs.clone().fold(1.0, f32::min),
-                    y1: ys.clone().fold(1.0, f32::min),
-                    x2: xs.fold(0.0, f32::max),
-                    y2: ys.fold(0.0, f32::max),
-                },
-                min_object_height: z.min_object_height.unwrap_or(DEFAULT_MIN_OBJECT_HEIGHT),
-            }
-        })
-        .collect()
+        .map(|z| need(&z.id, &z.polygon, z.min_object_height));
+    let lines = camera
+        .lines
+        .iter()
+        .map(|l| need(&l.id, &l.points, l.min_object_height));
+    zones.chain(lines).collect()
 }
 
 /// Why a region exists.
@@ -512,6 +519,45 @@ mod tests {
         assert!(p.regions[0].crop.is_whole(1920, 1080));
         // 416 / 1920: the 86 px object is 18 px at the model.
         assert!((p.regions[0].object_px - 18.7).abs() < 0.5);
+    }
+
+    /// Found by review: regions came from zones alone, so on a 1080p camera with a zone at
+    /// one side a counting line at the other was never detected and counted nothing.
+    #[test]
+    fn a_counting_line_away_from_the_zones_gets_a_region_of_its_own() {
+        let config = crate::config::Config::parse(
+            "[site]\nid = \"s\"\ngrid_code = \"1\"\n[[cameras]]\nid = \"c\"\nurl = \"x\"\n\
+             [[cameras.zones]]\nid = \"lane\"\npolygon = [[0.02, 0.3], [0.2, 0.3], [0.2, 0.45], [0.02, 0.45]]\n\
+             [cameras.zones.illegal_parking]\n\
+             [[cameras.lines]]\nid = \"gate\"\npoints = [[0.8, 0.55], [0.8, 0.75]]\n",
+            std::path::Path::new("c.toml"),
+        )
+        .unwrap();
+        let needs = zone_needs(&config.cameras[0]);
+        assert_eq!(needs.len(), 2);
+        assert_eq!(needs[1].id, "gate");
+        let p = plan(&RegionsSetting::Auto, &needs, 1920, 1080, 416, 416);
+        let line_foot = (0.8, 0.75);
+        let covering: Vec<&Region> = p
+            .regions
+            .iter()
+            .filter(|r| {
+                let b = &r.rect;
+                b.x1 < line_foot.0 - 0.03
+                    && b.x2 > line_foot.0 + 0.03
+                    && b.y1 < 0.55
+                    && b.y2 > line_foot.1 + 0.03
+            })
+            .collect();
+        assert!(
+            !covering.is_empty(),
+            "no region covers the line and a margin on both sides: {:?}",
+            p.regions
+        );
+        assert!(
+            p.regions.iter().all(|r| r.role != Role::Whole),
+            "the zone and the line are small: regions, not a whole pass"
+        );
     }
 
     #[test]
