@@ -39,8 +39,10 @@ pub enum StatsError {
     BadTable(String),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("CSV: {0}")]
-    Csv(String),
+    #[error("the store is unavailable (a writer panicked); restart gridwatch")]
+    Unavailable,
+    #[error("cannot encode the statistics: {0}")]
+    Encode(String),
 }
 
 /// Which dimensions rows are split by; the others are summed over.
@@ -488,7 +490,7 @@ fn csv_table<'a>(
     figures: &[&str],
     rows: impl Iterator<Item = ([&'a Option<String>; 4], Vec<String>)>,
 ) -> Result<String, StatsError> {
-    let csv_error = |e: csv::Error| StatsError::Csv(e.to_string());
+    let csv_error = |e: csv::Error| StatsError::Encode(e.to_string());
     // A key is a column when rows are grouped by it (crossings have no kind).
     let shown: Vec<bool> = keys
         .iter()
@@ -518,8 +520,8 @@ fn csv_table<'a>(
     }
     let bytes = writer
         .into_inner()
-        .map_err(|e| StatsError::Csv(e.to_string()))?;
-    let body = String::from_utf8(bytes).map_err(|e| StatsError::Csv(e.to_string()))?;
+        .map_err(|e| StatsError::Encode(e.to_string()))?;
+    let body = String::from_utf8(bytes).map_err(|e| StatsError::Encode(e.to_string()))?;
     Ok(format!("\u{feff}{body}"))
 }
 
@@ -559,7 +561,7 @@ pub fn daily_summary(
         group: Grouping::PLACES,
     };
     let stats = compute(store, site, offset, &query)?;
-    let mut value = serde_json::to_value(&stats).map_err(|e| StatsError::Csv(e.to_string()))?;
+    let mut value = serde_json::to_value(&stats).map_err(|e| StatsError::Encode(e.to_string()))?;
     if let Some(object) = value.as_object_mut() {
         object.remove("from");
         object.remove("to");
@@ -610,7 +612,7 @@ pub fn queue_due_summaries(
     let today = day_number(now_us, settings.offset);
     let mut queued = Vec::new();
     let Ok(mut store) = delivery.store.lock() else {
-        return Ok(queued);
+        return Err(StatsError::Unavailable);
     };
     let last = store.last_summarised_day()?;
     // A new box (nothing summarised, nothing recorded before today) has no past day to

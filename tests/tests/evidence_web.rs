@@ -1649,6 +1649,14 @@ fn site_yesterday() -> String {
 /// the review page's chart and table in real Chromium all say what the events say.
 #[test]
 fn statistics_count_what_the_scenarios_raised_in_api_csv_mqtt_and_page() {
+    // "Yesterday" must stay yesterday for the whole test: not started in the last minutes
+    // before the site's midnight.
+    let china = chrono::FixedOffset::east_opt(8 * 3600).unwrap();
+    let now = chrono::Utc::now().with_timezone(&china);
+    let to_midnight = 86_400 - i64::from(chrono::Timelike::num_seconds_from_midnight(&now));
+    if to_midnight < 300 {
+        std::thread::sleep(Duration::from_secs(to_midnight as u64 + 2));
+    }
     let broker = Broker::start(BrokerOptions::default());
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");

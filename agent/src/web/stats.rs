@@ -42,14 +42,14 @@ fn compute(state: &WebState, params: &StatsParams) -> Result<stats::Stats, Stats
         today(state),
     )?;
     let Ok(store) = state.store.lock() else {
-        return Err(StatsError::Csv("store unavailable".into()));
+        return Err(StatsError::Unavailable);
     };
     stats::compute(&store, &state.site, state.offset, &query)
 }
 
 fn refused(e: StatsError) -> Response {
     match e {
-        StatsError::Store(_) | StatsError::Csv(_) => {
+        StatsError::Store(_) | StatsError::Encode(_) | StatsError::Unavailable => {
             error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
         }
         _ => error(StatusCode::BAD_REQUEST, e.to_string()),
