@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::output::format_time;
 use crate::publish::Delivery;
-use crate::store::{CrossingDayCount, IncidentFact, Store, StoreError};
+use crate::store::{CrossingDayCount, IncidentFact, StatsSource, Store, StoreError};
 
 /// The longest range one request may ask for.
 pub const MAX_DAYS: i64 = 366;
@@ -291,7 +291,7 @@ type Key = (
 
 /// Computes the statistics `query` asks for from the store.
 pub fn compute(
-    store: &Store,
+    store: &impl StatsSource,
     site: &str,
     offset: FixedOffset,
     query: &StatsQuery,

@@ -1254,4 +1254,4 @@ mod stats;
 #[cfg(test)]
 mod tests;
 
-pub use stats::{CrossingDayCount, IncidentFact};
+pub use stats::{CrossingDayCount, IncidentFact, StatsReader, StatsSource};

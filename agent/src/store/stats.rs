@@ -2,7 +2,7 @@
 //! read straight from the incident and crossing tables (no second bookkeeping that could
 //! drift), and the daily summary's place in the outbox.
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Store, StoreError};
 
@@ -36,74 +36,152 @@ pub struct CrossingDayCount {
     pub count: u64,
 }
 
-impl Store {
+/// What the statistics read: the store itself (under its lock, for the daily summary) or a
+/// [`StatsReader`] (the web's requests, which must not hold the writers' lock).
+pub trait StatsSource {
     /// Incidents opened in `[from_us, to_us)`, oldest first.
-    pub fn incident_facts(
+    fn incident_facts(&self, from_us: i64, to_us: i64) -> Result<Vec<IncidentFact>, StoreError>;
+    /// Crossings in `[from_us, to_us)` per local day (site time `offset_s` east of UTC),
+    /// camera, line, direction and class.
+    fn crossing_day_counts(
         &self,
         from_us: i64,
         to_us: i64,
-    ) -> Result<Vec<IncidentFact>, StoreError> {
-        let mut statement = self
-            .conn
-            .prepare_cached(
-                "SELECT camera_id, zone_id, kind, opened_at_us, review_verdict, reviewed_at,
-                        COALESCE(json_extract(last_event, '$.peak_count'), 0)
-                 FROM incidents WHERE opened_at_us >= ?1 AND opened_at_us < ?2
-                 ORDER BY opened_at_us, incident_id",
-            )
-            .map_err(self.sql())?;
-        let rows = statement
-            .query_map(params![from_us, to_us], |r| {
-                Ok(IncidentFact {
-                    camera_id: r.get(0)?,
-                    zone_id: r.get(1)?,
-                    kind: r.get(2)?,
-                    opened_at_us: r.get(3)?,
-                    verdict: r.get(4)?,
-                    reviewed_at: r.get(5)?,
-                    peak_count: r.get::<_, i64>(6)?.clamp(0, u32::MAX as i64) as u32,
-                })
-            })
-            .map_err(self.sql())?;
-        rows.collect::<Result<_, _>>().map_err(self.sql())
+        offset_s: i64,
+    ) -> Result<Vec<CrossingDayCount>, StoreError>;
+}
+
+/// A read-only connection to the store's database for the statistics: SQLite's WAL lets it
+/// read while the store writes, so a month of figures never holds up `record()` on the
+/// inference workers or the publisher.
+pub struct StatsReader {
+    conn: rusqlite::Connection,
+    path: std::path::PathBuf,
+}
+
+impl StatsReader {
+    pub fn open(path: &std::path::Path) -> Result<StatsReader, StoreError> {
+        let sql = |source| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = rusqlite::Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sql)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(sql)?;
+        Ok(StatsReader {
+            conn,
+            path: path.to_path_buf(),
+        })
     }
 
-    /// Crossings in `[from_us, to_us)` per local day (site time `offset_s` east of UTC),
-    /// camera, line, direction and class.
-    pub fn crossing_day_counts(
+    fn sql(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        |source| StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
+/// The statistics' two queries, on whichever connection reads them.
+fn incident_facts(
+    conn: &Connection,
+    sql: impl Fn(rusqlite::Error) -> StoreError,
+    from_us: i64,
+    to_us: i64,
+) -> Result<Vec<IncidentFact>, StoreError> {
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT camera_id, zone_id, kind, opened_at_us, review_verdict, reviewed_at,
+                    COALESCE(json_extract(last_event, '$.peak_count'), 0)
+             FROM incidents WHERE opened_at_us >= ?1 AND opened_at_us < ?2
+             ORDER BY opened_at_us, incident_id",
+        )
+        .map_err(&sql)?;
+    let rows = statement
+        .query_map(params![from_us, to_us], |r| {
+            Ok(IncidentFact {
+                camera_id: r.get(0)?,
+                zone_id: r.get(1)?,
+                kind: r.get(2)?,
+                opened_at_us: r.get(3)?,
+                verdict: r.get(4)?,
+                reviewed_at: r.get(5)?,
+                peak_count: r.get::<_, i64>(6)?.clamp(0, u32::MAX as i64) as u32,
+            })
+        })
+        .map_err(&sql)?;
+    rows.collect::<Result<_, _>>().map_err(&sql)
+}
+
+fn crossing_day_counts(
+    conn: &Connection,
+    sql: impl Fn(rusqlite::Error) -> StoreError,
+    from_us: i64,
+    to_us: i64,
+    offset_s: i64,
+) -> Result<Vec<CrossingDayCount>, StoreError> {
+    // Integer floor division (SQLite's `/` truncates towards zero, and the bundled build has
+    // no floor()), so a day number is exact for times before 1970 too.
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT (local - ((local % 86400000000) + 86400000000) % 86400000000) / 86400000000 AS day,
+                    camera_id, line_id, direction, label, COUNT(*)
+             FROM (SELECT at_us + ?3 * 1000000 AS local, camera_id, line_id, direction, label
+                   FROM crossings WHERE at_us >= ?1 AND at_us < ?2)
+             GROUP BY day, camera_id, line_id, direction, label
+             ORDER BY day, camera_id, line_id, direction, label",
+        )
+        .map_err(&sql)?;
+    let rows = statement
+        .query_map(params![from_us, to_us, offset_s], |r| {
+            Ok(CrossingDayCount {
+                day: r.get(0)?,
+                camera_id: r.get(1)?,
+                line_id: r.get(2)?,
+                direction: r.get(3)?,
+                label: r.get(4)?,
+                count: r.get::<_, i64>(5)? as u64,
+            })
+        })
+        .map_err(&sql)?;
+    rows.collect::<Result<_, _>>().map_err(&sql)
+}
+
+impl StatsSource for Store {
+    fn incident_facts(&self, from_us: i64, to_us: i64) -> Result<Vec<IncidentFact>, StoreError> {
+        incident_facts(&self.conn, self.sql(), from_us, to_us)
+    }
+
+    fn crossing_day_counts(
         &self,
         from_us: i64,
         to_us: i64,
         offset_s: i64,
     ) -> Result<Vec<CrossingDayCount>, StoreError> {
-        // Integer floor division (SQLite's `/` truncates towards zero, and the bundled build
-        // has no floor()), so a day number is exact for times before 1970 too.
-        let mut statement = self
-            .conn
-            .prepare_cached(
-                "SELECT (local - ((local % 86400000000) + 86400000000) % 86400000000) / 86400000000 AS day,
-                        camera_id, line_id, direction, label, COUNT(*)
-                 FROM (SELECT at_us + ?3 * 1000000 AS local, camera_id, line_id, direction, label
-                       FROM crossings WHERE at_us >= ?1 AND at_us < ?2)
-                 GROUP BY day, camera_id, line_id, direction, label
-                 ORDER BY day, camera_id, line_id, direction, label",
-            )
-            .map_err(self.sql())?;
-        let rows = statement
-            .query_map(params![from_us, to_us, offset_s], |r| {
-                Ok(CrossingDayCount {
-                    day: r.get(0)?,
-                    camera_id: r.get(1)?,
-                    line_id: r.get(2)?,
-                    direction: r.get(3)?,
-                    label: r.get(4)?,
-                    count: r.get::<_, i64>(5)? as u64,
-                })
-            })
-            .map_err(self.sql())?;
-        rows.collect::<Result<_, _>>().map_err(self.sql())
+        crossing_day_counts(&self.conn, self.sql(), from_us, to_us, offset_s)
+    }
+}
+
+impl StatsSource for StatsReader {
+    fn incident_facts(&self, from_us: i64, to_us: i64) -> Result<Vec<IncidentFact>, StoreError> {
+        incident_facts(&self.conn, self.sql(), from_us, to_us)
     }
 
+    fn crossing_day_counts(
+        &self,
+        from_us: i64,
+        to_us: i64,
+        offset_s: i64,
+    ) -> Result<Vec<CrossingDayCount>, StoreError> {
+        crossing_day_counts(&self.conn, self.sql(), from_us, to_us, offset_s)
+    }
+}
+
+impl Store {
     /// The last local day whose summary was queued, if any.
     pub fn last_summarised_day(&self) -> Result<Option<i64>, StoreError> {
         self.conn

@@ -469,3 +469,38 @@ fn crossings_count_per_local_day() {
     let utc = store.crossing_day_counts(0, i64::MAX, 0).unwrap();
     assert!(utc.iter().all(|c| c.day == sixth));
 }
+
+/// The web's statistics read on their own connection: a writer in the middle of a
+/// transaction (the inference workers recording, retention marking rows) does not hold them
+/// up, and they see what is committed.
+#[test]
+fn statistics_read_while_the_store_is_writing() {
+    use crate::store::{StatsReader, StatsSource};
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open_store(dir.path(), OutboxLimits::default());
+    let crossing = |at_us| crate::rules::line::Crossing {
+        line: Arc::from("door"),
+        direction: crate::rules::line::Crossed::Out,
+        track_id: 1,
+        label: Arc::from("person"),
+        at_us,
+    };
+    store.record_crossing("cam", &crossing(1_000_000)).unwrap();
+    store.conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+    store.record_crossing("cam", &crossing(2_000_000)).unwrap();
+    let reader = StatsReader::open(store.path()).unwrap();
+    let started = std::time::Instant::now();
+    let counts = reader.crossing_day_counts(0, i64::MAX, 0).unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "did not wait"
+    );
+    assert_eq!(counts.len(), 1);
+    assert_eq!(counts[0].count, 1, "only the committed crossing");
+    assert!(reader.incident_facts(0, i64::MAX).unwrap().is_empty());
+    store.conn.execute_batch("COMMIT").unwrap();
+    assert_eq!(
+        reader.crossing_day_counts(0, i64::MAX, 0).unwrap()[0].count,
+        2
+    );
+}

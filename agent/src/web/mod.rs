@@ -78,6 +78,8 @@ pub struct WebState {
     evidence_dir: PathBuf,
     /// The site's id, for the statistics.
     site: String,
+    /// The store's database file, which the statistics read on their own connection.
+    database: PathBuf,
     offset: FixedOffset,
     sessions: sessions::Sessions,
     limiter: sessions::LoginLimiter,
@@ -161,6 +163,12 @@ pub fn start(
             "web: neither web.password_file/password_env nor web.token_file is set; the API is unusable"
         );
     }
+    let database = delivery
+        .store
+        .lock()
+        .map_err(|_| anyhow::anyhow!("the store's lock is poisoned"))?
+        .path()
+        .to_path_buf();
     let state = Arc::new(WebState {
         store: Arc::clone(&delivery.store),
         suppressions: delivery.suppressions.clone(),
@@ -172,6 +180,7 @@ pub fn start(
         data_dir: config.storage.data_dir.clone(),
         evidence_dir: config.evidence_dir(),
         site: config.site.id.clone(),
+        database,
         offset: config.site.timezone,
         sessions: sessions::Sessions::default(),
         limiter: sessions::LoginLimiter::default(),

@@ -41,10 +41,19 @@ fn compute(state: &WebState, params: &StatsParams) -> Result<stats::Stats, Stats
         params.group.as_deref(),
         today(state),
     )?;
-    let Ok(store) = state.store.lock() else {
-        return Err(StatsError::Unavailable);
-    };
-    stats::compute(&store, &state.site, state.offset, &query)
+    // Its own read-only connection: a month of figures never holds the writers' lock.
+    let reader = crate::store::StatsReader::open(&state.database)?;
+    stats::compute(&reader, &state.site, state.offset, &query)
+}
+
+/// Computes off the web runtime's thread (a large store takes a while to count).
+async fn compute_blocking(
+    state: Arc<WebState>,
+    params: StatsParams,
+) -> Result<stats::Stats, StatsError> {
+    tokio::task::spawn_blocking(move || compute(&state, &params))
+        .await
+        .map_err(|_| StatsError::Unavailable)?
 }
 
 fn refused(e: StatsError) -> Response {
@@ -63,7 +72,7 @@ pub(super) async fn get_stats(
     if params.table.is_some() {
         return error(StatusCode::BAD_REQUEST, "`table` is for /api/stats.csv");
     }
-    match compute(&state, &params) {
+    match compute_blocking(state, params).await {
         Ok(stats) => Json(stats).into_response(),
         Err(e) => refused(e),
     }
@@ -77,7 +86,10 @@ pub(super) async fn get_stats_csv(
         Ok(t) => t,
         Err(e) => return refused(e),
     };
-    let body = match compute(&state, &params).and_then(|s| Ok((stats::to_csv(&s, table)?, s))) {
+    let body = match compute_blocking(state, params)
+        .await
+        .and_then(|s| Ok((stats::to_csv(&s, table)?, s)))
+    {
         Ok((body, s)) => (
             body,
             format!(
