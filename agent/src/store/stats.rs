@@ -2,6 +2,8 @@
 //! read straight from the incident and crossing tables (no second bookkeeping that could
 //! drift), and the daily summary's place in the outbox.
 
+use std::path::Path;
+
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Store, StoreError};
@@ -39,8 +41,15 @@ pub struct CrossingDayCount {
 /// What the statistics read: the store itself (under its lock, for the daily summary) or a
 /// [`StatsReader`] (the web's requests, which must not hold the writers' lock).
 pub trait StatsSource {
+    /// The connection to read with, and the database's path for errors.
+    fn reading(&self) -> (&Connection, &Path);
+
     /// Incidents opened in `[from_us, to_us)`, oldest first.
-    fn incident_facts(&self, from_us: i64, to_us: i64) -> Result<Vec<IncidentFact>, StoreError>;
+    fn incident_facts(&self, from_us: i64, to_us: i64) -> Result<Vec<IncidentFact>, StoreError> {
+        let (conn, path) = self.reading();
+        incident_facts(conn, sql_error(path), from_us, to_us)
+    }
+
     /// Crossings in `[from_us, to_us)` per local day (site time `offset_s` east of UTC),
     /// camera, line, direction and class.
     fn crossing_day_counts(
@@ -48,7 +57,17 @@ pub trait StatsSource {
         from_us: i64,
         to_us: i64,
         offset_s: i64,
-    ) -> Result<Vec<CrossingDayCount>, StoreError>;
+    ) -> Result<Vec<CrossingDayCount>, StoreError> {
+        let (conn, path) = self.reading();
+        crossing_day_counts(conn, sql_error(path), from_us, to_us, offset_s)
+    }
+}
+
+fn sql_error(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    |source| StoreError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// A read-only connection to the store's database for the statistics: SQLite's WAL lets it
@@ -61,28 +80,18 @@ pub struct StatsReader {
 
 impl StatsReader {
     pub fn open(path: &std::path::Path) -> Result<StatsReader, StoreError> {
-        let sql = |source| StoreError::Sqlite {
-            path: path.to_path_buf(),
-            source,
-        };
+        let sql = sql_error(path);
         let conn = rusqlite::Connection::open_with_flags(
             path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .map_err(sql)?;
+        .map_err(&sql)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(sql)?;
+            .map_err(&sql)?;
         Ok(StatsReader {
             conn,
             path: path.to_path_buf(),
         })
-    }
-
-    fn sql(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-        |source| StoreError::Sqlite {
-            path: self.path.clone(),
-            source,
-        }
     }
 }
 
@@ -152,32 +161,14 @@ fn crossing_day_counts(
 }
 
 impl StatsSource for Store {
-    fn incident_facts(&self, from_us: i64, to_us: i64) -> Result<Vec<IncidentFact>, StoreError> {
-        incident_facts(&self.conn, self.sql(), from_us, to_us)
-    }
-
-    fn crossing_day_counts(
-        &self,
-        from_us: i64,
-        to_us: i64,
-        offset_s: i64,
-    ) -> Result<Vec<CrossingDayCount>, StoreError> {
-        crossing_day_counts(&self.conn, self.sql(), from_us, to_us, offset_s)
+    fn reading(&self) -> (&Connection, &Path) {
+        (&self.conn, &self.path)
     }
 }
 
 impl StatsSource for StatsReader {
-    fn incident_facts(&self, from_us: i64, to_us: i64) -> Result<Vec<IncidentFact>, StoreError> {
-        incident_facts(&self.conn, self.sql(), from_us, to_us)
-    }
-
-    fn crossing_day_counts(
-        &self,
-        from_us: i64,
-        to_us: i64,
-        offset_s: i64,
-    ) -> Result<Vec<CrossingDayCount>, StoreError> {
-        crossing_day_counts(&self.conn, self.sql(), from_us, to_us, offset_s)
+    fn reading(&self) -> (&Connection, &Path) {
+        (&self.conn, &self.path)
     }
 }
 
