@@ -711,6 +711,16 @@ fn default_crowd_duration() -> Duration {
 fn default_clear_duration() -> Duration {
     Duration::from_secs(30)
 }
+/// A zone's or a line's `min_object_height`: a fraction of the picture's height.
+fn check_min_object_height(height: Option<f32>) -> Result<(), String> {
+    match height {
+        Some(h) if !(h > 0.001 && h <= 1.0) => {
+            Err("must be in (0.001, 1]: a fraction of the picture's height".into())
+        }
+        _ => Ok(()),
+    }
+}
+
 fn default_line_margin() -> f32 {
     0.02
 }
@@ -1480,14 +1490,8 @@ impl Config {
                 if !(line.margin > 0.0 && line.margin <= 0.2) {
                     return fail_at("margin", "must be in (0, 0.2]".into());
                 }
-                if line
-                    .min_object_height
-                    .is_some_and(|h| !(h > 0.001 && h <= 1.0))
-                {
-                    return fail_at(
-                        "min_object_height",
-                        "must be in (0.001, 1]: a fraction of the picture's height".into(),
-                    );
+                if let Err(message) = check_min_object_height(line.min_object_height) {
+                    return fail_at("min_object_height", message);
                 }
                 if let Err(message) = crate::rules::schedule::Schedule::parse(&line.schedule) {
                     return fail_at("schedule", message);
@@ -1557,14 +1561,8 @@ impl Config {
                 if zone.area_m2.is_some_and(|a| a.is_nan() || a <= 0.0) {
                     return fail_at("area_m2", "must be positive".into());
                 }
-                if zone
-                    .min_object_height
-                    .is_some_and(|h| !(h > 0.001 && h <= 1.0))
-                {
-                    return fail_at(
-                        "min_object_height",
-                        "must be in (0.001, 1]: a fraction of the picture's height".into(),
-                    );
+                if let Err(message) = check_min_object_height(zone.min_object_height) {
+                    return fail_at("min_object_height", message);
                 }
                 if !(zone.min_overlap > 0.0 && zone.min_overlap <= 1.0) {
                     return fail_at(
