@@ -19,7 +19,7 @@ use std::time::Duration;
 use crate::config::{ActionFormat, Config};
 use crate::incidents::{EventState, IncidentEvent};
 use crate::rules::Kind;
-use crate::store::{DueAction, Store};
+use crate::store::{DueAction, Handle};
 
 /// One configured action, its key read.
 #[derive(Debug, Clone)]
@@ -197,7 +197,7 @@ pub struct ActionSender {
 
 impl ActionSender {
     pub fn start(
-        store: Arc<std::sync::Mutex<Store>>,
+        store: Handle,
         actions: Arc<Actions>,
         wake: (
             crossbeam_channel::Sender<()>,
@@ -226,7 +226,7 @@ impl ActionSender {
 }
 
 fn send_loop(
-    store: &std::sync::Mutex<Store>,
+    store: &Handle,
     actions: &Actions,
     wake: &crossbeam_channel::Receiver<()>,
     stop: &AtomicBool,
@@ -245,11 +245,7 @@ fn send_loop(
         .collect();
     while !stop.load(Ordering::Relaxed) {
         let now = chrono::Utc::now().timestamp_micros();
-        let due = match store.lock() {
-            Ok(store) => store.due_actions(now, 16),
-            Err(_) => return,
-        };
-        let due = match due {
+        let due = match store.due_actions(now, 16) {
             Ok(due) => due,
             Err(e) => {
                 tracing::error!("cannot read the action outbox: {e}");
@@ -276,7 +272,6 @@ fn send_loop(
             let max = action.map_or(1, |a| a.max_attempts);
             let retry_max = action.map_or(Duration::from_secs(300), |a| a.retry_max);
             let shown = action.map_or("", |a| a.shown_url.as_str());
-            let Ok(mut store) = store.lock() else { return };
             let written = match outcome {
                 Ok(()) => store.action_delivered(row.id),
                 Err(e) if row.attempts + 1 >= max => {

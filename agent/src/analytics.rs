@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use crate::config::{CameraConfig, Config, ConfigError};
 use crate::frame::{Detection, FrameMeta};
-use crate::incidents::suppress::Suppressions;
 use crate::incidents::{IncidentEvent, IncidentLog};
 use crate::model::ModelManifest;
 use crate::rules::{FrameContext, RuleEvent, RuleSet, Transition};
+use crate::store::suppress::Suppressions;
 use crate::track::{Track, Tracker};
 use crate::zones::ZoneMembership;
 

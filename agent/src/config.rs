@@ -11,6 +11,13 @@ use chrono::FixedOffset;
 use serde::Deserialize;
 use serde_path_to_error::Segment;
 
+/// The smallest object a zone must see when its config does not say: 8 % of the picture's
+/// height (86 px on a 1080p picture; a car ~30 m from a 4 mm lens mounted at 6 m).
+pub const DEFAULT_MIN_OBJECT_HEIGHT: f32 = 0.08;
+
+/// Most regions (inferences per sampled frame) one camera may cost.
+pub const MAX_REGIONS: usize = 16;
+
 /// A config problem, already formatted as `file:line:col: field: what is wrong`.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -524,7 +531,7 @@ pub struct ZoneConfig {
     pub area_m2: Option<f32>,
     /// Height of the smallest object this zone must see, as a fraction of the picture's
     /// height (the far end of the zone). Sets how much detail `regions = "auto"` gives the
-    /// zone; the default is [`crate::regions::DEFAULT_MIN_OBJECT_HEIGHT`].
+    /// zone; the default is [`DEFAULT_MIN_OBJECT_HEIGHT`].
     pub min_object_height: Option<f32>,
     /// How an object counts as in the zone: by the bottom-centre of its box (where it
     /// touches the ground; the default) or, for cameras looking down such as an elevator's,
@@ -580,7 +587,7 @@ pub struct LineConfig {
     pub margin: f32,
     /// Height of the smallest object that crosses, as a fraction of the picture's height:
     /// how much detail `regions = "auto"` gives the line (as a zone's); the default is
-    /// [`crate::regions::DEFAULT_MIN_OBJECT_HEIGHT`].
+    /// [`DEFAULT_MIN_OBJECT_HEIGHT`].
     pub min_object_height: Option<f32>,
     /// How long after the crossing a `wrong_way_entry` incident closes. Default 10 s.
     #[serde(default = "default_close_after", with = "humantime_serde")]
@@ -1423,14 +1430,10 @@ impl Config {
                 return fail(&at("offline_after"), "must be at least 1s".into());
             }
             if let RegionsSetting::List(list) = &cam.regions {
-                if list.is_empty() || list.len() > crate::regions::MAX_REGIONS {
+                if list.is_empty() || list.len() > MAX_REGIONS {
                     return fail(
                         &at("regions"),
-                        format!(
-                            "needs 1 to {} rectangles, got {}",
-                            crate::regions::MAX_REGIONS,
-                            list.len()
-                        ),
+                        format!("needs 1 to {} rectangles, got {}", MAX_REGIONS, list.len()),
                     );
                 }
                 if let Some((k, r)) = list.iter().enumerate().find(|(_, [x1, y1, x2, y2])| {
@@ -1493,7 +1496,7 @@ impl Config {
                 if let Err(message) = check_min_object_height(line.min_object_height) {
                     return fail_at("min_object_height", message);
                 }
-                if let Err(message) = crate::rules::schedule::Schedule::parse(&line.schedule) {
+                if let Err(message) = crate::schedule::Schedule::parse(&line.schedule) {
                     return fail_at("schedule", message);
                 }
             }
@@ -1585,7 +1588,7 @@ impl Config {
                 ];
                 for (rule, schedule) in schedules {
                     if let Some(entries) = schedule
-                        && let Err(message) = crate::rules::schedule::Schedule::parse(entries)
+                        && let Err(message) = crate::schedule::Schedule::parse(entries)
                     {
                         let mut path = at(rule);
                         path.push("schedule".into());
@@ -1796,7 +1799,7 @@ impl Config {
 }
 
 /// The incident kind named `name` (its snake_case name in events).
-fn serde_plain_kind(name: &str) -> Option<crate::rules::Kind> {
+fn serde_plain_kind(name: &str) -> Option<crate::kind::Kind> {
     serde_json::from_value(serde_json::Value::String(name.to_string())).ok()
 }
 

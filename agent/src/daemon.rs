@@ -56,13 +56,13 @@ pub fn run(config_path: &std::path::Path, cameras_on: bool) -> anyhow::Result<()
     };
     let mut detectors = Vec::with_capacity(detector_config.workers);
     for _ in 0..detector_config.workers {
-        detectors.push(crate::cli::build_detector(
+        detectors.push(crate::services::build_detector(
             &detector_config,
             &config.base_dir(),
         )?);
     }
     let (delivery, background) =
-        crate::cli::start_delivery_with(&config, true, SHUTDOWN_DRAIN, Arc::clone(&metrics))?;
+        crate::services::start_delivery(&config, true, SHUTDOWN_DRAIN, Arc::clone(&metrics))?;
     let mut delivery = delivery.context("the daemon always has a store")?;
     let actions = Arc::new(crate::actions::Actions::from_config(&config)?);
     let action_sender = if actions.is_empty() {
@@ -71,7 +71,7 @@ pub fn run(config_path: &std::path::Path, cameras_on: bool) -> anyhow::Result<()
         let wake = crossbeam_channel::bounded(1);
         delivery = delivery.with_actions(Arc::clone(&actions), wake.0.clone());
         Some(
-            crate::actions::ActionSender::start(Arc::clone(&delivery.store), actions, wake)
+            crate::actions::ActionSender::start(delivery.store().clone(), actions, wake)
                 .context("starting the action sender")?,
         )
     };
@@ -118,7 +118,7 @@ pub fn run(config_path: &std::path::Path, cameras_on: bool) -> anyhow::Result<()
         None => None,
     };
     // After each local midnight, the day's statistics go out retained (missed days at start).
-    let summaries = match (&config.mqtt, &delivery.topics) {
+    let summaries = match (&config.mqtt, delivery.topics()) {
         (Some(mqtt), Some(topics)) => Some(
             crate::stats::DailySummaries::start(
                 delivery.clone(),
@@ -129,7 +129,7 @@ pub fn run(config_path: &std::path::Path, cameras_on: bool) -> anyhow::Result<()
                     topic: topics.daily_summary(),
                     check_every: std::time::Duration::from_secs(60),
                 },
-                Arc::new(crate::stats::SystemClock),
+                Arc::new(crate::time::SystemClock),
             )
             .context("starting the daily summary")?,
         ),
@@ -260,7 +260,7 @@ impl CameraRunner {
             frame_queue(&id, &shared.spec, QUEUE_DEPTH, Backpressure::DropOldest);
         let mut analytics = CameraAnalytics::new(config, &camera, &shared.manifest)?;
         analytics.watch_from(chrono::Utc::now().timestamp_micros());
-        if let Some(memory) = &shared.delivery.suppressions {
+        if let Some(memory) = shared.delivery.suppressions() {
             analytics.set_suppressions(Arc::clone(memory));
         }
         let metrics = shared.metrics.register(&camera.id);
@@ -375,66 +375,101 @@ fn only_zones_differ(old: &CameraConfig, new: &CameraConfig) -> bool {
     old.zones != new.zones && without_zones(old) == without_zones(new)
 }
 
-/// Applies a reloaded camera list: stops removed and changed cameras, starts added and
-/// changed ones, gives cameras whose zones alone changed their new zones in place, leaves
-/// the rest untouched.
+/// What a reload does to each camera, decided from the old and new camera lists alone.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct ReloadPlan {
+    /// Unchanged: untouched (same runner, same tracks).
+    keep: Vec<String>,
+    /// Only its zones changed (a console save): new zones applied in place.
+    rezone: Vec<String>,
+    /// Changed beyond its zones: stopped (its open incidents closed) and started again.
+    restart: Vec<String>,
+    /// No longer wanted: stopped, its open incidents closed, its metrics forgotten.
+    remove: Vec<String>,
+    /// New: started.
+    add: Vec<String>,
+}
+
+/// Plans a reload from the running cameras' configs and the wanted ones (in order).
+fn plan_reload(running: &[CameraConfig], wanted: &[CameraConfig]) -> ReloadPlan {
+    let mut plan = ReloadPlan::default();
+    for old in running {
+        let id = old.id.clone();
+        match wanted.iter().find(|w| w.id == old.id) {
+            Some(new) if new == old => plan.keep.push(id),
+            Some(new) if only_zones_differ(old, new) => plan.rezone.push(id),
+            Some(_) => plan.restart.push(id),
+            None => plan.remove.push(id),
+        }
+    }
+    for new in wanted {
+        if !running.iter().any(|old| old.id == new.id) {
+            plan.add.push(new.id.clone());
+        }
+    }
+    plan
+}
+
+/// Applies a reloaded camera list as [`plan_reload`] decides: stops removed and changed
+/// cameras, starts added and changed ones, gives cameras whose zones alone changed their
+/// new zones in place, leaves the rest untouched.
 fn apply_reload(
     config: &Config,
     wanted: Vec<CameraConfig>,
     cameras: &mut Vec<CameraRunner>,
     shared: &Shared,
 ) {
-    let (mut kept, mut stopped, mut started) = (Vec::new(), Vec::new(), Vec::new());
+    let running: Vec<CameraConfig> = cameras.iter().map(|c| c.config.clone()).collect();
+    let plan = plan_reload(&running, &wanted);
+    let mut kept = plan.keep.clone();
     let mut rezoned = Vec::new();
-    let mut i = 0;
-    while i < cameras.len() {
-        let runner = &mut cameras[i];
-        let same_id = wanted.iter().find(|w| w.id == runner.config.id);
-        if same_id.is_some_and(|w| *w == runner.config) {
-            kept.push(runner.config.id.clone());
-            i += 1;
+    for id in &plan.rezone {
+        let (Some(runner), Some(new)) = (
+            cameras.iter_mut().find(|c| c.config.id == *id),
+            wanted.iter().find(|w| w.id == *id),
+        ) else {
             continue;
-        }
-        if let Some(new) = same_id.filter(|w| only_zones_differ(&runner.config, w)) {
-            let id = runner.config.id.clone();
-            match runner.apply_zones(config, new.clone(), shared) {
-                Ok(closed) => {
-                    deliver(&shared.delivery, None, &runner.zones, closed);
-                    rezoned.push(id);
-                }
-                // A zone the model cannot serve (a label it lacks): the camera keeps
-                // watching with the zones it has.
-                Err(e) => {
-                    tracing::error!(camera = %id, "cannot apply the new zones, keeping the old: {e}");
-                    kept.push(id);
-                }
+        };
+        match runner.apply_zones(config, new.clone(), shared) {
+            Ok(closed) => {
+                deliver(&shared.delivery, None, &runner.zones, closed);
+                rezoned.push(id.clone());
             }
-            i += 1;
-            continue;
+            // A zone the model cannot serve (a label it lacks): the camera keeps watching
+            // with the zones it has.
+            Err(e) => {
+                tracing::error!(camera = %id, "cannot apply the new zones, keeping the old: {e}");
+                kept.push(id.clone());
+            }
         }
-        // Removed, or changed beyond its zones: restarted below if still wanted.
-        let runner = cameras.swap_remove(i);
-        let id = runner.config.id.clone();
+    }
+    let mut stopped = Vec::new();
+    for id in plan.restart.iter().chain(&plan.remove) {
+        let Some(index) = cameras.iter().position(|c| c.config.id == *id) else {
+            continue;
+        };
+        let runner = cameras.swap_remove(index);
         runner.stop();
         // Its analytics (tracks, dwell clocks) go with the runner: what it had open is
         // closed, so the restarted camera does not open a second incident for one stay.
         if let Err(e) = shared.delivery.close_open_incidents(
-            &id,
+            id,
             CloseReason::Reconfigured,
             config.site.timezone,
         ) {
             tracing::error!(camera = %id, "cannot close the camera's open incidents: {e}");
         }
         if let Ok(mut rings) = shared.rings.write() {
-            rings.remove(&id);
+            rings.remove(id);
         }
-        if !wanted.iter().any(|w| w.id == id) {
-            shared.metrics.forget(&id);
-        }
-        stopped.push(id);
+        stopped.push(id.clone());
     }
+    for id in &plan.remove {
+        shared.metrics.forget(id);
+    }
+    let mut started = Vec::new();
     for camera in wanted {
-        if cameras.iter().any(|c| c.config.id == camera.id) {
+        if !(plan.restart.contains(&camera.id) || plan.add.contains(&camera.id)) {
             continue;
         }
         let id = camera.id.clone();
@@ -727,10 +762,55 @@ fn main_stream_loop(
     });
 }
 
-/// Runs `attempt` (open and read a stream until it ends) until `stop`: after an error it
-/// waits with exponential backoff (1 s doubling to 30 s, with jitter so a compound's cameras
-/// that dropped together do not all reconnect in the same instant) and logs each new error
-/// once; after a clean end it reopens at once (a file loops).
+/// How long to wait before reopening a stream: after an error, 1 s doubling to 30 s, each
+/// wait a random point in the upper half of its step (`jitter` in 0..=1 picks it), so a
+/// compound's cameras that dropped together do not all reconnect in the same instant; a
+/// stream that was up for 30 s or more failed afresh and starts again at 1 s; after a clean
+/// end a live stream reopens after the current step, a file (which loops) after 500 ms.
+#[derive(Debug)]
+struct Reconnect {
+    is_file: bool,
+    step: Duration,
+}
+
+impl Reconnect {
+    const FIRST: Duration = Duration::from_secs(1);
+    const LONGEST: Duration = Duration::from_secs(30);
+    const FILE: Duration = Duration::from_millis(500);
+
+    fn new(is_file: bool) -> Reconnect {
+        Reconnect {
+            is_file,
+            step: Reconnect::FIRST,
+        }
+    }
+
+    /// The wait after an attempt that ran for `ran_for` and ended cleanly (`failed` false)
+    /// or with an error.
+    fn wait_after(&mut self, ran_for: Duration, failed: bool, jitter: f64) -> Duration {
+        if ran_for >= Reconnect::LONGEST {
+            self.step = Reconnect::FIRST;
+        }
+        if !failed {
+            self.step = Reconnect::FIRST;
+            return if self.is_file {
+                Reconnect::FILE
+            } else {
+                self.step
+            };
+        }
+        let wait = self.step.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0));
+        self.step = (self.step * 2).min(Reconnect::LONGEST);
+        if self.is_file {
+            wait.min(Reconnect::FILE)
+        } else {
+            wait
+        }
+    }
+}
+
+/// Runs `attempt` (open and read a stream until it ends) until `stop`, waiting between
+/// attempts as [`Reconnect`] says; each new error is logged once.
 fn keep_open(
     camera_id: &str,
     what: &str,
@@ -740,25 +820,16 @@ fn keep_open(
 ) {
     use rand::Rng as _;
     let stopped = || stop.load(Ordering::Relaxed);
-    let mut backoff = Duration::from_secs(1);
+    let mut reconnect = Reconnect::new(is_file);
     let mut last_error = String::new();
     while !stopped() {
         let began = Instant::now();
         let result = attempt();
-        if began.elapsed() >= Duration::from_secs(30) {
-            // The stream was up for a while before it failed: a fresh outage, not the
-            // next failure of the same one, so retry soon again.
-            backoff = Duration::from_secs(1);
-        }
-        let wait = match result {
+        match &result {
             Ok(()) => {
-                backoff = Duration::from_secs(1);
                 last_error.clear();
-                if is_file {
-                    Duration::from_millis(500)
-                } else {
+                if !is_file {
                     tracing::warn!(camera = %camera_id, "{what} ended; reconnecting");
-                    backoff
                 }
             }
             Err(e) => {
@@ -767,15 +838,9 @@ fn keep_open(
                     tracing::error!(camera = %camera_id, "{text}; retrying");
                     last_error = text;
                 }
-                let wait = rand::rng().random_range(backoff.mul_f64(0.5)..=backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-                if is_file {
-                    wait.min(Duration::from_millis(500))
-                } else {
-                    wait
-                }
             }
-        };
+        }
+        let wait = reconnect.wait_after(began.elapsed(), result.is_err(), rand::rng().random());
         let deadline = Instant::now() + wait;
         while Instant::now() < deadline && !stopped() {
             std::thread::sleep(Duration::from_millis(100));
@@ -812,5 +877,80 @@ mod tests {
             &camera(&format!("detect_fps = 3\n{ZONE}"))
         ));
         assert!(!only_zones_differ(&old, &camera("detect_fps = 3\n")));
+    }
+
+    #[test]
+    fn a_reload_keeps_rezones_restarts_removes_and_adds_by_camera() {
+        let with_id = |id: &str, extra: &str| CameraConfig {
+            id: id.into(),
+            ..camera(extra)
+        };
+        let running = [
+            with_id("same", ZONE),
+            with_id("zoned", ZONE),
+            with_id("faster", ZONE),
+            with_id("gone", ZONE),
+        ];
+        let wanted = [
+            with_id("new", ""),
+            with_id("faster", &format!("detect_fps = 3\n{ZONE}")),
+            with_id("zoned", &ZONE.replace("lane", "aisle")),
+            with_id("same", ZONE),
+        ];
+        let plan = plan_reload(&running, &wanted);
+        assert_eq!(
+            plan,
+            ReloadPlan {
+                keep: vec!["same".into()],
+                rezone: vec!["zoned".into()],
+                restart: vec!["faster".into()],
+                remove: vec!["gone".into()],
+                add: vec!["new".into()],
+            }
+        );
+        // The same list again changes nothing; an empty one removes everything.
+        let again = plan_reload(&wanted, &wanted);
+        assert_eq!(again.keep.len(), 4);
+        assert_eq!(plan_reload(&wanted, &[]).remove.len(), 4);
+    }
+
+    #[test]
+    fn reconnects_back_off_from_1_to_30_seconds_with_jitter_and_reset_after_a_long_run() {
+        let mut live = Reconnect::new(false);
+        let failed_at_once = |r: &mut Reconnect, jitter| r.wait_after(Duration::ZERO, true, jitter);
+        // The upper end of each step (jitter 1), then the lower end of the next (jitter 0).
+        let steps: Vec<f64> = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+            .iter()
+            .map(|&j| failed_at_once(&mut live, j).as_secs_f64())
+            .collect();
+        assert_eq!(steps, [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]);
+        assert_eq!(failed_at_once(&mut live, 0.0), Duration::from_secs(15));
+        // Every wait lies in the upper half of its step.
+        for jitter in [0.0, 0.3, 0.99] {
+            let wait = failed_at_once(&mut live, jitter);
+            assert!((15.0..=30.0).contains(&wait.as_secs_f64()), "{wait:?}");
+        }
+        // A stream up for a minute that then fails is a fresh outage: 1 s again.
+        assert_eq!(
+            live.wait_after(Duration::from_secs(60), true, 1.0),
+            Duration::from_secs(1)
+        );
+        assert_eq!(failed_at_once(&mut live, 1.0), Duration::from_secs(2));
+        // A clean end resets the step and reopens after it.
+        assert_eq!(
+            live.wait_after(Duration::from_secs(5), false, 0.7),
+            Duration::from_secs(1)
+        );
+        assert_eq!(failed_at_once(&mut live, 1.0), Duration::from_secs(1));
+
+        // A file loops after 500 ms and never waits longer, however often it fails.
+        let mut file = Reconnect::new(true);
+        assert_eq!(
+            file.wait_after(Duration::from_secs(3), false, 0.5),
+            Duration::from_millis(500)
+        );
+        for _ in 0..8 {
+            assert!(failed_at_once(&mut file, 1.0) <= Duration::from_millis(500));
+        }
     }
 }

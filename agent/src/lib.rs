@@ -14,7 +14,7 @@ pub mod analytics;
 pub mod annotate;
 pub mod assets;
 pub mod bench;
-pub mod cli;
+pub mod cmds;
 pub mod config;
 pub mod config_file;
 pub mod daemon;
@@ -23,6 +23,7 @@ pub mod evidence;
 pub mod exit;
 pub mod frame;
 pub mod incidents;
+pub mod kind;
 pub mod live;
 pub mod metrics;
 pub mod model;
@@ -33,13 +34,18 @@ pub mod publish;
 pub mod regions;
 pub mod replay;
 pub mod rules;
+pub mod schedule;
+pub mod services;
 pub mod source;
 pub mod stats;
 pub mod store;
+pub mod time;
 pub mod track;
 pub mod watchdog;
 pub mod web;
 pub mod zones;
 
+#[cfg(test)]
+mod architecture_tests;
 #[cfg(test)]
 mod hostile_input_tests;

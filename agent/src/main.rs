@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    gridwatch::cli::main()
+    gridwatch::cmds::main()
 }

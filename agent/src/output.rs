@@ -9,14 +9,6 @@ use serde::Serialize;
 use crate::frame::{Detection, FrameMeta};
 use crate::incidents::IncidentEvent;
 
-/// RFC 3339 with milliseconds and the site's offset, e.g. `2026-11-24T21:30:00.000+08:00`.
-pub fn format_time(at_us: i64, offset: FixedOffset) -> String {
-    DateTime::from_timestamp_micros(at_us)
-        .unwrap_or_default()
-        .with_timezone(&offset)
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, false)
-}
-
 #[derive(Serialize)]
 struct FrameRecord<'a> {
     #[serde(rename = "type")]
@@ -166,6 +158,7 @@ impl<W: Write> JsonlWriter<W> {
 mod tests {
     use super::*;
     use crate::frame::BBox;
+    use crate::time::format_time;
     use std::sync::Arc;
 
     #[test]

@@ -657,4 +657,75 @@ mod tests {
         assert_eq!(*current, layout(0.9));
         assert_eq!(live.version(), now, "and re-plans once");
     }
+
+    fn queue(backpressure: Backpressure) -> (FrameProducer, FrameConsumer) {
+        let spec = crate::model::ModelManifest::resolve("yolox_nano", std::path::Path::new("."))
+            .unwrap()
+            .input;
+        frame_queue(&Arc::from("cam"), &spec, 3, backpressure)
+    }
+
+    /// Fills a slot as decode does (its sequence number) and queues it.
+    fn decode_one(producer: &FrameProducer, seq: u64) -> bool {
+        let Some(mut slot) = producer.acquire() else {
+            return false;
+        };
+        slot.meta.seq = seq;
+        producer.submit(slot)
+    }
+
+    #[test]
+    fn a_live_queue_drops_the_oldest_waiting_frames_counts_them_and_never_blocks_decode() {
+        let (producer, consumer) = queue(Backpressure::DropOldest);
+        // Inference is stuck: ten frames decoded into a queue of three.
+        for seq in 0..10 {
+            assert!(decode_one(&producer, seq));
+        }
+        assert_eq!(consumer.dropped(), 7, "every frame past the pool's three");
+        let waiting: Vec<u64> = std::iter::from_fn(|| {
+            consumer.ready_rx.try_recv().ok().map(|slot| {
+                let seq = slot.meta.seq;
+                consumer.release(slot);
+                seq
+            })
+        })
+        .collect();
+        assert_eq!(
+            waiting,
+            [7, 8, 9],
+            "inference sees the newest frames, in order"
+        );
+        // With inference keeping up, nothing more is dropped.
+        for seq in 10..20 {
+            assert!(decode_one(&producer, seq));
+            let slot = consumer.next().unwrap();
+            assert_eq!(slot.meta.seq, seq);
+            consumer.release(slot);
+        }
+        assert_eq!(consumer.dropped(), 7);
+        // Inference gone: decode stops once the pool's slots are used up.
+        drop(consumer);
+        let decoded = (20..30)
+            .take_while(|&seq| decode_one(&producer, seq))
+            .count();
+        assert!(decoded <= 3, "{decoded} frames decoded for nobody");
+    }
+
+    #[test]
+    fn a_replay_queue_waits_and_drops_nothing() {
+        let (producer, consumer) = queue(Backpressure::Wait);
+        let decoder = std::thread::spawn(move || {
+            for seq in 0..50 {
+                assert!(decode_one(&producer, seq));
+            }
+        });
+        let mut seen = Vec::new();
+        while let Some(slot) = consumer.next() {
+            seen.push(slot.meta.seq);
+            consumer.release(slot);
+        }
+        decoder.join().unwrap();
+        assert_eq!(seen, (0..50).collect::<Vec<_>>());
+        assert_eq!(consumer.dropped(), 0);
+    }
 }

@@ -50,12 +50,8 @@ pub use crate::frame::Crop;
 /// (0.80 at 64 px, 0.45 at 44 px).
 pub const MIN_MODEL_OBJECT_PX: f32 = 48.0;
 
-/// The smallest object a zone must see when its config does not say: 8 % of the picture's
-/// height (86 px on a 1080p picture; a car ~30 m from a 4 mm lens mounted at 6 m).
-pub const DEFAULT_MIN_OBJECT_HEIGHT: f32 = 0.08;
-
-/// Most regions (inferences per sampled frame) one camera may cost.
-pub const MAX_REGIONS: usize = 16;
+// The config validates against these bounds, so they are defined with it.
+pub use crate::config::{DEFAULT_MIN_OBJECT_HEIGHT, MAX_REGIONS};
 
 /// Tiles overlap their neighbours by this fraction of a tile.
 pub const TILE_OVERLAP: f32 = 0.25;

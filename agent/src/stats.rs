@@ -15,9 +15,9 @@ use std::time::Duration;
 use chrono::{FixedOffset, NaiveDate};
 use serde::Serialize;
 
-use crate::output::format_time;
 use crate::publish::Delivery;
-use crate::store::{CrossingDayCount, IncidentFact, StatsSource, Store, StoreError};
+use crate::store::{CrossingDayCount, IncidentFact, StatsSource, StoreError};
+use crate::time::{Clock, format_time};
 
 /// The longest range one request may ask for.
 pub const MAX_DAYS: i64 = 366;
@@ -547,7 +547,7 @@ pub fn until_midnight(now_us: i64, offset: FixedOffset) -> Duration {
 /// The daily summary of local day `day`: the statistics of that day per camera, zone and
 /// kind (crossings per camera, line, direction and class), as published on `stats/daily`.
 pub fn daily_summary(
-    store: &Store,
+    store: &impl StatsSource,
     site: &str,
     box_id: &str,
     offset: FixedOffset,
@@ -574,21 +574,6 @@ pub fn daily_summary(
     Ok(value)
 }
 
-/// The clock the summaries run on; tests give a simulated one.
-pub trait Clock: Send + Sync {
-    /// Unix microseconds.
-    fn now_us(&self) -> i64;
-}
-
-/// The system's wall clock.
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_us(&self) -> i64 {
-        chrono::Utc::now().timestamp_micros()
-    }
-}
-
 /// What the summary thread needs to know.
 #[derive(Clone)]
 pub struct SummarySettings {
@@ -611,9 +596,10 @@ pub fn queue_due_summaries(
 ) -> Result<Vec<i64>, StatsError> {
     let today = day_number(now_us, settings.offset);
     let mut queued = Vec::new();
-    let Ok(mut store) = delivery.store.lock() else {
-        return Err(StatsError::Unavailable);
-    };
+    let store = delivery.store();
+    // Only this thread queues summaries, and the store queues a day once whatever the
+    // caller read (`queue_daily_summary` checks in its transaction), so each step takes the
+    // store's lock on its own and a month of figures never holds up the writers.
     let last = store.last_summarised_day()?;
     // A new box (nothing summarised, nothing recorded before today) has no past day to
     // report: its first summary is that of its first day. A box upgraded to this version
@@ -624,7 +610,7 @@ pub fn queue_due_summaries(
     }
     for day in days_due(last, today) {
         let summary = daily_summary(
-            &store,
+            store,
             &settings.site,
             &settings.box_id,
             settings.offset,
@@ -635,9 +621,8 @@ pub fn queue_due_summaries(
             queued.push(day);
         }
     }
-    drop(store);
     if !queued.is_empty() {
-        delivery.wake.notify_one();
+        delivery.wake_publisher();
     }
     Ok(queued)
 }

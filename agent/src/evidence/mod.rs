@@ -279,8 +279,7 @@ impl Worker {
     fn topic(&self, camera: &str) -> Option<String> {
         self.context
             .delivery
-            .topics
-            .as_ref()
+            .topics()
             .map(|t: &Topics| t.incident(camera))
     }
 
@@ -445,26 +444,24 @@ impl Worker {
     /// the store cannot write.
     fn record(&self, evidence: &UnrecordedEvidence) -> bool {
         let topic = self.topic(&evidence.request.camera_id);
-        let result = self.context.delivery.with_store(|store| {
-            store.attach_evidence(
-                &evidence.request.incident_id,
-                &evidence.files,
-                evidence.error.as_deref(),
-                evidence.at_us,
-                self.context.offset,
-                topic.as_deref(),
-            )
-        });
+        let result = self.context.delivery.store().attach_evidence(
+            &evidence.request.incident_id,
+            &evidence.files,
+            evidence.error.as_deref(),
+            evidence.at_us,
+            self.context.offset,
+            topic.as_deref(),
+        );
         match result {
             Ok(_) => {
-                self.context.delivery.wake.notify_one();
+                self.context.delivery.wake_publisher();
                 self.context.delivery.evidence_write_recovered();
                 true
             }
             // Also when the incident itself is still held in memory (the store failing):
             // its evidence waits behind it.
             Err(e) => {
-                self.context.delivery.evidence_write_failed(&e);
+                self.context.delivery.evidence_write_failed(&e.to_string());
                 false
             }
         }
@@ -540,11 +537,7 @@ impl Worker {
         self.last_retention = Instant::now();
         self.last_free_check = Instant::now();
         let config = &self.context.config;
-        let Ok(files) = self
-            .context
-            .delivery
-            .with_store(|store| store.live_evidence())
-        else {
+        let Ok(files) = self.context.delivery.store().live_evidence() else {
             return;
         };
         let now = chrono::Utc::now().timestamp_micros();
@@ -597,10 +590,11 @@ impl Worker {
         let marked = self
             .context
             .delivery
-            .with_store(|store| store.mark_evidence_deleted(&deleted, now));
+            .store()
+            .mark_evidence_deleted(&deleted, now);
         if let Err(e) = marked {
             // The files are gone either way; the rows are marked at the next start's sweep.
-            self.context.delivery.evidence_write_failed(&e);
+            self.context.delivery.evidence_write_failed(&e.to_string());
         }
     }
 
@@ -612,11 +606,7 @@ impl Worker {
         if !root.is_dir() {
             return;
         }
-        let live = match self
-            .context
-            .delivery
-            .with_store(|store| store.live_evidence())
-        {
+        let live = match self.context.delivery.store().live_evidence() {
             Ok(files) => files,
             Err(e) => {
                 tracing::warn!("orphan sweep skipped: {e}");
@@ -670,10 +660,14 @@ impl Worker {
             .collect();
         if !missing.is_empty() {
             let now = chrono::Utc::now().timestamp_micros();
-            let _ = self
+            if let Err(e) = self
                 .context
                 .delivery
-                .with_store(|store| store.mark_evidence_deleted(&missing, now));
+                .store()
+                .mark_evidence_deleted(&missing, now)
+            {
+                tracing::warn!("cannot mark evidence whose files have gone: {e}");
+            }
         }
     }
 }
@@ -750,19 +744,14 @@ fn filesystem_size(path: &Path) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
 
     fn worker_in(data: &Path, reserve_bytes: u64) -> Worker {
         // As `run` does before anything else.
         std::fs::create_dir_all(data.join("evidence")).unwrap();
-        let store = crate::store::Store::open(data, crate::store::OutboxLimits::default()).unwrap();
-        let delivery = Delivery::new(
-            Arc::new(Mutex::new(store)),
-            None,
-            Arc::default(),
-            None,
-            Arc::default(),
-        );
+        let store =
+            crate::store::Handle::open(data, crate::store::OutboxLimits::default()).unwrap();
+        let delivery = Delivery::new(store, None, Arc::default(), None, Arc::default());
         Worker::new(EvidenceContext {
             config: EvidenceConfig::default(),
             data_dir: data.to_path_buf(),
@@ -787,7 +776,7 @@ mod tests {
         std::fs::write(incident.join("snapshot.jpg"), b"jpeg").unwrap();
         // The incident and a row for its snapshot (written by attach_evidence).
         {
-            let mut store = worker.context.delivery.store.lock().unwrap();
+            let store = worker.context.delivery.store();
             let config = crate::config::Config::parse(
                 "[site]\nid = \"s\"\ngrid_code = \"1\"\n[[cameras]]\nid = \"cam\"\nurl = \"x\"\n",
                 Path::new("c.toml"),
@@ -843,7 +832,7 @@ mod tests {
         // A row whose file has gone is marked, so retention and the API stop counting it.
         std::fs::remove_file(incident.join("snapshot.jpg")).unwrap();
         worker.sweep_orphans();
-        let store = worker.context.delivery.store.lock().unwrap();
+        let store = worker.context.delivery.store();
         assert!(store.live_evidence().unwrap().is_empty());
     }
 

@@ -105,34 +105,7 @@ impl BufferPool {
     }
 }
 
-/// What a clip or snapshot needs besides the packets.
-#[derive(Clone)]
-pub struct StreamSetup {
-    pub parameters: ffmpeg::codec::Parameters,
-    pub time_base: ffmpeg::Rational,
-    pub width: u32,
-    pub height: u32,
-}
-
-impl StreamSetup {
-    /// The same stream at another size (an in-band resolution change).
-    pub fn resized(&self, width: u32, height: u32) -> StreamSetup {
-        let mut parameters = self.parameters.clone();
-        // SAFETY: plain field writes on our own copy of the codec parameters; the muxer
-        // reads the size from them for the clip's track header.
-        unsafe {
-            let raw = parameters.as_mut_ptr();
-            (*raw).width = width as i32;
-            (*raw).height = height as i32;
-        }
-        StreamSetup {
-            parameters,
-            time_base: self.time_base,
-            width,
-            height,
-        }
-    }
-}
+pub use crate::source::StreamSetup;
 
 /// Packets copied out of the ring, starting with a keyframe.
 pub struct PacketRange {

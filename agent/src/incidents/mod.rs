@@ -9,7 +9,6 @@
 
 mod describe;
 mod event;
-pub mod suppress;
 
 use std::collections::HashMap;
 
@@ -17,8 +16,8 @@ use chrono::FixedOffset;
 use sha2::{Digest, Sha256};
 
 use crate::config::{CameraConfig, Category, CategoryLevel, Config};
-use crate::output::format_time;
 use crate::rules::{Kind, RuleEvent, Transition};
+use crate::time::format_time;
 use crate::zones::Zone;
 
 pub use describe::describe;

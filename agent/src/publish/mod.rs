@@ -28,8 +28,9 @@ use tokio::sync::{Notify, watch};
 
 use crate::config::{Config, MqttConfig};
 use crate::metrics::{Metrics, disk_free};
-use crate::output::format_time;
-use crate::store::{ReviewRequest, Store};
+use crate::store::suppress::Suppressions;
+use crate::store::{Handle, ReviewRequest, StoreError};
+use crate::time::format_time;
 
 use client::{ConnectSettings, Polled};
 use commands::{Command, CommandResult};
@@ -39,11 +40,8 @@ const WINDOW: usize = 64;
 
 /// What the publisher shares with the rest of the agent.
 pub struct Shared {
-    pub store: Arc<Mutex<Store>>,
-    /// Dismissal memory, fed by reviews that arrive as commands.
-    pub suppressions: Option<Arc<crate::incidents::suppress::Suppressions>>,
-    /// Woken when a new row is in the outbox.
-    pub wake: Arc<Notify>,
+    /// The store's outbox and the review path of commands (its wake is the publisher's).
+    pub delivery: Delivery,
     pub metrics: Arc<Metrics>,
     pub connected: AtomicBool,
     pub delivered: AtomicU64,
@@ -254,12 +252,7 @@ fn failure_kind(reason: &str) -> String {
 }
 
 fn outbox_len(shared: &Shared) -> u64 {
-    shared
-        .store
-        .lock()
-        .ok()
-        .and_then(|s| s.outbox_stats().ok())
-        .map_or(0, |s| s.events)
+    shared.delivery.store.outbox_stats().map_or(0, |s| s.events)
 }
 
 fn broker(settings: &PublisherSettings) -> String {
@@ -320,7 +313,7 @@ impl<'a> Session<'a> {
     ) -> SessionEnd {
         let mut heartbeat = tokio::time::interval(self.settings.heartbeat_every);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let wake = Arc::clone(&self.shared.wake);
+        let wake = Arc::clone(&self.shared.delivery.wake);
         loop {
             if let Some(d) = *deadline
                 && self.connected
@@ -389,12 +382,7 @@ impl<'a> Session<'a> {
             Polled::PubAck(pkid) => {
                 if let Some(Some(id)) = self.in_flight.remove(&pkid) {
                     self.outbox_in_flight = self.outbox_in_flight.saturating_sub(1);
-                    let deleted = self
-                        .shared
-                        .store
-                        .lock()
-                        .map_err(|_| "store lock poisoned".to_string())?
-                        .outbox_delete(&[id]);
+                    let deleted = self.shared.delivery.store.outbox_delete(&[id]);
                     if let Err(e) = deleted {
                         tracing::error!("outbox delete failed: {e}");
                     }
@@ -432,10 +420,11 @@ impl<'a> Session<'a> {
         if !self.connected || self.outbox_in_flight >= WINDOW {
             return;
         }
-        let rows = match self.shared.store.lock() {
-            Ok(store) => store.outbox_after(self.cursor, WINDOW - self.outbox_in_flight),
-            Err(_) => return,
-        };
+        let rows = self
+            .shared
+            .delivery
+            .store
+            .outbox_after(self.cursor, WINDOW - self.outbox_in_flight);
         match rows {
             Ok(rows) => {
                 for row in rows {
@@ -506,10 +495,9 @@ impl<'a> Session<'a> {
             .collect();
         let outbox = self
             .shared
+            .delivery
             .store
-            .lock()
-            .ok()
-            .and_then(|s| s.outbox_stats().ok())
+            .outbox_stats()
             .unwrap_or_default();
         let now_us = chrono::Utc::now().timestamp_micros();
         let latency = metrics.inference_latency_ms();
@@ -577,20 +565,10 @@ impl<'a> Session<'a> {
                 event_id: None,
             },
             Ok(Command::Review(review)) => {
-                let topic = {
-                    let camera = self
-                        .shared
-                        .store
-                        .lock()
-                        .ok()
-                        .and_then(|s| s.incident(&review.incident_id).ok().flatten())
-                        .and_then(|e| e["camera"]["id"].as_str().map(String::from));
-                    camera.map(|c| self.settings.topics.incident(&c))
-                };
-                let outcome = match (&topic, self.shared.store.lock()) {
-                    (Some(topic), Ok(mut store)) => crate::incidents::suppress::apply_review(
-                        &mut store,
-                        self.shared.suppressions.as_deref(),
+                let outcome = self
+                    .shared
+                    .delivery
+                    .review(
                         &ReviewRequest {
                             incident_id: &review.incident_id,
                             verdict: review.verdict,
@@ -599,12 +577,8 @@ impl<'a> Session<'a> {
                             at_us: chrono::Utc::now().timestamp_micros(),
                         },
                         self.settings.offset,
-                        Some(topic),
                     )
-                    .map_err(|e| e.to_string()),
-                    (None, _) => Err(format!("no incident {}", review.incident_id)),
-                    (_, Err(_)) => Err("store unavailable".into()),
-                };
+                    .map_err(|e| e.to_string());
                 match outcome {
                     Ok(event) => {
                         tracing::info!(incident = %review.incident_id, reviewer = %review.reviewer, "review stored");
@@ -687,12 +661,13 @@ impl<'a> Session<'a> {
 /// `/metrics` and the MQTT heartbeat and status.
 #[derive(Clone)]
 pub struct Delivery {
-    pub store: Arc<Mutex<Store>>,
+    store: Handle,
     /// `None` without MQTT: events are stored but not queued.
-    pub topics: Option<Topics>,
-    pub wake: Arc<Notify>,
+    topics: Option<Topics>,
+    /// Wakes the publisher when the outbox has a new row.
+    wake: Arc<Notify>,
     /// Dismissal memory shared with the cameras' analytics.
-    pub suppressions: Option<Arc<crate::incidents::suppress::Suppressions>>,
+    suppressions: Option<Arc<Suppressions>>,
     /// Events the store could not take yet, oldest first.
     held: Arc<Mutex<VecDeque<crate::incidents::IncidentEvent>>>,
     health: Arc<crate::metrics::StoreHealth>,
@@ -705,10 +680,10 @@ pub const MAX_HELD_EVENTS: usize = 4096;
 
 impl Delivery {
     pub fn new(
-        store: Arc<Mutex<Store>>,
+        store: Handle,
         topics: Option<Topics>,
         wake: Arc<Notify>,
-        suppressions: Option<Arc<crate::incidents::suppress::Suppressions>>,
+        suppressions: Option<Arc<Suppressions>>,
         health: Arc<crate::metrics::StoreHealth>,
     ) -> Delivery {
         Delivery {
@@ -729,30 +704,54 @@ impl Delivery {
         actions: Arc<crate::actions::Actions>,
         wake: crossbeam_channel::Sender<()>,
     ) -> Delivery {
-        if let Ok(mut store) = self.store.lock() {
-            store.set_action_bodies(Arc::new(move |event| actions.bodies_for(event)));
-        }
+        self.store
+            .set_action_bodies(Arc::new(move |event| actions.bodies_for(event)));
         self.action_wake = Some(wake);
         self
+    }
+
+    /// The store this delivery writes to.
+    pub fn store(&self) -> &Handle {
+        &self.store
+    }
+
+    /// The site's topics; `None` without MQTT.
+    pub fn topics(&self) -> Option<&Topics> {
+        self.topics.as_ref()
+    }
+
+    /// The dismissal memory the cameras' analytics consult.
+    pub fn suppressions(&self) -> Option<&Arc<Suppressions>> {
+        self.suppressions.as_ref()
+    }
+
+    /// Tells the publisher that the outbox has new rows.
+    pub fn wake_publisher(&self) {
+        self.wake.notify_one();
+    }
+
+    /// A station's verdict, from the review page or the MQTT `review` command alike: the
+    /// store records it (with its `reviewed` event in the outbox, and a dismissal in the
+    /// dismissal memory) and the publisher is woken. Returns the `reviewed` event.
+    pub fn review(
+        &self,
+        request: &ReviewRequest<'_>,
+        offset: FixedOffset,
+    ) -> Result<serde_json::Value, StoreError> {
+        let reviewed = self.store.review(
+            request,
+            offset,
+            |camera| self.topics.as_ref().map(|t| t.incident(camera)),
+            self.suppressions.as_deref(),
+        )?;
+        self.wake.notify_one();
+        Ok(reviewed)
     }
 
     fn wake_actions(&self) {
         if let Some(wake) = &self.action_wake {
             let _ = wake.try_send(());
         }
-    }
-
-    /// Runs `work` on the store under its lock, with its error (or a poisoned lock) as text:
-    /// the one way the delivery side and the evidence worker reach the store.
-    pub fn with_store<T>(
-        &self,
-        work: impl FnOnce(&mut Store) -> Result<T, crate::store::StoreError>,
-    ) -> Result<T, String> {
-        let mut store = self
-            .store
-            .lock()
-            .map_err(|_| "store lock poisoned".to_string())?;
-        work(&mut store).map_err(|e| e.to_string())
     }
 
     /// Stores the event (renumbering it after any reviews) and queues it for MQTT; if the
@@ -780,13 +779,7 @@ impl Delivery {
     /// take (a full disk) is logged and not counted: it is a tally, not an incident (a
     /// crossing in a forbidden direction is also an incident, which is held like any).
     pub fn record_crossing(&self, camera_id: &str, crossing: &crate::rules::line::Crossing) {
-        let result = match self.store.lock() {
-            Ok(mut store) => store
-                .record_crossing(camera_id, crossing)
-                .map_err(|e| e.to_string()),
-            Err(_) => Err("store lock poisoned".to_string()),
-        };
-        if let Err(e) = result {
+        if let Err(e) = self.store.record_crossing(camera_id, crossing) {
             tracing::warn!(camera = %camera_id, line = %crossing.line, "cannot count the line crossing: {e}");
         }
     }
@@ -819,7 +812,9 @@ impl Delivery {
 
     fn write(&self, event: &mut crate::incidents::IncidentEvent) -> Result<(), String> {
         let topic = self.topics.as_ref().map(|t| t.incident(&event.camera.id));
-        self.with_store(|store| store.record(event, topic.as_deref()))?;
+        self.store
+            .record(event, topic.as_deref())
+            .map_err(|e| e.to_string())?;
         self.wake.notify_one();
         self.wake_actions();
         Ok(())
@@ -884,7 +879,10 @@ impl Delivery {
         if watched.is_empty() {
             return Ok(0);
         }
-        let cameras = self.with_store(|store| store.cameras_with_open_incidents())?;
+        let cameras = self
+            .store
+            .cameras_with_open_incidents()
+            .map_err(|e| e.to_string())?;
         let mut closed = 0;
         for camera in cameras {
             let reason = if watched.contains(&camera) {
@@ -907,15 +905,16 @@ impl Delivery {
         offset: FixedOffset,
     ) -> Result<usize, String> {
         let topic = self.topics.as_ref().map(|t| t.incident(camera));
-        let closed = self.with_store(|store| {
-            store.close_open_incidents(
+        let closed = self
+            .store
+            .close_open_incidents(
                 camera,
                 reason,
                 chrono::Utc::now().timestamp_micros(),
                 offset,
                 topic.as_deref(),
             )
-        })?;
+            .map_err(|e| e.to_string())?;
         for event in &closed {
             tracing::info!(
                 incident = event["incident_id"].as_str().unwrap_or_default(),
@@ -1000,12 +999,7 @@ impl Background {
     pub fn stop(self) -> u64 {
         let _ = self.shutdown.send(true);
         let _ = self.thread.join();
-        self.shared
-            .store
-            .lock()
-            .ok()
-            .and_then(|s| s.outbox_stats().ok())
-            .map_or(0, |s| s.events)
+        outbox_len(&self.shared)
     }
 }
 

@@ -9,7 +9,7 @@
 mod count;
 pub mod line;
 mod offline;
-pub mod schedule;
+
 mod stationary;
 
 use std::sync::Arc;
@@ -23,36 +23,11 @@ use crate::model::ModelManifest;
 use crate::track::Track;
 use crate::zones::{Zone, ZoneMembership};
 
+pub use crate::kind::Kind;
+pub use crate::schedule::Schedule;
 pub use count::CountRule;
 pub use offline::OfflineRule;
-pub use schedule::Schedule;
 pub use stationary::{CableSpec, StationaryRule};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    IllegalParking,
-    FlyWireCharging,
-    Crowding,
-    CameraOffline,
-    TwoWheelerInElevator,
-    Intrusion,
-    WrongWayEntry,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::IllegalParking => "illegal_parking",
-            Kind::FlyWireCharging => "fly_wire_charging",
-            Kind::Crowding => "crowding",
-            Kind::CameraOffline => "camera_offline",
-            Kind::TwoWheelerInElevator => "two_wheeler_in_elevator",
-            Kind::Intrusion => "intrusion",
-            Kind::WrongWayEntry => "wrong_way_entry",
-        }
-    }
-}
 
 /// What a rule saw that made it fire; listed in the incident's `evidence.signals`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -424,8 +424,8 @@ impl VideoSource {
     }
 
     /// Codec parameters and time base of the video stream, for remuxing its packets.
-    pub fn stream_setup(&self) -> crate::evidence::ring::StreamSetup {
-        crate::evidence::ring::StreamSetup {
+    pub fn stream_setup(&self) -> StreamSetup {
+        StreamSetup {
             parameters: self.parameters.clone(),
             time_base: self.time_base,
             width: self.info.width,
@@ -732,6 +732,36 @@ fn describe_streams(input: &ffmpeg::format::context::Input) -> String {
         "no streams at all".into()
     } else {
         format!("streams: {}", kinds.join(", "))
+    }
+}
+
+/// What a clip or snapshot needs besides the packets: the stream as the decoder opened it
+/// (the evidence stage remuxes its packets with these).
+#[derive(Clone)]
+pub struct StreamSetup {
+    pub parameters: ffmpeg::codec::Parameters,
+    pub time_base: ffmpeg::Rational,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl StreamSetup {
+    /// The same stream at another size (an in-band resolution change).
+    pub fn resized(&self, width: u32, height: u32) -> StreamSetup {
+        let mut parameters = self.parameters.clone();
+        // SAFETY: plain field writes on our own copy of the codec parameters; the muxer
+        // reads the size from them for the clip's track header.
+        unsafe {
+            let raw = parameters.as_mut_ptr();
+            (*raw).width = width as i32;
+            (*raw).height = height as i32;
+        }
+        StreamSetup {
+            parameters,
+            time_base: self.time_base,
+            width,
+            height,
+        }
     }
 }
 

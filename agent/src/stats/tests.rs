@@ -1,8 +1,8 @@
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use super::*;
-use crate::store::OutboxLimits;
+use crate::store::{Handle, OutboxLimits};
 
 fn china() -> FixedOffset {
     FixedOffset::east_opt(8 * 3600).unwrap()
@@ -344,14 +344,8 @@ impl Clock for SimulatedClock {
 }
 
 fn delivery(dir: &std::path::Path) -> Delivery {
-    let store = Store::open(dir, OutboxLimits::default()).unwrap();
-    Delivery::new(
-        Arc::new(Mutex::new(store)),
-        None,
-        Arc::default(),
-        None,
-        Arc::default(),
-    )
+    let store = Handle::open(dir, OutboxLimits::default()).unwrap();
+    Delivery::new(store, None, Arc::default(), None, Arc::default())
 }
 
 fn settings(check_every: Duration) -> SummarySettings {
@@ -365,7 +359,7 @@ fn settings(check_every: Duration) -> SummarySettings {
 }
 
 fn summaries_in_outbox(delivery: &Delivery) -> Vec<serde_json::Value> {
-    let store = delivery.store.lock().unwrap();
+    let store = delivery.store();
     store
         .outbox_after(0, 100)
         .unwrap()
@@ -403,14 +397,7 @@ fn the_summary_thread_queues_each_day_once_just_after_local_midnight() {
     // under qemu a thread starts slowly); many more before midnight add nothing.
     let fifth = number_of(date("2026-12-05"));
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while delivery
-        .store
-        .lock()
-        .unwrap()
-        .last_summarised_day()
-        .unwrap()
-        != Some(fifth)
-    {
+    while delivery.store().last_summarised_day().unwrap() != Some(fifth) {
         assert!(
             std::time::Instant::now() < deadline,
             "the thread never looked"
@@ -454,9 +441,7 @@ fn a_box_with_history_reports_the_days_it_missed_at_start() {
         at_us: local_us("2026-12-04T10:00:00"),
     };
     delivery
-        .store
-        .lock()
-        .unwrap()
+        .store()
         .record_crossing("lobby", &crossing)
         .unwrap();
     let settings = settings(Duration::from_secs(60));

@@ -18,7 +18,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
 use crate::incidents::{EvidenceFile, IncidentEvent, Review, Verdict, event_id};
-use crate::output::format_time;
+use crate::time::format_time;
 
 const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("migrations/001_initial.sql")),
@@ -148,7 +148,7 @@ pub struct OutboxStats {
     pub dropped_total: u64,
 }
 
-pub struct Store {
+struct Store {
     conn: Connection,
     path: PathBuf,
     limits: OutboxLimits,
@@ -226,6 +226,8 @@ impl Store {
         }
     }
 
+    /// The migrations applied (the tests check them).
+    #[cfg(test)]
     pub fn schema_version(&self) -> Result<u32, StoreError> {
         self.conn
             .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
@@ -845,10 +847,6 @@ impl Store {
             .map_err(self.sql())
     }
 
-    pub fn connection(&self) -> &Connection {
-        &self.conn
-    }
-
     /// Incidents matching `filter`, newest first: (total matching, one page of summaries).
     pub fn list_incidents(
         &self,
@@ -1110,7 +1108,7 @@ impl Store {
 
     pub fn insert_suppression(
         &mut self,
-        s: &crate::incidents::suppress::Suppression,
+        s: &suppress::Suppression,
         now_us: i64,
     ) -> Result<i64, StoreError> {
         let box_norm = serde_json::to_string(&s.box_norm).unwrap_or_else(|_| "null".into());
@@ -1137,7 +1135,7 @@ impl Store {
     pub fn active_suppressions(
         &self,
         now_us: i64,
-    ) -> Result<Vec<crate::incidents::suppress::Suppression>, StoreError> {
+    ) -> Result<Vec<suppress::Suppression>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -1148,7 +1146,7 @@ impl Store {
         let rows = stmt
             .query_map([now_us], |r| {
                 let box_norm: String = r.get(5)?;
-                Ok(crate::incidents::suppress::Suppression {
+                Ok(suppress::Suppression {
                     id: r.get(0)?,
                     incident_id: r.get(1)?,
                     camera_id: r.get(2)?,
@@ -1250,8 +1248,11 @@ fn serde_state(state: &crate::incidents::EventState) -> String {
     serde_plain(state)
 }
 
+mod handle;
 mod stats;
+pub mod suppress;
 #[cfg(test)]
 mod tests;
 
+pub use handle::Handle;
 pub use stats::{CrossingDayCount, IncidentFact, StatsReader, StatsSource};

@@ -38,17 +38,11 @@ pub struct CrossingDayCount {
     pub count: u64,
 }
 
-/// What the statistics read: the store itself (under its lock, for the daily summary) or a
+/// What the statistics read: the store's [`super::Handle`] (for the daily summary) or a
 /// [`StatsReader`] (the web's requests, which must not hold the writers' lock).
 pub trait StatsSource {
-    /// The connection to read with, and the database's path for errors.
-    fn reading(&self) -> (&Connection, &Path);
-
     /// Incidents opened in `[from_us, to_us)`, oldest first.
-    fn incident_facts(&self, from_us: i64, to_us: i64) -> Result<Vec<IncidentFact>, StoreError> {
-        let (conn, path) = self.reading();
-        incident_facts(conn, sql_error(path), from_us, to_us)
-    }
+    fn incident_facts(&self, from_us: i64, to_us: i64) -> Result<Vec<IncidentFact>, StoreError>;
 
     /// Crossings in `[from_us, to_us)` per local day (site time `offset_s` east of UTC),
     /// camera, line, direction and class.
@@ -57,10 +51,31 @@ pub trait StatsSource {
         from_us: i64,
         to_us: i64,
         offset_s: i64,
-    ) -> Result<Vec<CrossingDayCount>, StoreError> {
-        let (conn, path) = self.reading();
-        crossing_day_counts(conn, sql_error(path), from_us, to_us, offset_s)
-    }
+    ) -> Result<Vec<CrossingDayCount>, StoreError>;
+}
+
+/// Both of the statistics' queries on a connection: the store's and the read-only reader's.
+macro_rules! stats_source_on_connection {
+    ($type:ty) => {
+        impl StatsSource for $type {
+            fn incident_facts(
+                &self,
+                from_us: i64,
+                to_us: i64,
+            ) -> Result<Vec<IncidentFact>, StoreError> {
+                incident_facts(&self.conn, sql_error(&self.path), from_us, to_us)
+            }
+
+            fn crossing_day_counts(
+                &self,
+                from_us: i64,
+                to_us: i64,
+                offset_s: i64,
+            ) -> Result<Vec<CrossingDayCount>, StoreError> {
+                crossing_day_counts(&self.conn, sql_error(&self.path), from_us, to_us, offset_s)
+            }
+        }
+    };
 }
 
 fn sql_error(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
@@ -160,17 +175,8 @@ fn crossing_day_counts(
     rows.collect::<Result<_, _>>().map_err(&sql)
 }
 
-impl StatsSource for Store {
-    fn reading(&self) -> (&Connection, &Path) {
-        (&self.conn, &self.path)
-    }
-}
-
-impl StatsSource for StatsReader {
-    fn reading(&self) -> (&Connection, &Path) {
-        (&self.conn, &self.path)
-    }
-}
+stats_source_on_connection!(Store);
+stats_source_on_connection!(StatsReader);
 
 impl Store {
     /// The last local day whose summary was queued, if any.

@@ -127,7 +127,7 @@ fn is_hardware(decoder: &str) -> bool {
 fn view(state: &WebState, id: &str, m: &CameraMetrics) -> Option<CameraView> {
     let config = m.live.config()?;
     let status = m.live.status()?;
-    let time = |us: i64| crate::output::format_time(us, state.offset);
+    let time = |us: i64| crate::time::format_time(us, state.offset);
     let since = match &status.connection {
         Connection::Connecting => None,
         Connection::Online { since_us } | Connection::Offline { since_us, .. } => {
@@ -278,7 +278,7 @@ pub(super) async fn latest_picture(
         Err((status, message)) => return error(status, message),
     };
     let status = m.live.status();
-    let time = |us: i64| crate::output::format_time(us, state.offset);
+    let time = |us: i64| crate::time::format_time(us, state.offset);
     // An offline camera's last picture is stale: say so rather than show it as current.
     if let Some(Connection::Offline {
         since_us,

@@ -14,8 +14,8 @@ mod stats;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use axum::extract::{ConnectInfo, FromRequest as _, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -31,10 +31,10 @@ use tower::ServiceExt as _;
 
 use crate::config::{Config, WebConfig};
 use crate::incidents::Verdict;
-use crate::incidents::suppress::{Suppressions, apply_review};
 use crate::metrics::{CameraMetrics, Metrics};
 use crate::publish::Delivery;
-use crate::store::{ReviewRequest, Store};
+use crate::store::suppress::Suppressions;
+use crate::store::{Handle, ReviewRequest, StoreError};
 use sessions::{Account, Role};
 
 const PAGE: &str = include_str!("page.html");
@@ -66,7 +66,7 @@ fn installer() -> Account {
 }
 
 pub struct WebState {
-    store: Arc<Mutex<Store>>,
+    store: Handle,
     delivery: Delivery,
     suppressions: Option<Arc<Suppressions>>,
     metrics: Arc<Metrics>,
@@ -163,15 +163,10 @@ pub fn start(
             "web: neither web.password_file/password_env nor web.token_file is set; the API is unusable"
         );
     }
-    let database = delivery
-        .store
-        .lock()
-        .map_err(|_| anyhow::anyhow!("the store's lock is poisoned"))?
-        .path()
-        .to_path_buf();
+    let database = delivery.store().path().to_path_buf();
     let state = Arc::new(WebState {
-        store: Arc::clone(&delivery.store),
-        suppressions: delivery.suppressions.clone(),
+        store: delivery.store().clone(),
+        suppressions: delivery.suppressions().cloned(),
         delivery,
         metrics,
         token,
@@ -449,12 +444,7 @@ async fn logout(State(state): State<Arc<WebState>>, headers: HeaderMap) -> Respo
 }
 
 async fn healthz(State(state): State<Arc<WebState>>) -> Response {
-    let outbox = state
-        .store
-        .lock()
-        .ok()
-        .and_then(|s| s.outbox_stats().ok())
-        .unwrap_or_default();
+    let outbox = state.store.outbox_stats().unwrap_or_default();
     let store = state.metrics.store_health.report();
     // 503 while the database cannot write: events are only held in memory then, and a
     // monitor should see it.
@@ -525,10 +515,7 @@ async fn list_incidents(
     }
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
     let offset = q.offset.unwrap_or(0);
-    let Ok(store) = state.store.lock() else {
-        return error(StatusCode::INTERNAL_SERVER_ERROR, "store unavailable");
-    };
-    match store.list_incidents(&crate::store::IncidentFilter {
+    match state.store.list_incidents(&crate::store::IncidentFilter {
         state: q.state.as_deref(),
         kind: q.kind.as_deref(),
         camera: q.camera.as_deref(),
@@ -551,9 +538,7 @@ async fn get_incident(State(state): State<Arc<WebState>>, Path(id): Path<String>
     if !valid_id(&id) {
         return error(StatusCode::BAD_REQUEST, "not an incident id");
     }
-    let Ok(store) = state.store.lock() else {
-        return error(StatusCode::INTERNAL_SERVER_ERROR, "store unavailable");
-    };
+    let store = &state.store;
     match (store.incident_summary(&id), store.events_of(&id)) {
         (Ok(Some(summary)), Ok(events)) => {
             Json(json!({ "incident": summary, "events": events })).into_response()
@@ -596,18 +581,6 @@ async fn post_review(
             "reviewer must be 1-64 characters, note at most 2000",
         );
     }
-    let Ok(mut store) = state.store.lock() else {
-        return error(StatusCode::INTERNAL_SERVER_ERROR, "store unavailable");
-    };
-    let camera = match store.incident(&id) {
-        Ok(Some(event)) => event["camera"]["id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string(),
-        Ok(None) => return error(StatusCode::NOT_FOUND, "no such incident"),
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    };
-    let topic = state.delivery.topics.as_ref().map(|t| t.incident(&camera));
     let request = ReviewRequest {
         incident_id: &id,
         verdict: body.verdict,
@@ -615,20 +588,12 @@ async fn post_review(
         note: &body.note,
         at_us: chrono::Utc::now().timestamp_micros(),
     };
-    let result = apply_review(
-        &mut store,
-        state.suppressions.as_deref(),
-        &request,
-        state.offset,
-        topic.as_deref(),
-    );
-    drop(store);
-    match result {
+    match state.delivery.review(&request, state.offset) {
         Ok(event) => {
-            state.delivery.wake.notify_one();
             tracing::info!(incident = %id, reviewer = %body.reviewer, "review stored");
             Json(event).into_response()
         }
+        Err(StoreError::UnknownIncident(_)) => error(StatusCode::NOT_FOUND, "no such incident"),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
@@ -647,9 +612,9 @@ async fn get_file(
         "clip.mp4" => "clip",
         _ => return error(StatusCode::NOT_FOUND, "no such file"),
     };
-    let relative = match state.store.lock().map(|s| s.evidence_path(&id, kind)) {
-        Ok(Ok(Some(p))) => p,
-        Ok(Ok(None)) => {
+    let relative = match state.store.evidence_path(&id, kind) {
+        Ok(Some(p)) => p,
+        Ok(None) => {
             return error(
                 StatusCode::NOT_FOUND,
                 "no such evidence (not made yet, or removed by retention)",
@@ -766,7 +731,8 @@ async fn metrics(State(state): State<Arc<WebState>>) -> Response {
         out,
         "gridwatch_inference_latency_seconds_sum {sum}\ngridwatch_inference_latency_seconds_count {count}"
     );
-    if let Ok(store) = state.store.lock() {
+    {
+        let store = &state.store;
         let _ = writeln!(
             out,
             "# HELP gridwatch_incidents_total Incidents raised, by kind.\n# TYPE gridwatch_incidents_total counter"

@@ -11,16 +11,13 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gridwatch::config::Config;
 use gridwatch::incidents::{IncidentEvent, IncidentLog};
 use gridwatch::metrics::Metrics;
-use gridwatch::publish::{Background, Delivery, PublisherSettings, Shared, Topics};
 use gridwatch::rules::{CloseReason, Kind, RuleEvent, Signal, Transition};
-use gridwatch::store::{OutboxLimits, Store};
 use gridwatch_e2e::broker::{Broker, BrokerOptions, Subscriber};
 
 struct Row {
@@ -94,29 +91,17 @@ fn run(agents: usize, per_agent: usize) -> Row {
             broker.port
         );
         let config = Config::parse(&text, Path::new("fleet.toml")).expect("fleet config");
-        let mqtt = config.mqtt.clone().expect("mqtt table");
-        let store = Arc::new(Mutex::new(
-            Store::open(&dir, OutboxLimits::default()).expect("store"),
-        ));
-        let wake = Arc::new(tokio::sync::Notify::new());
-        let shared = Arc::new(Shared {
-            store: Arc::clone(&store),
-            suppressions: None,
-            wake: Arc::clone(&wake),
-            metrics: Arc::new(Metrics::new(&["cam".to_string()])),
-            connected: AtomicBool::new(false),
-            delivered: AtomicU64::new(0),
-        });
-        let settings = PublisherSettings::from_config(&config, &mqtt).expect("settings");
-        let background =
-            Background::start(settings, shared, Duration::from_secs(60)).expect("publisher");
-        let delivery = Delivery::new(
-            store,
-            Some(Topics::new(&mqtt, &config.site.id)),
-            wake,
-            None,
-            Arc::default(),
-        );
+        // The agent's own wiring: the store, its delivery and the publisher.
+        let (delivery, background) = gridwatch::services::start_delivery(
+            &config,
+            true,
+            Duration::from_secs(60),
+            Arc::new(Metrics::new(&["cam".to_string()])),
+        )
+        .expect("the box's delivery");
+        let (Some(delivery), Some(background)) = (delivery, background) else {
+            panic!("a box with [mqtt] has a delivery and a publisher");
+        };
         boxes.push((delivery, background, events_for(&config, per_agent)));
     }
     // Let every box connect, then create the events.

@@ -2,14 +2,18 @@
 //! permit), new incidents of the same kind in the same zone for an object at the same place
 //! are suppressed for a while, so the station is not asked about it every day. Suppressions
 //! are stored (they survive restarts), expire, and are listed by the API with their hits.
+//!
+//! The rows are the store's; [`Suppressions`] is their in-memory index for the analytics of
+//! every camera, filled from the store at start ([`super::Handle::load_suppressions`]) and
+//! by each dismissal ([`super::Handle::review`]).
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{OnceLock, RwLock};
 
 use serde::Serialize;
 use serde_json::Value;
 
+use super::Handle;
 use crate::frame::BBox;
-use crate::store::{Store, StoreError};
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Suppression {
@@ -33,37 +37,28 @@ pub struct Suppressions {
     iou: f32,
     memory_us: i64,
     /// Where hits are counted, so they survive restarts.
-    store: std::sync::OnceLock<Arc<Mutex<Store>>>,
+    store: OnceLock<Handle>,
 }
 
 impl Suppressions {
-    pub fn load(
-        store: &Store,
-        iou: f32,
-        memory_us: i64,
-        now_us: i64,
-    ) -> Result<Suppressions, StoreError> {
-        Ok(Suppressions {
-            list: RwLock::new(store.active_suppressions(now_us)?),
+    /// The memory holding `active` (the store's rows not yet expired).
+    pub fn new(active: Vec<Suppression>, iou: f32, memory_us: i64) -> Suppressions {
+        Suppressions {
+            list: RwLock::new(active),
             iou,
             memory_us,
-            store: std::sync::OnceLock::new(),
-        })
+            store: OnceLock::new(),
+        }
     }
 
     /// Counts hits in `store` from now on.
-    pub fn persist_hits(&self, store: Arc<Mutex<Store>>) {
+    pub(super) fn persist_hits(&self, store: Handle) {
         let _ = self.store.set(store);
     }
 
-    /// Remembers a dismissed incident (its latest event).
-    pub fn add_dismissed(
-        &self,
-        store: &mut Store,
-        event: &Value,
-        now_us: i64,
-    ) -> Result<(), StoreError> {
-        let box_norm = event["objects"][0]["box_norm"]
+    /// The row a dismissal of `incident` (its latest event) adds, not stored yet (id 0).
+    pub(super) fn dismissal(&self, incident: &Value, now_us: i64) -> Suppression {
+        let box_norm = incident["objects"][0]["box_norm"]
             .as_array()
             .filter(|a| a.len() == 4)
             .map(|a| {
@@ -71,27 +66,24 @@ impl Suppressions {
                     a[i].as_f64().unwrap_or(0.0) as f32
                 }))
             });
-        let mut s = Suppression {
+        let text = |value: &Value| value.as_str().unwrap_or_default().to_string();
+        Suppression {
             id: 0,
-            incident_id: event["incident_id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-            camera_id: event["camera"]["id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-            zone_id: event["zone"]["id"].as_str().map(String::from),
-            kind: event["kind"].as_str().unwrap_or_default().to_string(),
+            incident_id: text(&incident["incident_id"]),
+            camera_id: text(&incident["camera"]["id"]),
+            zone_id: incident["zone"]["id"].as_str().map(String::from),
+            kind: text(&incident["kind"]),
             box_norm,
             until_us: now_us + self.memory_us,
             hits: 0,
-        };
-        s.id = store.insert_suppression(&s, now_us)?;
-        if let Ok(mut list) = self.list.write() {
-            list.push(s);
         }
-        Ok(())
+    }
+
+    /// Adds a stored row to the memory.
+    pub(super) fn remember(&self, stored: Suppression) {
+        if let Ok(mut list) = self.list.write() {
+            list.push(stored);
+        }
     }
 
     /// Does an incident about to open match a dismissed one? Counts the hit.
@@ -119,9 +111,9 @@ impl Suppressions {
         let hit = found.clone();
         drop(list);
         if let Some(store) = self.store.get()
-            && let Ok(mut store) = store.lock()
+            && let Err(e) = store.count_suppression_hit(hit.id)
         {
-            let _ = store.count_suppression_hit(hit.id);
+            tracing::warn!("cannot count the suppression's hit: {e}");
         }
         Some(hit)
     }
@@ -134,26 +126,6 @@ impl Suppressions {
     }
 }
 
-/// Stores a verdict (the `reviewed` event goes to the outbox when `topic` is given) and, for
-/// a dismissal, remembers the incident so look-alikes are suppressed. Used by the HTTP API
-/// and the MQTT `review` command alike.
-pub fn apply_review(
-    store: &mut Store,
-    memory: Option<&Suppressions>,
-    request: &crate::store::ReviewRequest<'_>,
-    offset: chrono::FixedOffset,
-    topic: Option<&str>,
-) -> Result<Value, StoreError> {
-    let reviewed = store.review(request, offset, topic)?;
-    if request.verdict == crate::incidents::Verdict::Dismissed
-        && let Some(memory) = memory
-        && let Some(incident) = store.incident(request.incident_id)?
-    {
-        memory.add_dismissed(store, &incident, request.at_us)?;
-    }
-    Ok(reviewed)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,13 +133,15 @@ mod tests {
     #[test]
     fn matches_same_place_kind_and_zone_until_expiry() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(dir.path(), Default::default()).unwrap();
-        let memory = Suppressions::load(&store, 0.5, 1_000_000, 0).unwrap();
+        let store = Handle::open(dir.path(), Default::default()).unwrap();
+        let memory = store.load_suppressions(0.5, 1_000_000, 0).unwrap();
         let event = serde_json::json!({
             "incident_id": "i1", "camera": {"id": "cam"}, "zone": {"id": "lane"},
             "kind": "illegal_parking", "objects": [{"box_norm": [0.1, 0.1, 0.3, 0.3]}],
         });
-        memory.add_dismissed(&mut store, &event, 0).unwrap();
+        let mut dismissed = memory.dismissal(&event, 0);
+        dismissed.id = store.lock().insert_suppression(&dismissed, 0).unwrap();
+        memory.remember(dismissed);
         let same = BBox {
             x1: 0.11,
             y1: 0.1,
@@ -213,9 +187,10 @@ mod tests {
             "expired"
         );
         assert_eq!(memory.active(10)[0].hits, 1);
-        // Survives a restart.
-        let again = Suppressions::load(&store, 0.5, 1_000_000, 10).unwrap();
+        // Survives a restart, with its hit.
+        let again = store.load_suppressions(0.5, 1_000_000, 10).unwrap();
         assert_eq!(again.active(10).len(), 1);
+        assert_eq!(again.active(10)[0].hits, 1);
         assert!(again.active(2_000_000).is_empty());
     }
 }
