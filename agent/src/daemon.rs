@@ -632,9 +632,7 @@ fn deliver(
             "{}",
             event.description
         );
-        if let Err(e) = delivery.record(&mut event) {
-            tracing::error!(incident = %event.incident_id, "cannot store the event: {e}");
-        }
+        delivery.record(&mut event);
         if let Some(worker) = evidence
             && event.state == EventState::Opened
         {

@@ -182,12 +182,10 @@ impl<W: Write> FrameSink for ReplaySink<'_, W> {
         // during a gap) must not follow the frame in the stream.
         for event in self.analytics.on_frame(meta, detections) {
             let mut event = event.clone();
-            if let Some(delivery) = &self.delivery
-                && let Err(e) = delivery.record(&mut event)
-            {
-                // The JSON Lines output still gets the event; the store problem is reported
-                // (a full disk must not stop the analysis).
-                tracing::error!(incident = %event.incident_id, "cannot store the event: {e}");
+            // The JSON Lines output gets the event whatever the store says: an event the
+            // store cannot take (a full disk) is held and reported, the analysis goes on.
+            if let Some(delivery) = &self.delivery {
+                delivery.record(&mut event);
             }
             if let Some(evidence) = self.evidence
                 && event.state == EventState::Opened

@@ -33,12 +33,22 @@ pub fn camera_polygons(camera: &CameraConfig) -> Vec<(String, Polygon)> {
         .collect()
 }
 
+/// A zone's or line's `objects` entry the model does not know.
+#[derive(Debug, thiserror::Error)]
+#[error("`{name}` is neither a label nor a label group of model {model} (groups: {groups})")]
+pub struct UnknownObject {
+    pub name: String,
+    pub model: String,
+    /// The model's label groups, comma-separated.
+    pub groups: String,
+}
+
 /// The class ids of `objects` (labels or label groups of the model); `None` for an empty
 /// list, which means every class.
 pub fn resolve_objects(
     objects: &[String],
     manifest: &ModelManifest,
-) -> Result<Option<Vec<u16>>, String> {
+) -> Result<Option<Vec<u16>>, UnknownObject> {
     if objects.is_empty() {
         return Ok(None);
     }
@@ -50,11 +60,11 @@ pub fn resolve_objects(
             ids.push(id);
         } else {
             let groups: Vec<&str> = manifest.label_groups.keys().map(|k| k.as_str()).collect();
-            return Err(format!(
-                "`{name}` is neither a label nor a label group of model {} (groups: {})",
-                manifest.name,
-                groups.join(", ")
-            ));
+            return Err(UnknownObject {
+                name: name.clone(),
+                model: manifest.name.clone(),
+                groups: groups.join(", "),
+            });
         }
     }
     ids.sort_unstable();
@@ -79,7 +89,10 @@ pub struct Zone {
 
 impl Zone {
     /// Builds a zone, resolving `objects` (labels or label groups) against the model.
-    pub fn from_config(config: &ZoneConfig, manifest: &ModelManifest) -> Result<Zone, String> {
+    pub fn from_config(
+        config: &ZoneConfig,
+        manifest: &ModelManifest,
+    ) -> Result<Zone, UnknownObject> {
         let classes = resolve_objects(&config.objects, manifest)?;
         Ok(Zone {
             id: config.id.clone(),
@@ -389,7 +402,9 @@ objects = ["vehicle", "person"]"#,
         let z = Zone::from_config(&config, &manifest).unwrap();
         assert_eq!(z.classes, Some(vec![0, 2, 3, 5, 7]));
         config.objects = vec!["ebike".into()];
-        let err = Zone::from_config(&config, &manifest).unwrap_err();
+        let err = Zone::from_config(&config, &manifest)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("`ebike`") && err.contains("two_wheeler"),
             "{err}"

@@ -34,6 +34,56 @@ use crate::metrics::disk_free;
 use crate::publish::{Delivery, Topics};
 use crate::rules::ObjectRef;
 
+/// Deletes one evidence file (`std::fs::remove_file` but in tests).
+type FileDeleter = Box<dyn Fn(&Path) -> std::io::Result<()> + Send>;
+
+/// Why an incident's snapshot or clip could not be stored; its text becomes the incident's
+/// `evidence.error`, so it reads as one line an installer can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum EvidenceError {
+    #[error(
+        "not enough free space for evidence: {} free on the filesystem of {}, {} of it kept in reserve for the database (storage.reserve_bytes), about {} needed",
+        human_bytes(*.free), .dir.display(), human_bytes(*.reserve), human_bytes(*.needed)
+    )]
+    NoRoom {
+        free: u64,
+        dir: PathBuf,
+        reserve: u64,
+        needed: u64,
+    },
+    /// The ring no longer (or not yet) holds the video of that moment.
+    #[error("no video held for the {0}")]
+    NoVideo(&'static str),
+    #[error("{what}: {source}")]
+    Media {
+        what: &'static str,
+        source: media::MediaError,
+    },
+    #[error("cannot create {}: {source}", .path.display())]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {}: {source}", .path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {}: {source}", .path.display())]
+    Encode {
+        path: PathBuf,
+        source: image::ImageError,
+    },
+    #[error("cannot read back {}: {source}", .path.display())]
+    ReadBack {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The checksum of a file just written (its error names the file).
+    #[error(transparent)]
+    Checksum(#[from] crate::assets::AssetError),
+}
+
 pub use ring::PacketRing;
 
 /// Packet rings by camera id.
@@ -188,6 +238,8 @@ struct Worker {
     unrecorded: std::collections::VecDeque<UnrecordedEvidence>,
     last_retention: Instant,
     last_free_check: Instant,
+    /// How retention deletes a file (the tests watch the store's lock from here).
+    delete_file: FileDeleter,
 }
 
 impl Worker {
@@ -198,6 +250,7 @@ impl Worker {
             unrecorded: std::collections::VecDeque::new(),
             last_retention: Instant::now(),
             last_free_check: Instant::now(),
+            delete_file: Box::new(|path| std::fs::remove_file(path)),
         }
     }
 
@@ -254,7 +307,7 @@ impl Worker {
 
     /// Makes room for a write of about `bytes`, so that the reserve stays free: asks
     /// retention to delete what it must, and refuses when even that is not enough.
-    fn room_for(&mut self, bytes: u64) -> Result<(), String> {
+    fn room_for(&mut self, bytes: u64) -> Result<(), EvidenceError> {
         let reserve = self.context.reserve_bytes;
         let Some(free) = self.free_bytes() else {
             return Ok(());
@@ -267,13 +320,12 @@ impl Worker {
         if free >= reserve.saturating_add(bytes) {
             return Ok(());
         }
-        Err(format!(
-            "not enough free space for evidence: {} free on the filesystem of {}, {} of it kept in reserve for the database (storage.reserve_bytes), about {} needed",
-            human_bytes(free),
-            self.context.evidence_dir.display(),
-            human_bytes(reserve),
-            human_bytes(bytes)
-        ))
+        Err(EvidenceError::NoRoom {
+            free,
+            dir: self.context.evidence_dir.clone(),
+            reserve,
+            needed: bytes,
+        })
     }
 
     fn topic(&self, camera: &str) -> Option<String> {
@@ -326,12 +378,15 @@ impl Worker {
         request: &EvidenceRequest,
         frame_at: i64,
         dir: &Path,
-    ) -> Result<Vec<EvidenceFile>, String> {
+    ) -> Result<Vec<EvidenceFile>, EvidenceError> {
         let range = ring
             .range(frame_at, frame_at)
-            .ok_or_else(|| "no video held for the snapshot".to_string())?;
+            .ok_or(EvidenceError::NoVideo("snapshot"))?;
         let mut image =
-            media::decode_frame(&range, frame_at).map_err(|e| format!("snapshot: {e}"))?;
+            media::decode_frame(&range, frame_at).map_err(|source| EvidenceError::Media {
+                what: "snapshot",
+                source,
+            })?;
         let (w, h) = (image.width() as f32, image.height() as f32);
         let thickness = (image.width().max(image.height()) / 300).max(2) as i64;
         if let Some(polygon) = &request.zone_polygon {
@@ -350,8 +405,10 @@ impl Worker {
         }
         let pixels = u64::from(image.width()) * u64::from(image.height());
         self.room_for((pixels as f64 * SNAPSHOT_BYTES_PER_PIXEL) as u64)?;
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|source| EvidenceError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         let snapshot = dir.join("snapshot.jpg");
         let thumb = dir.join("thumb.jpg");
         let tw = self.context.config.thumbnail_width.min(image.width());
@@ -382,9 +439,14 @@ impl Worker {
         kind: &str,
         path: &Path,
         incident_id: &str,
-    ) -> Result<EvidenceFile, String> {
-        let bytes = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
-        let sha256 = sha256_file(path).map_err(|e| e.to_string())?;
+    ) -> Result<EvidenceFile, EvidenceError> {
+        let bytes = std::fs::metadata(path)
+            .map_err(|source| EvidenceError::ReadBack {
+                path: path.to_path_buf(),
+                source,
+            })?
+            .len();
+        let sha256 = sha256_file(path)?;
         let relative = path
             .strip_prefix(&self.context.data_dir)
             .unwrap_or(path)
@@ -408,14 +470,14 @@ impl Worker {
     fn announce(
         &mut self,
         request: &EvidenceRequest,
-        outcome: Result<Vec<EvidenceFile>, String>,
+        outcome: Result<Vec<EvidenceFile>, EvidenceError>,
         at_us: i64,
     ) {
         let (files, error) = match outcome {
             Ok(files) => (files, None),
             Err(e) => {
                 tracing::error!(incident = %request.incident_id, "evidence not stored: {e}");
-                (Vec::new(), Some(e))
+                (Vec::new(), Some(e.to_string()))
             }
         };
         let unrecorded = UnrecordedEvidence {
@@ -501,18 +563,25 @@ impl Worker {
             let clip = self.pending.swap_remove(i);
             let outcome = ring
                 .range(clip.from_us, clip.to_us)
-                .ok_or_else(|| "no video held for the clip".to_string())
+                .ok_or(EvidenceError::NoVideo("clip"))
                 .and_then(|range| {
                     // The MP4 holds the packets plus a small index.
                     let bytes: u64 = range.packets.iter().map(|p| p.data.len() as u64).sum();
                     self.room_for(bytes + (64 << 10))?;
-                    std::fs::create_dir_all(&clip.dir)
-                        .map_err(|e| format!("cannot create {}: {e}", clip.dir.display()))?;
+                    std::fs::create_dir_all(&clip.dir).map_err(|source| {
+                        EvidenceError::CreateDir {
+                            path: clip.dir.clone(),
+                            source,
+                        }
+                    })?;
                     let path = clip.dir.join("clip.mp4");
                     write_whole(&path, |partial| {
                         media::write_clip(&range, partial)
                             .map(drop)
-                            .map_err(|e| format!("clip: {e}"))
+                            .map_err(|source| EvidenceError::Media {
+                                what: "clip",
+                                source,
+                            })
                     })
                     .and_then(|()| {
                         self.file_entry("clip", &path, &clip.request.incident_id)
@@ -567,7 +636,7 @@ impl Worker {
                 continue;
             }
             let path = self.context.data_dir.join(&file.path);
-            match std::fs::remove_file(&path) {
+            match (self.delete_file)(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => {
@@ -675,10 +744,16 @@ impl Worker {
 /// Writes `path` whole or not at all: `write` fills `<stem>.partial.<ext>` (the extension
 /// kept: FFmpeg picks the container from it), which is renamed over `path` once complete;
 /// on any error the partial file is removed.
-fn write_whole(path: &Path, write: impl FnOnce(&Path) -> Result<(), String>) -> Result<(), String> {
+fn write_whole(
+    path: &Path,
+    write: impl FnOnce(&Path) -> Result<(), EvidenceError>,
+) -> Result<(), EvidenceError> {
     let partial = partial_path(path);
     let result = write(&partial).and_then(|()| {
-        std::fs::rename(&partial, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
+        std::fs::rename(&partial, path).map_err(|source| EvidenceError::Write {
+            path: path.to_path_buf(),
+            source,
+        })
     });
     if result.is_err() {
         let _ = std::fs::remove_file(&partial);
@@ -714,19 +789,25 @@ fn human_bytes(bytes: u64) -> String {
     }
 }
 
-fn save_jpeg(image: &image::RgbImage, path: &Path, quality: u8) -> Result<(), String> {
-    let file =
-        std::fs::File::create(path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+fn save_jpeg(image: &image::RgbImage, path: &Path, quality: u8) -> Result<(), EvidenceError> {
+    let write_error = |source| EvidenceError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::create(path).map_err(write_error)?;
     let mut writer = std::io::BufWriter::new(file);
     let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut writer, quality);
     image
         .write_with_encoder(encoder)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        .map_err(|source| EvidenceError::Encode {
+            path: path.to_path_buf(),
+            source,
+        })?;
     use std::io::Write as _;
     writer
         .flush()
         .and_then(|()| writer.get_ref().sync_all())
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+        .map_err(write_error)
 }
 
 /// Total bytes of the filesystem holding `path`.
@@ -763,6 +844,103 @@ mod tests {
         })
     }
 
+    /// An incident in the worker's store with rows for `files` (kind, path under the data
+    /// directory), as `attach_evidence` writes them.
+    fn incident_with_files(worker: &Worker, files: &[(&str, &str)]) -> String {
+        let store = worker.context.delivery.store();
+        let config = crate::config::Config::parse(
+            "[site]\nid = \"s\"\ngrid_code = \"1\"\n[[cameras]]\nid = \"cam\"\nurl = \"x\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        let mut log = crate::incidents::IncidentLog::new(&config, &config.cameras[0], &[]);
+        let mut event = log.record(&crate::rules::RuleEvent {
+            kind: crate::rules::Kind::CameraOffline,
+            zone: None,
+            key: (0, 0),
+            transition: crate::rules::Transition::Open,
+            at_us: 1_764_000_000_000_000,
+            started_at_us: 1_764_000_000_000_000,
+            ended_at_us: None,
+            objects: Vec::new(),
+            count: 0,
+            peak_count: 0,
+            confidence: 1.0,
+            confirmed: true,
+            signals: Vec::new(),
+            best_at_us: 1_764_000_000_000_000,
+        });
+        store.record(&mut event, None).unwrap();
+        let files: Vec<EvidenceFile> = files
+            .iter()
+            .map(|(kind, path)| EvidenceFile {
+                kind: (*kind).into(),
+                path: (*path).into(),
+                url: None,
+                bytes: 4,
+                sha256: String::new(),
+            })
+            .collect();
+        store
+            .attach_evidence(
+                &event.incident_id,
+                &files,
+                None,
+                1,
+                worker.context.offset,
+                None,
+            )
+            .unwrap();
+        event.incident_id
+    }
+
+    #[test]
+    fn retention_deletes_files_without_holding_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let worker = &mut worker_in(dir.path(), 0);
+        let files = ["snapshot", "thumbnail", "clip"].map(|kind| {
+            let path = format!("evidence/2026/12/03/a/{kind}");
+            std::fs::create_dir_all(dir.path().join("evidence/2026/12/03/a")).unwrap();
+            std::fs::write(dir.path().join(&path), b"data").unwrap();
+            (kind, path)
+        });
+        let named: Vec<(&str, &str)> = files.iter().map(|(k, p)| (*k, p.as_str())).collect();
+        incident_with_files(worker, &named);
+        // Each deletion looks at the store's lock: the inference workers' writes must be
+        // able to go on while files are unlinked (slow on an SD card or a busy NVR disk).
+        let store = worker.context.delivery.store().clone();
+        let deleted = Arc::new(std::sync::Mutex::new(Vec::new()));
+        worker.delete_file = Box::new({
+            let deleted = Arc::clone(&deleted);
+            move |path| {
+                assert!(
+                    !store.is_locked(),
+                    "retention holds the store while deleting"
+                );
+                deleted.lock().unwrap().push(path.to_path_buf());
+                std::fs::remove_file(path)
+            }
+        });
+        worker.context.config.quota_bytes = Some(0);
+        worker.retention(0);
+        assert_eq!(
+            deleted.lock().unwrap().len(),
+            3,
+            "everything over a zero quota"
+        );
+        assert!(!dir.path().join("evidence/2026/12/03/a").exists());
+        assert!(
+            worker
+                .context
+                .delivery
+                .store()
+                .live_evidence()
+                .unwrap()
+                .is_empty(),
+            "their rows are marked"
+        );
+    }
+
     #[test]
     fn the_start_sweep_deletes_what_no_row_knows_and_keeps_what_one_does() {
         let dir = tempfile::tempdir().unwrap();
@@ -775,50 +953,20 @@ mod tests {
         std::fs::write(crashed.join("snapshot.jpg"), b"").unwrap();
         std::fs::write(incident.join("snapshot.jpg"), b"jpeg").unwrap();
         // The incident and a row for its snapshot (written by attach_evidence).
-        {
-            let store = worker.context.delivery.store();
-            let config = crate::config::Config::parse(
-                "[site]\nid = \"s\"\ngrid_code = \"1\"\n[[cameras]]\nid = \"cam\"\nurl = \"x\"\n",
-                Path::new("c.toml"),
-            )
-            .unwrap();
-            let mut log = crate::incidents::IncidentLog::new(&config, &config.cameras[0], &[]);
-            let mut event = log.record(&crate::rules::RuleEvent {
-                kind: crate::rules::Kind::CameraOffline,
-                zone: None,
-                key: (0, 0),
-                transition: crate::rules::Transition::Open,
-                at_us: 1_764_000_000_000_000,
-                started_at_us: 1_764_000_000_000_000,
-                ended_at_us: None,
-                objects: Vec::new(),
-                count: 0,
-                peak_count: 0,
-                confidence: 1.0,
-                confirmed: true,
-                signals: Vec::new(),
-                best_at_us: 1_764_000_000_000_000,
-            });
-            store.record(&mut event, None).unwrap();
-            let file = EvidenceFile {
-                kind: "snapshot".into(),
-                path: "evidence/2026/12/03/a/snapshot.jpg".into(),
-                url: None,
-                bytes: 4,
-                sha256: String::new(),
-            };
-            store
-                .attach_evidence(
-                    &event.incident_id,
-                    &[file],
-                    None,
-                    1,
-                    worker.context.offset,
-                    None,
-                )
-                .unwrap();
-            assert_eq!(store.live_evidence().unwrap().len(), 1);
-        }
+        incident_with_files(
+            worker,
+            &[("snapshot", "evidence/2026/12/03/a/snapshot.jpg")],
+        );
+        assert_eq!(
+            worker
+                .context
+                .delivery
+                .store()
+                .live_evidence()
+                .unwrap()
+                .len(),
+            1
+        );
         worker.sweep_orphans();
         assert!(
             incident.join("snapshot.jpg").exists(),
@@ -841,7 +989,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // No filesystem here has u64::MAX / 2 bytes free: the reserve cannot be kept.
         let worker = &mut worker_in(dir.path(), u64::MAX / 2);
-        let err = worker.room_for(1 << 20).unwrap_err();
+        let err = worker.room_for(1 << 20).unwrap_err().to_string();
         assert!(err.contains("not enough free space for evidence"), "{err}");
         assert!(err.contains("storage.reserve_bytes"), "{err}");
         assert!(!err.contains('\n'));
@@ -855,7 +1003,10 @@ mod tests {
         let path = dir.path().join("clip.mp4");
         let failed = write_whole(&path, |partial| {
             std::fs::write(partial, b"half").unwrap();
-            Err("disk full".into())
+            Err(EvidenceError::Write {
+                path: partial.to_path_buf(),
+                source: std::io::Error::other("disk full"),
+            })
         });
         assert!(failed.is_err());
         assert!(
@@ -864,7 +1015,10 @@ mod tests {
         );
         assert_eq!(partial_path(&path), dir.path().join("clip.partial.mp4"));
         write_whole(&path, |partial| {
-            std::fs::write(partial, b"whole").map_err(|e| e.to_string())
+            std::fs::write(partial, b"whole").map_err(|source| EvidenceError::Write {
+                path: partial.to_path_buf(),
+                source,
+            })
         })
         .unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"whole");

@@ -755,23 +755,26 @@ impl Delivery {
     }
 
     /// Stores the event (renumbering it after any reviews) and queues it for MQTT; if the
-    /// store cannot write now, holds it (see the type's documentation). An error only when
-    /// the event could neither be stored nor held.
-    pub fn record(&self, event: &mut crate::incidents::IncidentEvent) -> Result<(), String> {
-        let mut held = self
-            .held
-            .lock()
-            .map_err(|_| "held events lock poisoned".to_string())?;
+    /// store cannot write now, holds it (see the type's documentation).
+    pub fn record(&self, event: &mut crate::incidents::IncidentEvent) {
+        let mut held = self.held();
         // Earlier events first: an incident's events reach the store in order.
         self.write_held(&mut held);
         if held.is_empty() {
             match self.write(event) {
-                Ok(()) => return Ok(()),
+                Ok(()) => return,
                 Err(e) => self.write_failed(&e, held.len() + 1),
             }
         }
         hold(&mut held, event.clone(), &self.health);
-        Ok(())
+    }
+
+    /// The events held in memory. A panic while they were locked left a queue of whole
+    /// events (each push and pop is one step), so a poisoned lock is taken over.
+    fn held(&self) -> std::sync::MutexGuard<'_, VecDeque<crate::incidents::IncidentEvent>> {
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Writes what is held, if the store takes writes again (called every second).
@@ -785,9 +788,8 @@ impl Delivery {
     }
 
     pub fn retry_held(&self) {
-        if let Ok(mut held) = self.held.lock()
-            && !held.is_empty()
-        {
+        let mut held = self.held();
+        if !held.is_empty() {
             self.write_held(&mut held);
         }
     }
@@ -807,14 +809,12 @@ impl Delivery {
 
     /// Events held in memory now.
     pub fn held_count(&self) -> usize {
-        self.held.lock().map_or(0, |h| h.len())
+        self.held().len()
     }
 
-    fn write(&self, event: &mut crate::incidents::IncidentEvent) -> Result<(), String> {
+    fn write(&self, event: &mut crate::incidents::IncidentEvent) -> Result<(), StoreError> {
         let topic = self.topics.as_ref().map(|t| t.incident(&event.camera.id));
-        self.store
-            .record(event, topic.as_deref())
-            .map_err(|e| e.to_string())?;
+        self.store.record(event, topic.as_deref())?;
         self.wake.notify_one();
         self.wake_actions();
         Ok(())
@@ -840,8 +840,8 @@ impl Delivery {
         }
     }
 
-    fn write_failed(&self, error: &str, held: usize) {
-        if self.health.failed(error) {
+    fn write_failed(&self, error: &StoreError, held: usize) {
+        if self.health.failed(&error.to_string()) {
             tracing::error!(
                 held,
                 limit = MAX_HELD_EVENTS,
@@ -875,14 +875,11 @@ impl Delivery {
         &self,
         watched: &[String],
         offset: FixedOffset,
-    ) -> Result<usize, String> {
+    ) -> Result<usize, StoreError> {
         if watched.is_empty() {
             return Ok(0);
         }
-        let cameras = self
-            .store
-            .cameras_with_open_incidents()
-            .map_err(|e| e.to_string())?;
+        let cameras = self.store.cameras_with_open_incidents()?;
         let mut closed = 0;
         for camera in cameras {
             let reason = if watched.contains(&camera) {
@@ -903,18 +900,15 @@ impl Delivery {
         camera: &str,
         reason: crate::rules::CloseReason,
         offset: FixedOffset,
-    ) -> Result<usize, String> {
+    ) -> Result<usize, StoreError> {
         let topic = self.topics.as_ref().map(|t| t.incident(camera));
-        let closed = self
-            .store
-            .close_open_incidents(
-                camera,
-                reason,
-                chrono::Utc::now().timestamp_micros(),
-                offset,
-                topic.as_deref(),
-            )
-            .map_err(|e| e.to_string())?;
+        let closed = self.store.close_open_incidents(
+            camera,
+            reason,
+            chrono::Utc::now().timestamp_micros(),
+            offset,
+            topic.as_deref(),
+        )?;
         for event in &closed {
             tracing::info!(
                 incident = event["incident_id"].as_str().unwrap_or_default(),

@@ -256,7 +256,7 @@ impl RuleSet {
                 ];
                 (path.iter().map(|s| s.to_string()).collect::<Vec<_>>(), e)
             };
-            zones.push(Zone::from_config(zc, manifest).map_err(|e| at("objects", e))?);
+            zones.push(Zone::from_config(zc, manifest).map_err(|e| at("objects", e.to_string()))?);
             if let Some(r) = &zc.illegal_parking {
                 let schedule =
                     Schedule::parse(&r.schedule).map_err(|e| at("illegal_parking", e))?;
@@ -352,7 +352,7 @@ impl RuleSet {
                 (path.iter().map(|s| s.to_string()).collect::<Vec<_>>(), e)
             };
             let classes = crate::zones::resolve_objects(&lc.objects, manifest)
-                .map_err(|e| at("objects", e))?;
+                .map_err(|e| at("objects", e.to_string()))?;
             let schedule = Schedule::parse(&lc.schedule).map_err(|e| at("schedule", e))?;
             lines.push(line::LineRule::new(
                 &lc.id,

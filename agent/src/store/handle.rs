@@ -58,6 +58,15 @@ impl Handle {
         self.store.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Whether another thread holds the store now (tests check who holds it across I/O).
+    #[cfg(test)]
+    pub fn is_locked(&self) -> bool {
+        matches!(
+            self.store.try_lock(),
+            Err(std::sync::TryLockError::WouldBlock)
+        )
+    }
+
     /// Has every stored event queue the actions it triggers (see [`Store`]'s `record`).
     pub fn set_action_bodies(&self, bodies: ActionBodies) {
         self.lock().set_action_bodies(bodies);

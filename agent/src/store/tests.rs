@@ -352,6 +352,74 @@ fn an_evidence_error_carries_over_to_later_events_like_files_do() {
 }
 
 #[test]
+fn the_handle_tells_whether_its_store_is_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let handle = Handle::open(dir.path(), OutboxLimits::default()).unwrap();
+    assert!(!handle.is_locked());
+    let held = handle.lock();
+    assert!(handle.is_locked());
+    drop(held);
+    assert!(!handle.is_locked());
+}
+
+#[test]
+fn evidence_rows_and_their_updated_event_are_written_together_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let offset = FixedOffset::east_opt(8 * 3600).unwrap();
+    let mut store = open_store(dir.path(), OutboxLimits::default());
+    let mut opened = log().record(&change(0, Transition::Open, 0));
+    store.record(&mut opened, Some(TOPIC)).unwrap();
+    let files =
+        [("snapshot", "a/snapshot.jpg"), ("clip", "a/clip.mp4")].map(|(kind, path)| EvidenceFile {
+            kind: kind.into(),
+            path: path.into(),
+            url: None,
+            bytes: 10,
+            sha256: String::new(),
+        });
+    // The second row's write fails (a crash or a full disk between the rows): the event
+    // that announces both must not be left behind pointing at rows that do not exist.
+    store
+        .conn
+        .execute_batch(
+            "CREATE TEMP TRIGGER fail_the_clip BEFORE INSERT ON evidence WHEN NEW.kind = 'clip'
+             BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END;",
+        )
+        .unwrap();
+    let failed = store.attach_evidence(&opened.incident_id, &files, None, 1, offset, Some(TOPIC));
+    assert!(failed.is_err());
+    assert!(
+        store.live_evidence().unwrap().is_empty(),
+        "no row of the two"
+    );
+    assert_eq!(
+        store.events_of(&opened.incident_id).unwrap().len(),
+        1,
+        "no updated event"
+    );
+    assert_eq!(
+        store.outbox_after(0, 10).unwrap().len(),
+        1,
+        "nothing queued"
+    );
+    let last = store.incident(&opened.incident_id).unwrap().unwrap();
+    assert_eq!(last["state"], "opened");
+
+    // Once the disk takes writes again, the same call stores both rows and the event.
+    store
+        .conn
+        .execute_batch("DROP TRIGGER fail_the_clip;")
+        .unwrap();
+    let updated = store
+        .attach_evidence(&opened.incident_id, &files, None, 1, offset, Some(TOPIC))
+        .unwrap();
+    assert_eq!(updated["evidence"]["files"].as_array().unwrap().len(), 2);
+    assert_eq!(store.live_evidence().unwrap().len(), 2);
+    assert_eq!(store.events_of(&opened.incident_id).unwrap().len(), 2);
+    assert_eq!(store.outbox_after(0, 10).unwrap().len(), 2);
+}
+
+#[test]
 fn crossings_are_counted_per_line_direction_and_class() {
     use crate::rules::line::{Crossed, Crossing};
     let dir = tempfile::tempdir().unwrap();

@@ -115,7 +115,7 @@ fn run(agents: usize, per_agent: usize) -> Row {
             let committed = Arc::clone(&committed);
             std::thread::spawn(move || {
                 for event in &mut events {
-                    delivery.record(event).expect("record");
+                    delivery.record(event);
                     committed
                         .lock()
                         .unwrap()
