@@ -15,8 +15,8 @@ use serde_json::Value;
 use super::suppress::{Suppression, Suppressions};
 use super::{
     ActionBodies, CrossingCount, CrossingDayCount, DueAction, IncidentFact, IncidentFilter,
-    OutboxLimits, OutboxRow, OutboxStats, ReviewRequest, StatsSource, Store, StoreError,
-    StoredEvidence,
+    IncidentRow, OutboxLimits, OutboxRow, OutboxStats, ReviewRequest, StatsSource, Store,
+    StoreError, StoredEvidence,
 };
 use crate::incidents::{EvidenceFile, IncidentEvent, Verdict};
 
@@ -138,12 +138,13 @@ impl Handle {
     pub fn list_incidents(
         &self,
         filter: &IncidentFilter<'_>,
-    ) -> Result<(u64, Vec<Value>), StoreError> {
+    ) -> Result<(u64, Vec<IncidentRow>), StoreError> {
         self.lock().list_incidents(filter)
     }
 
-    pub fn incident_summary(&self, incident_id: &str) -> Result<Option<Value>, StoreError> {
-        self.lock().incident_summary(incident_id)
+    /// One incident: its latest event, review and evidence still on disk.
+    pub fn incident_row(&self, incident_id: &str) -> Result<Option<IncidentRow>, StoreError> {
+        self.lock().incident_row(incident_id)
     }
 
     /// Incidents per state, for `/metrics`.

@@ -851,7 +851,7 @@ impl Store {
     pub fn list_incidents(
         &self,
         filter: &IncidentFilter<'_>,
-    ) -> Result<(u64, Vec<Value>), StoreError> {
+    ) -> Result<(u64, Vec<IncidentRow>), StoreError> {
         let mut clauses = Vec::new();
         let mut values: Vec<rusqlite::types::Value> = Vec::new();
         let mut add = |clause: &str, value: rusqlite::types::Value| {
@@ -912,16 +912,16 @@ impl Store {
         };
         let mut items = Vec::with_capacity(ids.len());
         for id in ids {
-            if let Some(summary) = self.incident_summary(&id)? {
-                items.push(summary);
+            if let Some(row) = self.incident_row(&id)? {
+                items.push(row);
             }
         }
         Ok((total as u64, items))
     }
 
-    /// What the review page shows of one incident: its latest state, the review, the
-    /// evidence files still on disk (as API URLs).
-    pub fn incident_summary(&self, incident_id: &str) -> Result<Option<Value>, StoreError> {
+    /// One incident as stored: its latest event, its review and the evidence kinds whose
+    /// files are still on disk.
+    pub fn incident_row(&self, incident_id: &str) -> Result<Option<IncidentRow>, StoreError> {
         let row: Option<(String, ReviewColumns)> = self
             .conn
             .query_row(
@@ -934,41 +934,25 @@ impl Store {
         let Some((last, (verdict, reviewer, note, reviewed_at))) = row else {
             return Ok(None);
         };
-        let event: Value =
+        let last_event: Value =
             serde_json::from_str(&last).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let url = |kind: &str, name: &str| -> Result<Value, StoreError> {
-            Ok(self
-                .evidence_path(incident_id, kind)?
-                .map_or(Value::Null, |_| {
-                    format!("/api/incidents/{incident_id}/{name}").into()
-                }))
-        };
-        Ok(Some(serde_json::json!({
-            "incident_id": incident_id,
-            "kind": event["kind"],
-            "state": event["state"],
-            "status": event["status"],
-            "camera": event["camera"],
-            "zone": event["zone"],
-            "category": event["category"],
-            "description": event["description"],
-            "started_at": event["started_at"],
-            "opened_at": event["opened_at"],
-            "closed_at": event["closed_at"],
-            "duration_s": event["duration_s"],
-            "count": event["count"],
-            "peak_count": event["peak_count"],
-            "confidence": event["confidence"],
-            "objects": event["objects"],
-            "signals": event["evidence"]["signals"],
-            "evidence_error": event["evidence"]["error"],
-            "review": verdict.map(|v| serde_json::json!({
-                "verdict": v, "reviewer": reviewer, "note": note, "reviewed_at": reviewed_at,
-            })),
-            "snapshot_url": url("snapshot", "snapshot.jpg")?,
-            "thumbnail_url": url("thumbnail", "thumb.jpg")?,
-            "clip_url": url("clip", "clip.mp4")?,
-        })))
+        let mut evidence_on_disk = Vec::new();
+        for kind in ["snapshot", "thumbnail", "clip"] {
+            if self.evidence_path(incident_id, kind)?.is_some() {
+                evidence_on_disk.push(kind);
+            }
+        }
+        Ok(Some(IncidentRow {
+            incident_id: incident_id.to_string(),
+            last_event,
+            review: verdict.map(|verdict| StoredReview {
+                verdict,
+                reviewer,
+                note,
+                reviewed_at,
+            }),
+            evidence_on_disk,
+        }))
     }
 
     /// Incidents raised, per kind.
@@ -1162,6 +1146,26 @@ impl Store {
             .map_err(self.sql())?;
         Ok(rows)
     }
+}
+
+/// An incident as the store holds it (the review page's JSON is the web's business).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncidentRow {
+    pub incident_id: String,
+    /// The latest event, exactly as published (schema v1).
+    pub last_event: Value,
+    pub review: Option<StoredReview>,
+    /// `snapshot`, `thumbnail`, `clip`: the evidence whose files are still on disk.
+    pub evidence_on_disk: Vec<&'static str>,
+}
+
+/// A station's verdict as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredReview {
+    pub verdict: String,
+    pub reviewer: Option<String>,
+    pub note: Option<String>,
+    pub reviewed_at: Option<String>,
 }
 
 /// Verdict, reviewer, note and time of a review, as stored (all null before one).

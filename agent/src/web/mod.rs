@@ -9,6 +9,7 @@
 //! request can read another file. Clips are served with HTTP Range support for seeking.
 
 mod cameras;
+mod json;
 mod sessions;
 mod stats;
 
@@ -26,7 +27,7 @@ use axum::{Extension, Json, Router};
 use chrono::FixedOffset;
 use rand::Rng as _;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
 use crate::config::{Config, WebConfig};
@@ -526,7 +527,8 @@ async fn list_incidents(
         limit,
         offset,
     }) {
-        Ok((total, items)) => {
+        Ok((total, rows)) => {
+            let items: Vec<Value> = rows.iter().map(json::incident_summary).collect();
             Json(json!({ "total": total, "limit": limit, "offset": offset, "items": items }))
                 .into_response()
         }
@@ -539,9 +541,10 @@ async fn get_incident(State(state): State<Arc<WebState>>, Path(id): Path<String>
         return error(StatusCode::BAD_REQUEST, "not an incident id");
     }
     let store = &state.store;
-    match (store.incident_summary(&id), store.events_of(&id)) {
-        (Ok(Some(summary)), Ok(events)) => {
-            Json(json!({ "incident": summary, "events": events })).into_response()
+    match (store.incident_row(&id), store.events_of(&id)) {
+        (Ok(Some(row)), Ok(events)) => {
+            Json(json!({ "incident": json::incident_summary(&row), "events": events }))
+                .into_response()
         }
         (Ok(None), _) => error(StatusCode::NOT_FOUND, "no such incident"),
         (Err(e), _) | (_, Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
