@@ -83,7 +83,7 @@ pub fn start_delivery(
         return Ok((Some(delivery), None));
     };
     let settings = PublisherSettings::from_config(config, mqtt)
-        .map_err(|message| config.error_naming_field(message))?;
+        .map_err(|e| config.error_naming_field(e.to_string()))?;
     let delivery = Delivery::new(
         store,
         Some(Topics::new(mqtt, &config.site.id)),

@@ -42,7 +42,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<()> {
         Some(mqtt) => {
             // Reads the password source and the TLS files, as the publisher will.
             PublisherSettings::from_config(&config, mqtt)
-                .map_err(|message| config.error_naming_field(message))?;
+                .map_err(|e| config.error_naming_field(e.to_string()))?;
             println!(
                 "mqtt        {}:{} (MQTT {}, {}, user {}), topics under {}",
                 mqtt.host,

@@ -60,19 +60,45 @@ impl std::fmt::Debug for ConnectSettings {
     }
 }
 
+/// Why an MQTT connection could not be set up, made or kept. The texts name the config
+/// key to check where one helps.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum MqttError {
+    /// The password source or the TLS files cannot work (found at start, and at each
+    /// connection for a password file).
+    #[error("{0}")]
+    Setup(String),
+    /// The broker answered the CONNECT with a refusal.
+    #[error("broker refused the connection: {0}")]
+    Refused(String),
+    /// The connection failed or dropped.
+    #[error("{0}")]
+    Connection(String),
+    /// The client's request queue is closed: the connection is ending.
+    #[error("{0}")]
+    ClientClosed(String),
+}
+
 impl ConnectSettings {
     pub fn from_config(
         config: &MqttConfig,
         client_id: String,
         will_topic: String,
         will_payload: Vec<u8>,
-    ) -> Result<ConnectSettings, String> {
+    ) -> Result<ConnectSettings, MqttError> {
         // Fail at start for a password source that cannot work at all.
-        let password = config.password()?;
+        let password = config.password().map_err(MqttError::Setup)?;
         if config.username.is_none() && password.is_some() {
-            return Err("mqtt: a password is configured but no username".into());
+            return Err(MqttError::Setup(
+                "mqtt: a password is configured but no username".into(),
+            ));
         }
-        let tls = config.tls.as_ref().map(build_tls).transpose()?;
+        let tls = config
+            .tls
+            .as_ref()
+            .map(build_tls)
+            .transpose()
+            .map_err(MqttError::Setup)?;
         Ok(ConnectSettings {
             host: config.host.clone(),
             port: config.port,
@@ -238,16 +264,20 @@ const MAX_OUTGOING: usize = 1 << 20;
 const REQUEST_CAPACITY: usize = 512;
 
 impl ConnectSettings {
-    fn credentials(&self) -> Result<Option<(String, String)>, String> {
+    fn credentials(&self) -> Result<Option<(String, String)>, MqttError> {
         let Some(user) = &self.username else {
             return Ok(None);
         };
-        let password = self.password_source.password()?.unwrap_or_default();
+        let password = self
+            .password_source
+            .password()
+            .map_err(MqttError::Setup)?
+            .unwrap_or_default();
         Ok(Some((user.clone(), password)))
     }
 }
 
-pub fn connect(s: &ConnectSettings) -> Result<(Client, EventLoop), String> {
+pub fn connect(s: &ConnectSettings) -> Result<(Client, EventLoop), MqttError> {
     let credentials = s.credentials()?;
     let transport = |tls: &Option<Arc<rustls::ClientConfig>>| match tls {
         Some(config) => rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(
@@ -303,7 +333,7 @@ impl Client {
         payload: Vec<u8>,
         at_least_once: bool,
         retain: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), MqttError> {
         match self {
             Client::V4(c) => {
                 let qos = if at_least_once {
@@ -312,7 +342,7 @@ impl Client {
                     rumqttc::QoS::AtMostOnce
                 };
                 c.try_publish(topic, qos, retain, payload)
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| MqttError::ClientClosed(e.to_string()))
             }
             Client::V5(c) => {
                 let qos = if at_least_once {
@@ -321,19 +351,19 @@ impl Client {
                     mqtt5::mqttbytes::QoS::AtMostOnce
                 };
                 c.try_publish(topic, qos, retain, payload)
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| MqttError::ClientClosed(e.to_string()))
             }
         }
     }
 
-    pub fn subscribe(&self, filter: &str) -> Result<(), String> {
+    pub fn subscribe(&self, filter: &str) -> Result<(), MqttError> {
         match self {
             Client::V4(c) => c
                 .try_subscribe(filter, rumqttc::QoS::AtLeastOnce)
-                .map_err(|e| e.to_string()),
+                .map_err(|e| MqttError::ClientClosed(e.to_string())),
             Client::V5(c) => c
                 .try_subscribe(filter, mqtt5::mqttbytes::QoS::AtLeastOnce)
-                .map_err(|e| e.to_string()),
+                .map_err(|e| MqttError::ClientClosed(e.to_string())),
         }
     }
 
@@ -347,7 +377,7 @@ impl Client {
 
 impl EventLoop {
     /// Waits for the next event; an error ends this connection.
-    pub async fn poll(&mut self) -> Result<Polled, String> {
+    pub async fn poll(&mut self) -> Result<Polled, MqttError> {
         match self {
             EventLoop::V4(e) => {
                 use rumqttc::{Event, Outgoing, Packet};
@@ -398,7 +428,7 @@ impl EventLoop {
 }
 
 /// A broker's refusal, in words an installer can act on.
-fn refusal(code: &str) -> String {
+fn refusal(code: &str) -> MqttError {
     let hint = match code {
         "BadUserNamePassword" => {
             "bad user name or password (check mqtt.username and mqtt.password_file/password_env)"
@@ -414,16 +444,16 @@ fn refusal(code: &str) -> String {
         }
         other => other,
     };
-    format!("broker refused the connection: {hint}")
+    MqttError::Refused(hint.to_string())
 }
 
-fn describe(err: &str) -> String {
+fn describe(err: &str) -> MqttError {
     let lower = err.to_lowercase();
-    if lower.contains("tls") || lower.contains("certificate") {
+    MqttError::Connection(if lower.contains("tls") || lower.contains("certificate") {
         format!("{err} (check mqtt.tls.ca_file and the broker's certificate)")
     } else if lower.contains("connection refused") {
         format!("{err} (is the broker running and listening there?)")
     } else {
         err.to_string()
-    }
+    })
 }

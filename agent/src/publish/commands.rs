@@ -71,16 +71,32 @@ pub fn request_id(payload: &[u8]) -> Option<String> {
     }
 }
 
-/// Parses the command named by the last topic level. Errors say what is wrong, in one line.
-pub fn parse(name: &str, payload: &[u8]) -> Result<Command, String> {
+/// Why a command was refused; the text goes back in its answer on `cmd/result`, one line.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CommandError {
+    #[error("payload of {0} bytes is over the {MAX_PAYLOAD}-byte limit")]
+    TooLarge(usize),
+    #[error("payload is not UTF-8")]
+    NotUtf8,
+    /// Not JSON, or not the command's fields (serde's message, on one line).
+    #[error("{0}")]
+    BadJson(String),
+    #[error("payload must be a JSON object")]
+    NotAnObject,
+    /// A field with a value out of its bounds.
+    #[error("{0}")]
+    BadField(&'static str),
+    #[error("unknown command `{0}` (known: ping, review)")]
+    Unknown(String),
+}
+
+/// Parses the command named by the last topic level.
+pub fn parse(name: &str, payload: &[u8]) -> Result<Command, CommandError> {
     if payload.len() > MAX_PAYLOAD {
-        return Err(format!(
-            "payload of {} bytes is over the {MAX_PAYLOAD}-byte limit",
-            payload.len()
-        ));
+        return Err(CommandError::TooLarge(payload.len()));
     }
-    let text = std::str::from_utf8(payload).map_err(|_| "payload is not UTF-8".to_string())?;
-    let one_line = |e: serde_json::Error| e.to_string().replace('\n', " ");
+    let text = std::str::from_utf8(payload).map_err(|_| CommandError::NotUtf8)?;
+    let one_line = |e: serde_json::Error| CommandError::BadJson(e.to_string().replace('\n', " "));
     // An empty ping is allowed (no id to echo); anything else must be one JSON object:
     // serde would otherwise read `[]` or `["x"]` as a struct written as a sequence.
     if name == "ping" && text.trim().is_empty() {
@@ -88,7 +104,7 @@ pub fn parse(name: &str, payload: &[u8]) -> Result<Command, String> {
     }
     let value: serde_json::Value = serde_json::from_str(text).map_err(one_line)?;
     if !value.is_object() {
-        return Err("payload must be a JSON object".into());
+        return Err(CommandError::NotAnObject);
     }
     match name {
         "ping" => Ok(Command::Ping(
@@ -97,17 +113,19 @@ pub fn parse(name: &str, payload: &[u8]) -> Result<Command, String> {
         "review" => {
             let review: ReviewCommand = serde_json::from_value(value).map_err(one_line)?;
             if review.incident_id.trim().is_empty() || review.incident_id.len() > 64 {
-                return Err("incident_id must be a non-empty id".into());
+                return Err(CommandError::BadField("incident_id must be a non-empty id"));
             }
             if review.reviewer.trim().is_empty() || review.reviewer.chars().count() > 64 {
-                return Err("reviewer must be 1 to 64 characters".into());
+                return Err(CommandError::BadField(
+                    "reviewer must be 1 to 64 characters",
+                ));
             }
             if review.note.chars().count() > 2000 {
-                return Err("note is over 2000 characters".into());
+                return Err(CommandError::BadField("note is over 2000 characters"));
             }
             Ok(Command::Review(review))
         }
-        other => Err(format!("unknown command `{other}` (known: ping, review)")),
+        other => Err(CommandError::Unknown(other.to_string())),
     }
 }
 
@@ -139,7 +157,7 @@ mod tests {
 
     #[test]
     fn hostile_payloads_are_rejected_with_a_reason() {
-        let err = |name: &str, payload: &[u8]| parse(name, payload).unwrap_err();
+        let err = |name: &str, payload: &[u8]| parse(name, payload).unwrap_err().to_string();
         assert!(err("review", b"{not json").contains("key must be a string"));
         assert!(
             err(

@@ -32,6 +32,7 @@ use crate::store::suppress::Suppressions;
 use crate::store::{Handle, ReviewRequest, StoreError};
 use crate::time::format_time;
 
+pub use client::MqttError;
 use client::{ConnectSettings, Polled};
 use commands::{Command, CommandResult};
 
@@ -97,7 +98,7 @@ pub struct PublisherSettings {
 }
 
 impl PublisherSettings {
-    pub fn from_config(config: &Config, mqtt: &MqttConfig) -> Result<PublisherSettings, String> {
+    pub fn from_config(config: &Config, mqtt: &MqttConfig) -> Result<PublisherSettings, MqttError> {
         let topics = Topics::new(mqtt, &config.site.id);
         let offline = json!({
             "state": "offline",
@@ -137,7 +138,7 @@ enum SessionEnd {
     /// Shutdown requested and handled.
     Shutdown,
     /// The connection failed; reconnect.
-    Lost(String),
+    Lost(MqttError),
 }
 
 /// Runs until `shutdown` turns true. After that it keeps delivering (reconnecting if it
@@ -180,7 +181,7 @@ pub async fn run(
                 // Each distinct failure is logged once per episode; repeats (a broker that
                 // keeps refusing, an expired certificate, a connection that keeps dropping)
                 // are counted and summed up when the connection is stable again.
-                if episode.failure(&reason) {
+                if episode.failure(&reason.to_string()) {
                     if was_connected {
                         tracing::warn!(broker = %broker(&settings), "MQTT connection lost: {reason}; reconnecting");
                     } else {
@@ -282,7 +283,7 @@ struct Session<'a> {
 }
 
 impl<'a> Session<'a> {
-    fn new(settings: &'a PublisherSettings, shared: &'a Shared) -> Result<Session<'a>, String> {
+    fn new(settings: &'a PublisherSettings, shared: &'a Shared) -> Result<Session<'a>, MqttError> {
         let (client, events) = client::connect(&settings.connect)?;
         Ok(Session {
             settings,
@@ -364,7 +365,7 @@ impl<'a> Session<'a> {
         }
     }
 
-    fn handle(&mut self, event: Polled) -> Result<(), String> {
+    fn handle(&mut self, event: Polled) -> Result<(), MqttError> {
         match event {
             Polled::Connected => {
                 self.connected = true;
@@ -407,7 +408,7 @@ impl<'a> Session<'a> {
         qos1: bool,
         retain: bool,
         row: Option<i64>,
-    ) -> Result<(), String> {
+    ) -> Result<(), MqttError> {
         self.client.publish(topic, payload, qos1, retain)?;
         if qos1 {
             self.sent.push_back(row);
@@ -446,7 +447,7 @@ impl<'a> Session<'a> {
 
     /// The retained `online` status, with whether the store takes writes; sent at every
     /// connection and again whenever the store's health changes.
-    fn publish_status(&mut self) -> Result<(), String> {
+    fn publish_status(&mut self) -> Result<(), MqttError> {
         let store = self.shared.metrics.store_health.report();
         self.status_store_ok = Some(store.ok);
         let status = json!({
@@ -527,7 +528,7 @@ impl<'a> Session<'a> {
         );
     }
 
-    fn command(&mut self, topic: &str, payload: &[u8], retained: bool) -> Result<(), String> {
+    fn command(&mut self, topic: &str, payload: &[u8], retained: bool) -> Result<(), MqttError> {
         let Some(name) = topic.strip_prefix(&format!("{}/cmd/", self.settings.topics.prefix))
         else {
             return Ok(());
@@ -553,7 +554,7 @@ impl<'a> Session<'a> {
                     command: name.to_string(),
                     id: commands::request_id(payload),
                     ok: false,
-                    error: Some(reason),
+                    error: Some(reason.to_string()),
                     event_id: None,
                 }
             }
