@@ -574,20 +574,13 @@ fn inference_loop(
             continue;
         };
         let started = Instant::now();
+        let inferred = crate::pipeline::infer_slot(detector, &mut slot);
         let crate::pipeline::FrameSlot {
-            meta,
-            inputs,
-            detections,
+            meta, detections, ..
         } = &mut *slot;
-        let inferred = if meta.unchanged {
-            detections.clear();
-            Ok(())
-        } else {
-            detector.detect_regions(inputs, meta.inferred, detections)
-        };
         match inferred {
-            Ok(()) => {
-                if !meta.unchanged {
+            Ok(ran) => {
+                if ran {
                     shared
                         .metrics
                         .record_inference(started.elapsed().as_secs_f32() * 1000.0);

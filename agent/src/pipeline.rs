@@ -612,25 +612,36 @@ pub fn infer_from_queue(
 ) -> anyhow::Result<u64> {
     let mut frames = 0;
     while let Some(mut slot) = queue.next() {
-        let FrameSlot {
-            meta,
-            inputs,
-            detections,
-        } = &mut *slot;
-        let result = if meta.unchanged {
-            detections.clear();
-            sink.on_frame(meta, detections)
-        } else {
-            frames += 1;
-            detector
-                .detect_regions(inputs, meta.inferred, detections)
-                .map_err(anyhow::Error::from)
-                .and_then(|()| sink.on_frame(meta, detections))
-        };
+        let result = infer_slot(detector, &mut slot)
+            .map_err(anyhow::Error::from)
+            .and_then(|inferred| {
+                frames += u64::from(inferred);
+                sink.on_frame(&slot.meta, &slot.detections)
+            });
         queue.release(slot);
         result?;
     }
     Ok(frames)
+}
+
+/// The inference step of every loop (replay's and the daemon's workers'): the slot's moved
+/// regions through the detector into its detections; a frame the motion gate found still
+/// gets none. True when the model ran.
+pub fn infer_slot(
+    detector: &mut Detector,
+    slot: &mut FrameSlot,
+) -> Result<bool, crate::detect::DetectError> {
+    let FrameSlot {
+        meta,
+        inputs,
+        detections,
+    } = slot;
+    if meta.unchanged {
+        detections.clear();
+        return Ok(false);
+    }
+    detector.detect_regions(inputs, meta.inferred, detections)?;
+    Ok(true)
 }
 
 #[cfg(test)]
