@@ -844,6 +844,17 @@ mod tests {
         })
     }
 
+    /// Evidence rows whose files the store believes on disk.
+    fn live_rows(worker: &Worker) -> usize {
+        worker
+            .context
+            .delivery
+            .store()
+            .live_evidence()
+            .unwrap()
+            .len()
+    }
+
     /// An incident in the worker's store with rows for `files` (kind, path under the data
     /// directory), as `attach_evidence` writes them.
     fn incident_with_files(worker: &Worker, files: &[(&str, &str)]) -> String {
@@ -929,16 +940,7 @@ mod tests {
             "everything over a zero quota"
         );
         assert!(!dir.path().join("evidence/2026/12/03/a").exists());
-        assert!(
-            worker
-                .context
-                .delivery
-                .store()
-                .live_evidence()
-                .unwrap()
-                .is_empty(),
-            "their rows are marked"
-        );
+        assert_eq!(live_rows(worker), 0, "their rows are marked");
     }
 
     #[test]
@@ -957,16 +959,7 @@ mod tests {
             worker,
             &[("snapshot", "evidence/2026/12/03/a/snapshot.jpg")],
         );
-        assert_eq!(
-            worker
-                .context
-                .delivery
-                .store()
-                .live_evidence()
-                .unwrap()
-                .len(),
-            1
-        );
+        assert_eq!(live_rows(worker), 1);
         worker.sweep_orphans();
         assert!(
             incident.join("snapshot.jpg").exists(),
