@@ -800,6 +800,37 @@ impl Reconnect {
     }
 }
 
+/// Time as [`keep_open`] sees it: when an attempt starts and ends, the jitter of a wait,
+/// and the wait itself (cut short by a stop). Tests give a simulated one.
+trait ReconnectTime {
+    fn now(&self) -> Instant;
+    /// A uniform draw in 0..=1.
+    fn jitter(&self) -> f64;
+    /// Waits `wait`, or less once `stop` is set.
+    fn wait(&self, wait: Duration, stop: &AtomicBool);
+}
+
+/// The wall clock, `rand` and short sleeps (a stop is seen within 100 ms).
+struct WallTime;
+
+impl ReconnectTime for WallTime {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn jitter(&self) -> f64 {
+        use rand::Rng as _;
+        rand::rng().random()
+    }
+
+    fn wait(&self, wait: Duration, stop: &AtomicBool) {
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
 /// Runs `attempt` (open and read a stream until it ends) until `stop`, waiting between
 /// attempts as [`Reconnect`] says; each new error is logged once.
 fn keep_open(
@@ -807,14 +838,25 @@ fn keep_open(
     what: &str,
     is_file: bool,
     stop: &Arc<AtomicBool>,
-    mut attempt: impl FnMut() -> Result<(), crate::source::SourceError>,
+    attempt: impl FnMut() -> Result<(), crate::source::SourceError>,
 ) {
-    use rand::Rng as _;
+    keep_open_with(camera_id, what, is_file, stop, attempt, &WallTime);
+}
+
+/// [`keep_open`] on the given time (the seam the tests use).
+fn keep_open_with(
+    camera_id: &str,
+    what: &str,
+    is_file: bool,
+    stop: &AtomicBool,
+    mut attempt: impl FnMut() -> Result<(), crate::source::SourceError>,
+    time: &impl ReconnectTime,
+) {
     let stopped = || stop.load(Ordering::Relaxed);
     let mut reconnect = Reconnect::new(is_file);
     let mut last_error = String::new();
     while !stopped() {
-        let began = Instant::now();
+        let began = time.now();
         let result = attempt();
         match &result {
             Ok(()) => {
@@ -831,11 +873,9 @@ fn keep_open(
                 }
             }
         }
-        let wait = reconnect.wait_after(began.elapsed(), result.is_err(), rand::rng().random());
-        let deadline = Instant::now() + wait;
-        while Instant::now() < deadline && !stopped() {
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let ran_for = time.now().saturating_duration_since(began);
+        let wait = reconnect.wait_after(ran_for, result.is_err(), time.jitter());
+        time.wait(wait, stop);
     }
 }
 
@@ -943,5 +983,76 @@ mod tests {
         for _ in 0..8 {
             assert!(failed_at_once(&mut file, 1.0) <= Duration::from_millis(500));
         }
+    }
+
+    /// Simulated time: waits and attempts move it on, nothing sleeps.
+    struct SimulatedTime {
+        start: Instant,
+        elapsed: std::cell::Cell<Duration>,
+        waits: std::cell::RefCell<Vec<Duration>>,
+    }
+
+    impl SimulatedTime {
+        fn advance(&self, by: Duration) {
+            self.elapsed.set(self.elapsed.get() + by);
+        }
+    }
+
+    impl ReconnectTime for SimulatedTime {
+        fn now(&self) -> Instant {
+            self.start + self.elapsed.get()
+        }
+
+        fn jitter(&self) -> f64 {
+            1.0
+        }
+
+        fn wait(&self, wait: Duration, _stop: &AtomicBool) {
+            self.waits.borrow_mut().push(wait);
+            self.advance(wait);
+        }
+    }
+
+    #[test]
+    fn a_camera_that_keeps_failing_is_retried_with_growing_waits_until_it_stays_up() {
+        let time = SimulatedTime {
+            start: Instant::now(),
+            elapsed: Default::default(),
+            waits: Default::default(),
+        };
+        let stop = AtomicBool::new(false);
+        let unreachable = || crate::source::SourceError::Open {
+            url: "rtsp://10.0.0.2/stream1".into(),
+            reason: "Connection refused".into(),
+        };
+        let mut attempts = 0;
+        keep_open_with(
+            "lot",
+            "stream",
+            false,
+            &stop,
+            || {
+                attempts += 1;
+                match attempts {
+                    // Down for a while: four failed opens.
+                    1..=4 => Err(unreachable()),
+                    // Up for ten minutes, then the switch reboots.
+                    5 => {
+                        time.advance(Duration::from_secs(600));
+                        Err(unreachable())
+                    }
+                    6 => Err(unreachable()),
+                    _ => {
+                        stop.store(true, Ordering::Relaxed);
+                        Ok(())
+                    }
+                }
+            },
+            &time,
+        );
+        assert_eq!(attempts, 7);
+        let waits: Vec<u64> = time.waits.borrow().iter().map(|w| w.as_secs()).collect();
+        // 1, 2, 4, 8 s; after a long run a fresh outage starts again at 1 s, then 2 s.
+        assert_eq!(waits[..6], [1, 2, 4, 8, 1, 2]);
     }
 }
