@@ -13,7 +13,7 @@ use crossbeam_channel::Select;
 
 use crate::analytics::CameraAnalytics;
 use crate::config::{CameraConfig, Config, DetectorConfig};
-use crate::evidence::{EvidenceContext, EvidenceRequest, EvidenceWorker, PacketRing, Rings};
+use crate::evidence::{EvidenceRequest, EvidenceWorker, PacketRing, Rings};
 use crate::incidents::{EventState, IncidentEvent};
 use crate::metrics::{CameraMetrics, Metrics};
 use crate::model::InputSpec;
@@ -61,20 +61,6 @@ pub fn run(config_path: &std::path::Path, cameras_on: bool) -> anyhow::Result<()
             &config.base_dir(),
         )?);
     }
-    let (delivery, background) =
-        crate::services::start_delivery(&config, true, SHUTDOWN_DRAIN, Arc::clone(&metrics))?;
-    let mut delivery = delivery.context("the daemon always has a store")?;
-    let actions = Arc::new(crate::actions::Actions::from_config(&config)?);
-    let action_sender = if actions.is_empty() {
-        None
-    } else {
-        let wake = crossbeam_channel::bounded(1);
-        delivery = delivery.with_actions(Arc::clone(&actions), wake.0.clone());
-        Some(
-            crate::actions::ActionSender::start(delivery.store().clone(), actions, wake)
-                .context("starting the action sender")?,
-        )
-    };
     let wanted = |config: &Config| -> Vec<CameraConfig> {
         config
             .cameras
@@ -83,17 +69,6 @@ pub fn run(config_path: &std::path::Path, cameras_on: bool) -> anyhow::Result<()
             .cloned()
             .collect()
     };
-    // Tracks do not survive a restart, so an incident the previous run left open would never
-    // be closed, and the object still there would open a second one: close them now.
-    let watched: Vec<String> = wanted(&config).into_iter().map(|c| c.id).collect();
-    match delivery.close_left_open(&watched, config.site.timezone) {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(
-            incidents = n,
-            "closed the incidents the previous run left open"
-        ),
-        Err(e) => tracing::error!("cannot close the incidents the previous run left open: {e}"),
-    }
     let manifest = Arc::clone(
         detectors
             .first()
@@ -107,52 +82,22 @@ pub fn run(config_path: &std::path::Path, cameras_on: bool) -> anyhow::Result<()
         model: Arc::clone(&manifest),
         reload: Arc::clone(&reload),
     };
-    let web = match &config.web {
-        Some(web) => Some(crate::web::start(
-            &config,
-            web,
-            delivery.clone(),
-            Arc::clone(&metrics),
-            Some(editing),
-        )?),
-        None => None,
-    };
-    // After each local midnight, the day's statistics go out retained (missed days at start).
-    let summaries = match (&config.mqtt, delivery.topics()) {
-        (Some(mqtt), Some(topics)) => Some(
-            crate::stats::DailySummaries::start(
-                delivery.clone(),
-                crate::stats::SummarySettings {
-                    site: config.site.id.clone(),
-                    box_id: mqtt.box_id.clone(),
-                    offset: config.site.timezone,
-                    topic: topics.daily_summary(),
-                    check_every: std::time::Duration::from_secs(60),
-                },
-                Arc::new(crate::time::SystemClock),
-            )
-            .context("starting the daily summary")?,
-        ),
-        _ => None,
-    };
-    let rings: Rings = Arc::default();
-    let evidence = if config.evidence.enabled {
-        Some(EvidenceWorker::start(EvidenceContext::from_config(
-            &config,
-            Arc::clone(&rings),
-            delivery.clone(),
-        ))?)
-    } else {
-        None
-    };
+    let watched: Vec<String> = wanted(&config).into_iter().map(|c| c.id).collect();
+    let services = crate::services::Services::start(
+        &config,
+        Arc::clone(&metrics),
+        SHUTDOWN_DRAIN,
+        &watched,
+        Some(editing),
+    )?;
     let liveness = Arc::new(crate::watchdog::Liveness::new(detectors.len()));
     let shared = Shared {
         liveness: Arc::clone(&liveness),
         spec: manifest.input.clone(),
         manifest,
-        delivery,
+        delivery: services.delivery.clone(),
         metrics,
-        rings,
+        rings: Arc::clone(&services.rings),
         stop: Arc::clone(&stop),
     };
     let mut cameras = Vec::new();
@@ -173,7 +118,7 @@ pub fn run(config_path: &std::path::Path, cameras_on: bool) -> anyhow::Result<()
             &mut cameras,
             &mut detectors,
             &shared,
-            evidence.as_ref(),
+            services.evidence.as_ref(),
             &reload,
         );
         if stop.load(Ordering::Relaxed) {
@@ -195,28 +140,7 @@ pub fn run(config_path: &std::path::Path, cameras_on: bool) -> anyhow::Result<()
     for camera in cameras {
         camera.stop();
     }
-    if let Some(evidence) = evidence {
-        evidence.finish();
-    }
-    if let Some(web) = web {
-        web.stop();
-    }
-    if let Some(summaries) = summaries {
-        summaries.stop();
-    }
-    shared.delivery.flush_held_at_exit();
-    if let Some(sender) = action_sender {
-        sender.stop();
-    }
-    if let Some(background) = background {
-        let waiting = background.stop();
-        if waiting > 0 {
-            tracing::info!(
-                events = waiting,
-                "events kept in the outbox for the next start"
-            );
-        }
-    }
+    services.stop();
     Ok(())
 }
 

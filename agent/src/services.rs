@@ -1,5 +1,6 @@
 //! Wiring: what `run`, `replay` and the test helpers start (the detector, the store with
-//! its delivery and publisher, the evidence worker), in one place.
+//! its delivery and publisher, the evidence worker, and for the daemon the action sender,
+//! the web server and the daily summaries), in one place.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -100,4 +101,139 @@ pub fn start_delivery(
     let background =
         Background::start(settings, shared, drain).context("starting the publisher")?;
     Ok((Some(delivery), Some(background)))
+}
+
+/// What the daemon runs beside its cameras: started together by [`Services::start`],
+/// stopped together by [`Services::stop`] in the order their work depends on each other.
+pub struct Services {
+    /// Where incident events go (the store, and its outbox with MQTT).
+    pub delivery: Delivery,
+    /// Snapshots and clips of opened incidents, from the cameras' packet rings.
+    pub evidence: Option<crate::evidence::EvidenceWorker>,
+    /// The cameras' packet rings the evidence worker reads.
+    pub rings: crate::evidence::Rings,
+    publisher: Option<Background>,
+    actions: Option<crate::actions::ActionSender>,
+    web: Option<crate::web::WebServer>,
+    summaries: Option<crate::stats::DailySummaries>,
+}
+
+impl Services {
+    /// Opens the store, starts the publisher and the action sender, closes the incidents a
+    /// previous run left open for the `watched` cameras (before any camera can raise a new
+    /// one), then starts the web server (with the console's `editing`), the daily summaries
+    /// and the evidence worker, as `config` asks. `drain`: how long the publisher goes on
+    /// delivering at stop.
+    pub fn start(
+        config: &Config,
+        metrics: Arc<Metrics>,
+        drain: std::time::Duration,
+        watched: &[String],
+        editing: Option<crate::web::ConfigEditing>,
+    ) -> anyhow::Result<Services> {
+        let (delivery, publisher) = start_delivery(config, true, drain, Arc::clone(&metrics))?;
+        let mut delivery = delivery.context("the daemon always has a store")?;
+        let actions = Arc::new(crate::actions::Actions::from_config(config)?);
+        let actions = if actions.is_empty() {
+            None
+        } else {
+            let wake = crossbeam_channel::bounded(1);
+            delivery = delivery.with_actions(Arc::clone(&actions), wake.0.clone());
+            Some(
+                crate::actions::ActionSender::start(delivery.store().clone(), actions, wake)
+                    .context("starting the action sender")?,
+            )
+        };
+        // Tracks do not survive a restart, so an incident the previous run left open would
+        // never be closed, and the object still there would open a second one.
+        match delivery.close_left_open(watched, config.site.timezone) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                incidents = n,
+                "closed the incidents the previous run left open"
+            ),
+            Err(e) => {
+                tracing::error!("cannot close the incidents the previous run left open: {e}")
+            }
+        }
+        let web = match &config.web {
+            Some(web) => Some(crate::web::start(
+                config,
+                web,
+                delivery.clone(),
+                Arc::clone(&metrics),
+                editing,
+            )?),
+            None => None,
+        };
+        // After each local midnight, the day's statistics go out retained (missed days at
+        // start).
+        let summaries = match (&config.mqtt, delivery.topics()) {
+            (Some(mqtt), Some(topics)) => Some(
+                crate::stats::DailySummaries::start(
+                    delivery.clone(),
+                    crate::stats::SummarySettings {
+                        site: config.site.id.clone(),
+                        box_id: mqtt.box_id.clone(),
+                        offset: config.site.timezone,
+                        topic: topics.daily_summary(),
+                        check_every: std::time::Duration::from_secs(60),
+                    },
+                    Arc::new(crate::time::SystemClock),
+                )
+                .context("starting the daily summary")?,
+            ),
+            _ => None,
+        };
+        let rings: crate::evidence::Rings = Arc::default();
+        let evidence = if config.evidence.enabled {
+            Some(crate::evidence::EvidenceWorker::start(
+                crate::evidence::EvidenceContext::from_config(
+                    config,
+                    Arc::clone(&rings),
+                    delivery.clone(),
+                ),
+            )?)
+        } else {
+            None
+        };
+        Ok(Services {
+            delivery,
+            evidence,
+            rings,
+            publisher,
+            actions,
+            web,
+            summaries,
+        })
+    }
+
+    /// Stops everything, the cameras being stopped already: the evidence worker writes the
+    /// clips it can, the web server and the summaries stop, the events the store could not
+    /// take get a last try, the action sender finishes its POST, and the publisher delivers
+    /// what it can within its drain time (the rest waits in the outbox).
+    pub fn stop(self) {
+        if let Some(evidence) = self.evidence {
+            evidence.finish();
+        }
+        if let Some(web) = self.web {
+            web.stop();
+        }
+        if let Some(summaries) = self.summaries {
+            summaries.stop();
+        }
+        self.delivery.flush_held_at_exit();
+        if let Some(sender) = self.actions {
+            sender.stop();
+        }
+        if let Some(publisher) = self.publisher {
+            let waiting = publisher.stop();
+            if waiting > 0 {
+                tracing::info!(
+                    events = waiting,
+                    "events kept in the outbox for the next start"
+                );
+            }
+        }
+    }
 }
