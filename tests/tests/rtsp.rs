@@ -153,20 +153,35 @@ fn four_cameras_two_broken_the_good_ones_detect_and_raise_incidents_over_rtsp() 
                 && opened(&sub, "badauth", "camera_offline") == 1
         },
     );
-    let beat = sub.on_topic("/heartbeat").last().unwrap().json();
+    // The last five 1-second heartbeats: one beat alone reads 1.0 fps when a frame of the
+    // 2 fps detect rate lands just past its second (seen when another test's cameras share
+    // the 2 cores), so the rate is their mean.
+    let beats: Vec<Value> = sub
+        .on_topic("/heartbeat")
+        .iter()
+        .rev()
+        .take(5)
+        .map(Message::json)
+        .collect();
     let fps = |id: &str| {
-        beat["cameras"]
-            .as_array()
-            .unwrap()
+        let rates: Vec<f64> = beats
             .iter()
-            .find(|c| c["id"] == id)
-            .unwrap()["fps_out"]
-            .as_f64()
-            .unwrap()
+            .map(|beat| {
+                beat["cameras"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|c| c["id"] == id)
+                    .unwrap()["fps_out"]
+                    .as_f64()
+                    .unwrap()
+            })
+            .collect();
+        rates.iter().sum::<f64>() / rates.len() as f64
     };
     assert!(
         fps("good1") > 1.0 && fps("good2") > 1.0,
-        "good cameras run at their detect rate: {beat}"
+        "good cameras run at their detect rate beside the broken ones: {beats:?}"
     );
     assert_eq!(fps("nourl"), 0.0);
     assert_eq!(
