@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use chrono::FixedOffset;
 use serde_json::Value;
 
-use super::suppress::{Suppression, Suppressions};
+use super::suppress::Suppressions;
 use super::{
     ActionBodies, CrossingCount, CrossingDayCount, DueAction, IncidentFact, IncidentFilter,
     IncidentRow, OutboxLimits, OutboxRow, OutboxStats, ReviewRequest, StatsSource, Store,
@@ -272,10 +272,6 @@ impl Handle {
 
     pub(super) fn count_suppression_hit(&self, id: i64) -> Result<(), StoreError> {
         self.lock().count_suppression_hit(id)
-    }
-
-    pub fn active_suppressions(&self, now_us: i64) -> Result<Vec<Suppression>, StoreError> {
-        self.lock().active_suppressions(now_us)
     }
 
     // --- daily summaries ---

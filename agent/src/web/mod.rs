@@ -34,8 +34,7 @@ use crate::config::{Config, WebConfig};
 use crate::incidents::Verdict;
 use crate::metrics::{CameraMetrics, Metrics};
 use crate::publish::Delivery;
-use crate::store::suppress::Suppressions;
-use crate::store::{Handle, ReviewRequest, StoreError};
+use crate::store::{ReviewRequest, StoreError};
 use sessions::{Account, Role};
 
 const PAGE: &str = include_str!("page.html");
@@ -67,9 +66,8 @@ fn installer() -> Account {
 }
 
 pub struct WebState {
-    store: Handle,
+    /// The store (`delivery.store()`), the dismissal memory and the one review path.
     delivery: Delivery,
-    suppressions: Option<Arc<Suppressions>>,
     metrics: Arc<Metrics>,
     token: String,
     password: Option<String>,
@@ -79,8 +77,6 @@ pub struct WebState {
     evidence_dir: PathBuf,
     /// The site's id, for the statistics.
     site: String,
-    /// The store's database file, which the statistics read on their own connection.
-    database: PathBuf,
     offset: FixedOffset,
     sessions: sessions::Sessions,
     limiter: sessions::LoginLimiter,
@@ -164,10 +160,7 @@ pub fn start(
             "web: neither web.password_file/password_env nor web.token_file is set; the API is unusable"
         );
     }
-    let database = delivery.store().path().to_path_buf();
     let state = Arc::new(WebState {
-        store: delivery.store().clone(),
-        suppressions: delivery.suppressions().cloned(),
         delivery,
         metrics,
         token,
@@ -176,7 +169,6 @@ pub fn start(
         data_dir: config.storage.data_dir.clone(),
         evidence_dir: config.evidence_dir(),
         site: config.site.id.clone(),
-        database,
         offset: config.site.timezone,
         sessions: sessions::Sessions::default(),
         limiter: sessions::LoginLimiter::default(),
@@ -445,7 +437,7 @@ async fn logout(State(state): State<Arc<WebState>>, headers: HeaderMap) -> Respo
 }
 
 async fn healthz(State(state): State<Arc<WebState>>) -> Response {
-    let outbox = state.store.outbox_stats().unwrap_or_default();
+    let outbox = state.delivery.store().outbox_stats().unwrap_or_default();
     let store = state.metrics.store_health.report();
     // 503 while the database cannot write: events are only held in memory then, and a
     // monitor should see it.
@@ -516,17 +508,20 @@ async fn list_incidents(
     }
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
     let offset = q.offset.unwrap_or(0);
-    match state.store.list_incidents(&crate::store::IncidentFilter {
-        state: q.state.as_deref(),
-        kind: q.kind.as_deref(),
-        camera: q.camera.as_deref(),
-        zone: q.zone.as_deref(),
-        from_us: from,
-        to_us: to,
-        review: q.review.as_deref(),
-        limit,
-        offset,
-    }) {
+    match state
+        .delivery
+        .store()
+        .list_incidents(&crate::store::IncidentFilter {
+            state: q.state.as_deref(),
+            kind: q.kind.as_deref(),
+            camera: q.camera.as_deref(),
+            zone: q.zone.as_deref(),
+            from_us: from,
+            to_us: to,
+            review: q.review.as_deref(),
+            limit,
+            offset,
+        }) {
         Ok((total, rows)) => {
             let items: Vec<Value> = rows.iter().map(json::incident_summary).collect();
             Json(json!({ "total": total, "limit": limit, "offset": offset, "items": items }))
@@ -540,7 +535,7 @@ async fn get_incident(State(state): State<Arc<WebState>>, Path(id): Path<String>
     if !valid_id(&id) {
         return error(StatusCode::BAD_REQUEST, "not an incident id");
     }
-    let store = &state.store;
+    let store = state.delivery.store();
     match (store.incident_row(&id), store.events_of(&id)) {
         (Ok(Some(row)), Ok(events)) => {
             Json(json!({ "incident": json::incident_summary(&row), "events": events }))
@@ -615,7 +610,7 @@ async fn get_file(
         "clip.mp4" => "clip",
         _ => return error(StatusCode::NOT_FOUND, "no such file"),
     };
-    let relative = match state.store.evidence_path(&id, kind) {
+    let relative = match state.delivery.store().evidence_path(&id, kind) {
         Ok(Some(p)) => p,
         Ok(None) => {
             return error(
@@ -648,8 +643,8 @@ async fn get_file(
 async fn list_suppressions(State(state): State<Arc<WebState>>) -> Response {
     let now = chrono::Utc::now().timestamp_micros();
     let items = state
-        .suppressions
-        .as_ref()
+        .delivery
+        .suppressions()
         .map(|s| s.active(now))
         .unwrap_or_default();
     Json(json!({ "items": items })).into_response()
@@ -735,7 +730,7 @@ async fn metrics(State(state): State<Arc<WebState>>) -> Response {
         "gridwatch_inference_latency_seconds_sum {sum}\ngridwatch_inference_latency_seconds_count {count}"
     );
     {
-        let store = &state.store;
+        let store = state.delivery.store();
         let _ = writeln!(
             out,
             "# HELP gridwatch_incidents_total Incidents raised, by kind.\n# TYPE gridwatch_incidents_total counter"

@@ -42,7 +42,7 @@ fn compute(state: &WebState, params: &StatsParams) -> Result<stats::Stats, Stats
         today(state),
     )?;
     // Its own read-only connection: a month of figures never holds the writers' lock.
-    let reader = crate::store::StatsReader::open(&state.database)?;
+    let reader = crate::store::StatsReader::open(state.delivery.store().path())?;
     stats::compute(&reader, &state.site, state.offset, &query)
 }
 
