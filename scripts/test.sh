@@ -6,20 +6,24 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
+# Each step says when it starts, in seconds since this script did, so a slow CI run shows
+# which step grew.
+step() { echo "== $* (at ${SECONDS} s)"; }
+step "setup"
 GRIDWATCH_PROFILE=dev GRIDWATCH_FEATURES=tract "$root/scripts/setup.sh"
 . "$root/scripts/env.sh"
 # The aarch64 toolchain is installed and proved (a C program compiled, linked and run under
 # qemu) before the long native tests, so a machine that lacks a package fails in the first
 # minutes, not after them; the setup-checks tests use it too.
-echo "== aarch64 toolchain"
+step "aarch64 toolchain"
 "$root/cross/setup-target.sh" aarch64
 
-echo "== cargo fmt --check"
+step "cargo fmt --check"
 cargo fmt --all -- --check
-echo "== cargo clippy"
+step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -q -- -D warnings
-echo "== cargo test"
+step "cargo test"
 cargo test --workspace --locked
-echo "== aarch64: cross build, unit tests and comparison with x86_64 under qemu"
+step "aarch64: cross build, unit tests and comparison with x86_64 under qemu"
 "$root/cross/test.sh" aarch64
-echo "== all tests passed"
+step "all tests passed"

@@ -211,6 +211,25 @@ pub fn config_in(dir: &Path, scenario_name: &str, extra: &str) -> PathBuf {
     path
 }
 
+/// Camera keys for the tests of storage, delivery, review and actions, which need a
+/// scenario's incidents, not its detection: the detector sees the whole picture once per
+/// frame, where the automatic plan adds tiles (seven inferences a frame for the 768x576
+/// porch, where the bicycle and the truck are found in the whole picture anyway). The
+/// scenario suite (tests/scenarios.rs) keeps the plan and covers the tiles. Only for
+/// scenarios whose plan begins with the whole picture: a zone crop (line_cyclist) would
+/// become a different detection.
+pub const WHOLE_PICTURE: &str = "regions = \"full\"\n";
+
+/// [`config_in`] with [`WHOLE_PICTURE`] on the scenario's camera.
+pub fn config_whole_picture_in(dir: &Path, scenario_name: &str, extra: &str) -> PathBuf {
+    let path = config_in(dir, scenario_name, extra);
+    let text = std::fs::read_to_string(&path).expect("read the config");
+    // After the camera's header: `extra` may hold other `url` keys (an action's).
+    let text = text.replacen("[[cameras]]\n", &format!("[[cameras]]\n{WHOLE_PICTURE}"), 1);
+    std::fs::write(&path, text).expect("write the config");
+    path
+}
+
 /// Replays the scenario and compares its incidents with the ground truth.
 pub fn run(scenario: &Scenario, out_dir: &Path) -> Outcome {
     run_with(scenario, out_dir, "")

@@ -63,7 +63,7 @@ fn daemon(config: &Path, log: &Path) -> Killed {
 /// The elevator scenario as a live file camera, with `actions` (TOML).
 fn config(dir: &Path, actions: &str) -> PathBuf {
     let clip = scenario::clip(&scenario::load("elevator_two_wheeler"));
-    let path = scenario::config_in(
+    let path = scenario::config_whole_picture_in(
         dir,
         "elevator_two_wheeler",
         &format!("[evidence]\nenabled = false\n\n{actions}"),

@@ -348,7 +348,7 @@ const TOKEN: &str = "test-token-0123456789";
 fn the_api_needs_a_token_filters_serves_ranges_and_takes_reviews() {
     let dir = tempfile::tempdir().unwrap();
     let web = web_table(dir.path());
-    let config = scenario::config_in(dir.path(), "charging_night", &web);
+    let config = scenario::config_whole_picture_in(dir.path(), "charging_night", &web);
     replay_store(&config, "charging_night", dir.path(), None);
     let server = Server::start(&config);
     let base = &server.base;
@@ -607,7 +607,7 @@ fn the_api_needs_a_token_filters_serves_ranges_and_takes_reviews() {
 fn a_dismissed_car_is_not_reported_again() {
     let dir = tempfile::tempdir().unwrap();
     let web = web_table(dir.path());
-    let config = scenario::config_in(dir.path(), "charging_night", &web);
+    let config = scenario::config_whole_picture_in(dir.path(), "charging_night", &web);
     replay_store(&config, "charging_night", dir.path(), None);
     let id = {
         let server = Server::start(&config);
@@ -660,7 +660,7 @@ fn a_dismissed_car_is_not_reported_again() {
 #[test]
 fn retention_keeps_evidence_within_a_tiny_quota_and_incidents_stay() {
     let dir = tempfile::tempdir().unwrap();
-    let config = scenario::config_in(
+    let config = scenario::config_whole_picture_in(
         dir.path(),
         "charging_night",
         "[evidence]\nquota_bytes = 60000\n",
@@ -956,7 +956,7 @@ fn replay_into(dir: &Path, data: &Path, storage: &str, evidence: &str) -> Vec<(S
     for name in SIX_INCIDENTS {
         let scenario_dir = dir.join(name);
         std::fs::create_dir_all(&scenario_dir).unwrap();
-        let config = scenario::config_in(&scenario_dir, name, evidence);
+        let config = scenario::config_whole_picture_in(&scenario_dir, name, evidence);
         let text = std::fs::read_to_string(&config).unwrap().replace(
             "data_dir = \"data\"\n",
             &format!("data_dir = \"{}\"\n{storage}\n", data.display()),
@@ -1282,7 +1282,7 @@ fn a_reviewer_account_reviews_under_its_name_and_is_refused_cameras() {
         dir.path().join("reviewer.password").display(),
         dir.path().join("reviewer.token").display()
     );
-    let config = scenario::config_in(dir.path(), "charging_night", &web);
+    let config = scenario::config_whole_picture_in(dir.path(), "charging_night", &web);
     replay_store(&config, "charging_night", dir.path(), None);
     let server = Server::start(&config);
     let reviewer = Some("reviewer-token-0123456789");

@@ -18,7 +18,7 @@ const PREFIX: &str = "gridwatch/v1/scenario";
 fn config_with(dir: &Path, scenario_name: &str, mqtt: &str) -> PathBuf {
     // Evidence off: its `updated` events would renumber the lifecycle events, and these
     // tests compare ids with a plain replay's (evidence_web.rs covers evidence delivery).
-    scenario::config_in(
+    scenario::config_whole_picture_in(
         dir,
         scenario_name,
         &format!("[evidence]\nenabled = false\n\n{mqtt}"),
@@ -44,11 +44,12 @@ fn replay_cmd(config: &Path, scenario_name: &str, dir: &Path, drain: &str) -> Co
     cmd
 }
 
-/// The event ids a scenario produces (replays are deterministic: same ids every time).
+/// The event ids a scenario produces (replays are deterministic: same ids every time), seen
+/// as `config_with` shows it the picture.
 fn expected_events(scenario_name: &str) -> Vec<Value> {
     let dir = tempfile::tempdir().unwrap();
     let s = scenario::load(scenario_name);
-    scenario::run(&s, dir.path()).events
+    scenario::run_with(&s, dir.path(), scenario::WHOLE_PICTURE).events
 }
 
 fn incident_messages(sub: &Subscriber) -> Vec<Value> {
@@ -275,7 +276,7 @@ fn a_killed_agent_loses_nothing_after_restart() {
     broker.pause();
     let mut replay =
         spawn(replay_cmd(&config, "charging_night", dir.path(), "120s").stderr(Stdio::null()));
-    // The two events come 120 s and 180 s into the 300 s clip: about 100 s of replay on an idle
+    // The two events come 120 s and 180 s into the 300 s clip: about 10 s of replay on an idle
     // 2-core machine, several times that when the other tests of this binary replay beside it.
     // The deadline only stops a hung run; what is asserted is what the outbox holds.
     let deadline = Instant::now() + Duration::from_secs(600);
