@@ -23,10 +23,13 @@ cross_say "building the $RUST_TARGET binary"
 CARGO_TARGET_DIR="$CROSS_TARGET_DIR" cargo build --locked --target "$RUST_TARGET" \
   -p gridwatch "${FEATURE_ARGS[@]}"
 
+# Built as `cargo test --workspace` builds it (scripts/test.sh, just before): the same
+# features (dev-dependencies included), so after that nothing is rebuilt. `cargo build`
+# resolves features without the dev-dependencies and rebuilt gridwatch (minutes of CI).
 cross_say "the native build to compare with (the workspace's, with both inference backends)"
-cargo build --locked --workspace
+cargo test --locked --workspace --no-run
 cross_say "the $RUST_TARGET build against the native one, under $QEMU"
 GRIDWATCH_CROSS_TARGET="$CROSS_NAME" \
 GRIDWATCH_CROSS_BIN="$CROSS_TARGET_DIR/$RUST_TARGET/debug/gridwatch" \
-  cargo test --locked -p gridwatch-e2e --test cross_target -- --ignored --nocapture --test-threads 1
+  cargo test --locked --workspace --test cross_target -- --ignored --nocapture --test-threads 1
 cross_say "passed"

@@ -213,11 +213,10 @@ pub fn config_in(dir: &Path, scenario_name: &str, extra: &str) -> PathBuf {
 
 /// Camera keys for the tests of storage, delivery, review and actions, which need a
 /// scenario's incidents, not its detection: the detector sees the whole picture once per
-/// frame, where the automatic plan adds tiles (seven inferences a frame for the 768x576
-/// porch, where the bicycle and the truck are found in the whole picture anyway). The
-/// scenario suite (tests/scenarios.rs) keeps the plan and covers the tiles. Only for
-/// scenarios whose plan begins with the whole picture: a zone crop (line_cyclist) would
-/// become a different detection.
+/// frame, even where the automatic plan adds tiles (three inferences a frame for the
+/// elevator). The scenario suite (tests/tests/scenarios.rs) keeps the plan and covers
+/// the tiles. Only for scenarios whose plan begins with the whole picture: a zone crop
+/// (line_cyclist) would become a different detection.
 pub const WHOLE_PICTURE: &str = "regions = \"full\"\n";
 
 /// [`config_in`] with [`WHOLE_PICTURE`] on the scenario's camera.
