@@ -198,17 +198,7 @@ fn seconds_between(from: &str, to: &str) -> f64 {
 /// The scenario's config written to `dir`, with `[storage]` there and `extra` tables added
 /// before its cameras.
 pub fn config_in(dir: &Path, scenario_name: &str, extra: &str) -> PathBuf {
-    let base = std::fs::read_to_string(scenarios_dir().join(scenario_name).join("config.toml"))
-        .expect("scenario config");
-    let at = base.find("[[cameras]]").expect("the scenario has cameras");
-    let text = format!(
-        "{}[storage]\ndata_dir = \"data\"\n\n{extra}\n\n{}",
-        &base[..at],
-        &base[at..]
-    );
-    let path = dir.join("config.toml");
-    std::fs::write(&path, text).expect("write the config");
-    path
+    config_with_camera_keys_in(dir, scenario_name, extra, "")
 }
 
 /// Camera keys for the tests of storage, delivery, review and actions, which need a
@@ -221,12 +211,38 @@ pub const WHOLE_PICTURE: &str = "regions = \"full\"\n";
 
 /// [`config_in`] with [`WHOLE_PICTURE`] on the scenario's camera.
 pub fn config_whole_picture_in(dir: &Path, scenario_name: &str, extra: &str) -> PathBuf {
-    let path = config_in(dir, scenario_name, extra);
-    let text = std::fs::read_to_string(&path).expect("read the config");
-    // After the camera's header: `extra` may hold other `url` keys (an action's).
-    let text = text.replacen("[[cameras]]\n", &format!("[[cameras]]\n{WHOLE_PICTURE}"), 1);
+    config_with_camera_keys_in(dir, scenario_name, extra, WHOLE_PICTURE)
+}
+
+/// [`config_in`] with `camera_keys` (TOML) added to the scenario's camera.
+pub fn config_with_camera_keys_in(
+    dir: &Path,
+    scenario_name: &str,
+    extra: &str,
+    camera_keys: &str,
+) -> PathBuf {
+    let base = std::fs::read_to_string(scenarios_dir().join(scenario_name).join("config.toml"))
+        .expect("scenario config");
+    let base = with_camera_keys(&base, camera_keys);
+    let at = base.find("[[cameras]]").expect("the scenario has cameras");
+    let text = format!(
+        "{}[storage]\ndata_dir = \"data\"\n\n{extra}\n\n{}",
+        &base[..at],
+        &base[at..]
+    );
+    let path = dir.join("config.toml");
     std::fs::write(&path, text).expect("write the config");
     path
+}
+
+/// A scenario's config text with `camera_keys` (TOML) added to its one camera, right after
+/// the camera's header, where no other table's keys can be (an action's `url`, say).
+fn with_camera_keys(config: &str, camera_keys: &str) -> String {
+    if camera_keys.is_empty() {
+        return config.to_string();
+    }
+    let keys = camera_keys.trim_end();
+    config.replacen("[[cameras]]\n", &format!("[[cameras]]\n{keys}\n"), 1)
 }
 
 /// Replays the scenario and compares its incidents with the ground truth.
@@ -239,10 +255,9 @@ pub fn run_with(scenario: &Scenario, out_dir: &Path, camera_keys: &str) -> Outco
     let mut config = scenario.dir.join("config.toml");
     if !camera_keys.is_empty() {
         let text = std::fs::read_to_string(&config).expect("scenario config");
-        let at = text.find("\nurl = ").expect("the camera has a url") + 1;
-        let varied = format!("{}{camera_keys}\n{}", &text[..at], &text[at..]);
         config = out_dir.join(format!("{}-variant.toml", scenario.name));
-        std::fs::write(&config, varied).expect("write the variant config");
+        std::fs::write(&config, with_camera_keys(&text, camera_keys))
+            .expect("write the variant config");
     }
     run_on(scenario, out_dir, &config, &crate::gridwatch_bin())
 }

@@ -1669,23 +1669,25 @@ fn statistics_count_what_the_scenarios_raised_in_api_csv_mqtt_and_page() {
     let mut events = Vec::new();
     let mut crossings = Vec::new();
     let mut server_config = None;
-    // The crowd is detected in one pass of its picture here (its scenario test covers the
-    // tiles): the statistics need its incident, not its cost.
+    // The crowd is detected in one pass of its picture, whatever its scenario's plan: the
+    // statistics need its incident, not its cost.
     for (name, hour, camera_keys) in [
-        ("crowding", "09", "regions = \"full\"\n"),
+        ("crowding", "09", scenario::WHOLE_PICTURE),
         ("parking_positive", "13", ""),
         ("line_cyclist", "17", ""),
     ] {
         let sub = dir.path().join(name);
         std::fs::create_dir_all(&sub).unwrap();
-        let config = scenario::config_in(&sub, name, &format!("{mqtt}\n{web}"));
-        let text = std::fs::read_to_string(&config)
-            .unwrap()
-            .replace(
-                "data_dir = \"data\"",
-                &format!("data_dir = \"{}\"", data.display()),
-            )
-            .replacen("\nurl = ", &format!("\n{camera_keys}url = "), 1);
+        let config = scenario::config_with_camera_keys_in(
+            &sub,
+            name,
+            &format!("{mqtt}\n{web}"),
+            camera_keys,
+        );
+        let text = std::fs::read_to_string(&config).unwrap().replace(
+            "data_dir = \"data\"",
+            &format!("data_dir = \"{}\"", data.display()),
+        );
         std::fs::write(&config, text).unwrap();
         let start = format!("{day}T{hour}:00:00+08:00");
         replay_store(&config, name, &sub, Some(&start));

@@ -489,7 +489,7 @@ fn parking_swaying() {
 fn full_picture_misses(name: &str) {
     let s = scenario::load(name);
     let out = tempfile::tempdir().unwrap();
-    let outcome = scenario::run_with(&s, out.path(), "regions = \"full\"");
+    let outcome = scenario::run_with(&s, out.path(), scenario::WHOLE_PICTURE);
     assert!(
         outcome.observed.is_empty(),
         "{name} with regions = \"full\": {:#?}",
