@@ -275,8 +275,11 @@ fn send_loop(
             let written = match outcome {
                 Ok(()) => store.action_delivered(row.id),
                 Err(e) if row.attempts + 1 >= max => {
+                    // Logged once the row says so: whoever reads the log and then the
+                    // outbox sees the same attempts.
+                    let written = store.action_given_up(row.id, &e);
                     tracing::error!(action = %row.action_id, url = %shown, event = %row.event_id, attempts = row.attempts + 1, "action given up: {e}");
-                    store.action_given_up(row.id, &e)
+                    written
                 }
                 Err(e) => {
                     let attempts = row.attempts + 1;
