@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Tests a cross build under qemu-user on this host:
 #   1. the agent's unit tests, compiled for the target and run under qemu (cargo's runner);
-#   2. the target's gridwatch against the native build (tests/tests/cross_target.rs): the
+#   2. the target's gridwatch against the native build (tests/tests/e2e/cross_target.rs): the
 #      same detections on dog.jpg, and the same incidents on scenario replays.
 #   cross/test.sh aarch64 | armv7
 # Environment: GRIDWATCH_CROSS_SCENARIOS (comma-separated, or `all`; default camera_offline)
@@ -31,5 +31,5 @@ cargo test --locked --workspace --no-run
 cross_say "the $RUST_TARGET build against the native one, under $QEMU"
 GRIDWATCH_CROSS_TARGET="$CROSS_NAME" \
 GRIDWATCH_CROSS_BIN="$CROSS_TARGET_DIR/$RUST_TARGET/debug/gridwatch" \
-  cargo test --locked --workspace --test cross_target -- --ignored --nocapture --test-threads 1
+  cargo test --locked --workspace --test e2e cross_target:: -- --ignored --nocapture --test-threads 1
 cross_say "passed"

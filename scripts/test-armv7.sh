@@ -8,7 +8,5 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 GRIDWATCH_PROFILE=dev GRIDWATCH_FEATURES=tract "$root/scripts/setup.sh"
 . "$root/scripts/env.sh"
-# The native test build the comparison runs against.
-cargo build --workspace --locked
 "$root/cross/test.sh" armv7
 echo "== armv7 tests passed"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates cross/docker/<target>.Dockerfile from cross/targets.sh, so the cross-rs images
-# use the same setup script and settings as the Docker-free build (tests/tests/package.rs
+# use the same setup script and settings as the Docker-free build (tests/tests/e2e/package.rs
 # fails when a Dockerfile is out of step: run this after changing targets.sh).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)

@@ -204,7 +204,7 @@ pub fn config_in(dir: &Path, scenario_name: &str, extra: &str) -> PathBuf {
 /// Camera keys for the tests of storage, delivery, review and actions, which need a
 /// scenario's incidents, not its detection: the detector sees the whole picture once per
 /// frame, even where the automatic plan adds tiles (three inferences a frame for the
-/// elevator). The scenario suite (tests/tests/scenarios.rs) keeps the plan and covers
+/// elevator). The scenario suite (tests/tests/e2e/scenarios.rs) keeps the plan and covers
 /// the tiles. Only for scenarios whose plan begins with the whole picture: a zone crop
 /// (line_cyclist) would become a different detection.
 pub const WHOLE_PICTURE: &str = "regions = \"full\"\n";

@@ -267,7 +267,7 @@ fn the_examples_in_docs_events_md_validate_against_the_schema() {
         kinds.insert(event["kind"].as_str().unwrap().to_string());
     }
     let schema: serde_json::Value =
-        serde_json::from_str(include_str!("../../docs/schema/incident-v1.json")).unwrap();
+        serde_json::from_str(include_str!("../../../docs/schema/incident-v1.json")).unwrap();
     let every_kind: std::collections::BTreeSet<String> = schema["properties"]["kind"]["enum"]
         .as_array()
         .unwrap()
