@@ -497,31 +497,13 @@ fn inference_loop(
             std::thread::sleep(Duration::from_millis(20));
             continue;
         };
-        let started = Instant::now();
-        let inferred = crate::pipeline::infer_slot(detector, &mut slot);
-        let crate::pipeline::FrameSlot {
-            meta, detections, ..
-        } = &mut *slot;
-        match inferred {
-            Ok(ran) => {
-                if ran {
-                    shared
-                        .metrics
-                        .record_inference(started.elapsed().as_secs_f32() * 1000.0);
-                    camera
-                        .metrics
-                        .frames_inferred
-                        .fetch_add(1, Ordering::Relaxed);
-                    camera.metrics.count_region_inferences(meta.inferred);
-                }
-                let events: Vec<_> = camera.analytics.on_frame(meta, detections).to_vec();
-                for crossing in camera.analytics.crossings() {
-                    shared.delivery.record_crossing(&camera.config.id, crossing);
-                }
-                camera.metrics.live.set_tracks(camera.analytics.tracks());
-                deliver(&shared.delivery, evidence, &camera.zones, events);
-            }
-            Err(e) => tracing::error!(camera = %meta.camera, "inference failed: {e}"),
+        let mut sink = CameraSink {
+            camera: &mut *camera,
+            shared,
+            evidence,
+        };
+        if let Err(e) = crate::pipeline::infer_into(detector, &mut slot, &mut sink) {
+            tracing::error!(camera = %slot.meta.camera, "inference failed: {e}");
         }
         camera.consumer.release(slot);
         let dropped = camera.consumer.dropped();
@@ -532,6 +514,42 @@ fn inference_loop(
                 .fetch_add(dropped - camera.reported_drops, Ordering::Relaxed);
             camera.reported_drops = dropped;
         }
+    }
+}
+
+/// One camera of an inference worker as the shared inference step's sink: its tracks and
+/// rules, its metrics, and delivery of what they raise.
+struct CameraSink<'a> {
+    camera: &'a mut CameraRunner,
+    shared: &'a Shared,
+    evidence: Option<&'a EvidenceWorker>,
+}
+
+impl crate::pipeline::FrameSink for CameraSink<'_> {
+    fn on_inferred(&mut self, meta: &crate::frame::FrameMeta, took: Duration) {
+        self.shared
+            .metrics
+            .record_inference(took.as_secs_f32() * 1000.0);
+        let metrics = &self.camera.metrics;
+        metrics.frames_inferred.fetch_add(1, Ordering::Relaxed);
+        metrics.count_region_inferences(meta.inferred);
+    }
+
+    fn on_frame(
+        &mut self,
+        meta: &crate::frame::FrameMeta,
+        detections: &[crate::frame::Detection],
+    ) -> anyhow::Result<()> {
+        let camera = &mut *self.camera;
+        let events: Vec<_> = camera.analytics.on_frame(meta, detections).to_vec();
+        for crossing in camera.analytics.crossings() {
+            self.shared
+                .delivery
+                .record_crossing(&camera.config.id, crossing);
+        }
+        camera.metrics.live.set_tracks(camera.analytics.tracks());
+        deliver(&self.shared.delivery, self.evidence, &camera.zones, events);
+        Ok(())
     }
 }
 

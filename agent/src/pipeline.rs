@@ -598,8 +598,13 @@ pub fn decode_into_queue(
     })
 }
 
-/// Consumes detected frames; the replay output, and later tracking and rules, are sinks.
+/// Consumes detected frames: replay's output and each of the daemon's cameras (tracking,
+/// rules, delivery) are sinks.
 pub trait FrameSink {
+    /// The model ran on this frame's regions and took `took` (the daemon's inference-time
+    /// metric). Not called for a frame the motion gate found still.
+    fn on_inferred(&mut self, _meta: &FrameMeta, _took: std::time::Duration) {}
+    /// Every frame, inferred or still (a still frame has no detections).
     fn on_frame(&mut self, meta: &FrameMeta, detections: &[Detection]) -> anyhow::Result<()>;
 }
 
@@ -612,22 +617,32 @@ pub fn infer_from_queue(
 ) -> anyhow::Result<u64> {
     let mut frames = 0;
     while let Some(mut slot) = queue.next() {
-        let result = infer_slot(detector, &mut slot)
-            .map_err(anyhow::Error::from)
-            .and_then(|inferred| {
-                frames += u64::from(inferred);
-                sink.on_frame(&slot.meta, &slot.detections)
-            });
+        let result = infer_into(detector, &mut slot, sink);
         queue.release(slot);
-        result?;
+        frames += u64::from(result?);
     }
     Ok(frames)
 }
 
-/// The inference step of every loop (replay's and the daemon's workers'): the slot's moved
-/// regions through the detector into its detections; a frame the motion gate found still
-/// gets none. True when the model ran.
-pub fn infer_slot(
+/// The step of every inference loop, replay's ([`infer_from_queue`]) and the daemon's
+/// workers': one queued frame through the detector into `sink`. True when the model ran.
+pub fn infer_into(
+    detector: &mut Detector,
+    slot: &mut FrameSlot,
+    sink: &mut dyn FrameSink,
+) -> anyhow::Result<bool> {
+    let started = std::time::Instant::now();
+    let ran = infer_slot(detector, slot)?;
+    if ran {
+        sink.on_inferred(&slot.meta, started.elapsed());
+    }
+    sink.on_frame(&slot.meta, &slot.detections)?;
+    Ok(ran)
+}
+
+/// The slot's moved regions through the detector into its detections; a frame the motion
+/// gate found still gets none. True when the model ran.
+fn infer_slot(
     detector: &mut Detector,
     slot: &mut FrameSlot,
 ) -> Result<bool, crate::detect::DetectError> {
