@@ -859,28 +859,7 @@ mod tests {
     /// directory), as `attach_evidence` writes them.
     fn incident_with_files(worker: &Worker, files: &[(&str, &str)]) -> String {
         let store = worker.context.delivery.store();
-        let config = crate::config::Config::parse(
-            "[site]\nid = \"s\"\ngrid_code = \"1\"\n[[cameras]]\nid = \"cam\"\nurl = \"x\"\n",
-            Path::new("c.toml"),
-        )
-        .unwrap();
-        let mut log = crate::incidents::IncidentLog::new(&config, &config.cameras[0], &[]);
-        let mut event = log.record(&crate::rules::RuleEvent {
-            kind: crate::rules::Kind::CameraOffline,
-            zone: None,
-            key: (0, 0),
-            transition: crate::rules::Transition::Open,
-            at_us: 1_764_000_000_000_000,
-            started_at_us: 1_764_000_000_000_000,
-            ended_at_us: None,
-            objects: Vec::new(),
-            count: 0,
-            peak_count: 0,
-            confidence: 1.0,
-            confirmed: true,
-            signals: Vec::new(),
-            best_at_us: 1_764_000_000_000_000,
-        });
+        let mut event = crate::incidents::test_events::opened();
         store.record(&mut event, None).unwrap();
         let files: Vec<EvidenceFile> = files
             .iter()

@@ -9,6 +9,8 @@
 
 mod describe;
 mod event;
+#[cfg(test)]
+pub(crate) mod test_events;
 
 use std::collections::HashMap;
 

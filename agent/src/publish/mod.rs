@@ -745,7 +745,10 @@ impl Delivery {
             |camera| self.topics.as_ref().map(|t| t.incident(camera)),
             self.suppressions.as_deref(),
         )?;
+        // The `reviewed` event may trigger actions (`on = ["reviewed"]`), queued in its
+        // transaction: their sender is woken as for any stored event, not left to its poll.
         self.wake.notify_one();
+        self.wake_actions();
         Ok(reviewed)
     }
 
@@ -1023,6 +1026,28 @@ mod tests {
         assert!(episode.failure(&expired(1_764_100_000)));
         assert!(episode.connected());
         assert_eq!(episode.stable(), None, "nothing was held back");
+    }
+
+    #[test]
+    fn a_review_wakes_the_action_sender_as_a_stored_event_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Handle::open(dir.path(), crate::store::OutboxLimits::default()).unwrap();
+        let (wake, woken) = crossbeam_channel::bounded(1);
+        let delivery = Delivery::new(store, None, Arc::default(), None, Arc::default())
+            .with_actions(Arc::new(crate::actions::Actions::default()), wake);
+        let mut opened = crate::incidents::test_events::opened();
+        delivery.record(&mut opened);
+        assert!(woken.try_recv().is_ok(), "a stored event wakes the sender");
+        let request = ReviewRequest {
+            incident_id: &opened.incident_id,
+            verdict: crate::incidents::Verdict::Confirmed,
+            reviewer: "王网格员",
+            note: "",
+            at_us: 1_764_000_100_000_000,
+        };
+        let offset = FixedOffset::east_opt(8 * 3600).unwrap();
+        delivery.review(&request, offset).unwrap();
+        assert!(woken.try_recv().is_ok(), "so does a review");
     }
 
     #[test]
