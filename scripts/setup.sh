@@ -153,12 +153,21 @@ case "$profile" in
   dev) profile_dir=debug ;;
   *) echo "setup: GRIDWATCH_PROFILE must be release or dev, not $profile" >&2; exit 2 ;;
 esac
-# GRIDWATCH_FEATURES adds cargo features (the test command builds `tract`, the second
-# inference backend, which its parity tests cover).
+# GRIDWATCH_FEATURES adds gridwatch's cargo features (the test command builds `tract`, the
+# second inference backend, which its parity tests cover).
 features=()
-[ -n "${GRIDWATCH_FEATURES:-}" ] && features=(--features "$GRIDWATCH_FEATURES")
+[ -n "${GRIDWATCH_FEATURES:-}" ] && features=(--features "gridwatch/${GRIDWATCH_FEATURES//,/,gridwatch/}")
 say "building gridwatch ($profile profile${GRIDWATCH_FEATURES:+, features $GRIDWATCH_FEATURES})"
-cargo build --profile "$profile" --locked -p gridwatch "${features[@]}"
+if [ "$profile" = dev ]; then
+  # The test command's build: the binaries and every test of the workspace in one cargo
+  # run, so dependencies get the features `cargo test --workspace` resolves (dev-dependencies
+  # included) and the tests compile nothing again. `cargo build -p gridwatch` resolved them
+  # without the dev-dependencies, and `cargo test` then rebuilt 61 crates, tract among them:
+  # 10 minutes of CI on 2 cores.
+  cargo build --profile dev --locked --workspace --bins --tests "${features[@]}"
+else
+  cargo build --profile "$profile" --locked -p gridwatch "${features[@]}"
+fi
 bin="$root/target/$profile_dir/gridwatch"
 
 # --- 4. model and sample media -------------------------------------------------------------
