@@ -8,9 +8,10 @@ pub mod broker;
 pub mod rtsp;
 pub mod scenario;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// The repository root (this package lives in `<root>/tests`).
 pub fn repo_root() -> PathBuf {
@@ -208,6 +209,37 @@ pub fn ffmpeg(args: &[&str]) {
     let mut cmd = Command::new("ffmpeg");
     cmd.args(["-v", "error", "-y"]).args(args);
     run_ok(&mut cmd);
+}
+
+/// `out`, derived by `derive` (given the path to write) unless it is there already. Tests
+/// that need the same file at once wait for the one deriving it rather than encode it again
+/// (two encodes of the far-parking 1080p H.265 clip cost CI ten minutes of a core); the
+/// file appears whole, by a rename, to other test processes too.
+pub fn derive_once(out: &Path, derive: impl FnOnce(&Path)) -> PathBuf {
+    type Locks = std::sync::Mutex<HashMap<PathBuf, Arc<std::sync::Mutex<()>>>>;
+    static LOCKS: OnceLock<Locks> = OnceLock::new();
+    if out.is_file() {
+        return out.to_path_buf();
+    }
+    let lock = {
+        let mut locks = LOCKS
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(locks.entry(out.to_path_buf()).or_default())
+    };
+    let _deriving = lock
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if out.is_file() {
+        return out.to_path_buf();
+    }
+    // Named for this process, and ending as `out` does (ffmpeg picks its muxer by it).
+    let name = out.file_name().expect("a file name").to_string_lossy();
+    let partial = out.with_file_name(format!(".partial-{}-{name}", std::process::id()));
+    derive(&partial);
+    std::fs::rename(&partial, out).expect("move the derived file into place");
+    out.to_path_buf()
 }
 
 /// IoU of two `[x1, y1, x2, y2]` boxes.

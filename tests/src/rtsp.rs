@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{broker::free_port, ffmpeg, media, repo_root};
+use crate::{broker::free_port, derive_once, ffmpeg, media, repo_root};
 
 /// A clip re-encoded for RTSP (H.264 without B-frames, Matroska), `loops` times the source,
 /// cached under target/rtsp-clips.
@@ -49,37 +49,33 @@ fn encode_as(
         Codec::H265 => "hevc.mkv",
     };
     let out = dir.join(format!("{name}.{suffix}"));
-    if out.is_file() {
-        return out;
-    }
-    let partial = dir.join(format!("{name}.partial.{suffix}"));
-    let mut args: Vec<&str> = input_args.to_vec();
-    args.extend(["-i", source.to_str().unwrap(), "-an"]);
-    if let Some(filter) = filter {
-        args.extend(["-vf", filter]);
-    }
-    let partial_str = partial.to_str().unwrap();
-    match codec {
-        Codec::H264 => args.extend(["-c:v", "libx264", "-bf", "0"]),
-        Codec::H265 => args.extend([
-            "-c:v",
-            "libx265",
-            "-x265-params",
-            "bframes=0:log-level=error",
-        ]),
-    }
-    args.extend([
-        "-preset",
-        "ultrafast",
-        "-g",
-        "25",
-        "-pix_fmt",
-        "yuv420p",
-        partial_str,
-    ]);
-    ffmpeg(&args);
-    std::fs::rename(&partial, &out).unwrap();
-    out
+    derive_once(&out, |partial| {
+        let mut args: Vec<&str> = input_args.to_vec();
+        args.extend(["-i", source.to_str().unwrap(), "-an"]);
+        if let Some(filter) = filter {
+            args.extend(["-vf", filter]);
+        }
+        let partial_str = partial.to_str().unwrap();
+        match codec {
+            Codec::H264 => args.extend(["-c:v", "libx264", "-bf", "0"]),
+            Codec::H265 => args.extend([
+                "-c:v",
+                "libx265",
+                "-x265-params",
+                "bframes=0:log-level=error",
+            ]),
+        }
+        args.extend([
+            "-preset",
+            "ultrafast",
+            "-g",
+            "25",
+            "-pix_fmt",
+            "yuv420p",
+            partial_str,
+        ]);
+        ffmpeg(&args);
+    })
 }
 
 const PORCH_INPUT: [&str; 6] = ["-loop", "1", "-framerate", "5", "-t", "300"];

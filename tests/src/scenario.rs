@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::{ffmpeg, media, read_jsonl, replay_command, repo_root, run_ok};
+use crate::{derive_once, ffmpeg, media, read_jsonl, replay_command, repo_root, run_ok};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -148,38 +148,30 @@ pub fn clip(scenario: &Scenario) -> PathBuf {
     let dir = repo_root().join("target/scenario-clips");
     std::fs::create_dir_all(&dir).expect("create target/scenario-clips");
     let out = dir.join(format!("{}-{key}.mp4", scenario.name));
-    if out.is_file() {
-        return out;
-    }
-    // A name of its own per caller: tests running in parallel may derive the same clip at
-    // once, and each renames its own finished file into place.
-    let unique = format!("{}-{:?}", std::process::id(), std::thread::current().id())
-        .replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "");
-    let partial = dir.join(format!("{}-{key}.{unique}.partial.mp4", scenario.name));
-    let mut args: Vec<String> = Vec::new();
-    for input in &recipe.inputs {
-        args.extend(recipe.input_args.iter().cloned());
-        args.push("-i".into());
-        args.push(media(input).to_string_lossy().into_owned());
-    }
-    args.extend([
-        "-filter_complex".into(),
-        recipe.filter.clone(),
-        "-map".into(),
-        "[v]".into(),
-    ]);
-    args.extend(recipe.output_args.iter().cloned());
-    let codec = recipe.codec.as_deref().unwrap_or("libx264");
-    args.extend(["-an".into(), "-c:v".into(), codec.to_string()]);
-    if codec == "libx265" {
-        args.extend(["-x265-params".into(), "log-level=error".into()]);
-    }
-    args.extend(["-preset", "ultrafast", "-g", "50", "-pix_fmt", "yuv420p"].map(String::from));
-    args.push(partial.to_string_lossy().into_owned());
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    ffmpeg(&refs);
-    std::fs::rename(&partial, &out).expect("move the finished clip into place");
-    out
+    derive_once(&out, |partial| {
+        let mut args: Vec<String> = Vec::new();
+        for input in &recipe.inputs {
+            args.extend(recipe.input_args.iter().cloned());
+            args.push("-i".into());
+            args.push(media(input).to_string_lossy().into_owned());
+        }
+        args.extend([
+            "-filter_complex".into(),
+            recipe.filter.clone(),
+            "-map".into(),
+            "[v]".into(),
+        ]);
+        args.extend(recipe.output_args.iter().cloned());
+        let codec = recipe.codec.as_deref().unwrap_or("libx264");
+        args.extend(["-an".into(), "-c:v".into(), codec.to_string()]);
+        if codec == "libx265" {
+            args.extend(["-x265-params".into(), "log-level=error".into()]);
+        }
+        args.extend(["-preset", "ultrafast", "-g", "50", "-pix_fmt", "yuv420p"].map(String::from));
+        args.push(partial.to_string_lossy().into_owned());
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        ffmpeg(&refs);
+    })
 }
 
 fn hex(bytes: &[u8]) -> String {
